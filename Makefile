@@ -1,0 +1,48 @@
+# covet-pipe: `make run` serves the example app behind the pipeline; `make test` passes the tests.
+# Each target creates .venv when it is missing and (re)compiles the Cython core when it changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.covet-installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: all build run test bench bench-micro bench-e2e typecheck clean debug
+
+all: build
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel "cython>=3.1,<4"
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+debug: $(STAMP)
+	COVET_PIPE_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+
+run: build
+	$(PY) -m uvicorn examples.app:app --host $(HOST) --port $(PORT) --loop uvloop --http httptools
+
+test: build
+	$(PY) -m pytest -q
+
+typecheck: build
+	$(PY) -m mypy --strict tests/typing/examples.py
+
+bench: build
+	$(PY) benchmarks/bench_layers.py --fast -o benchmarks/results/layers.json
+	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only --benchmark-columns=min,median,ops
+
+bench-micro: build
+	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
+
+bench-e2e: build
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) benchmarks/e2e_wrk.py
+
+clean:
+	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html

@@ -1,0 +1,78 @@
+"""covet-pipe: a Cython-compiled, embeddable ASGI middleware pipeline with plugins."""
+
+from __future__ import annotations
+
+try:
+    from covet_pipe import _core
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "covet_pipe's compiled dispatch core (covet_pipe._core) is not built: install the package "
+        "with 'pip install .' (or, in a checkout, 'make build' / "
+        "'python setup.py build_ext --inplace'), which compiles it with Cython"
+    ) from exc
+
+from covet_pipe._core import (
+    CONTINUE,
+    Headers,
+    MiddlewareAction,
+    Request,
+    RequestContext,
+    Response,
+    Snapshot,
+)
+from covet_pipe.asgi import Pipeline, wrap
+from covet_pipe.config import PluginConfig
+from covet_pipe.context import PluginContext
+from covet_pipe.discovery import LoadReport
+from covet_pipe.errors import (
+    ConfigError,
+    CovetPipeError,
+    DependencyCycleError,
+    DependencyError,
+    PluginError,
+    PluginLoadError,
+    PluginNotFoundError,
+    PluginValidationError,
+    ServiceNotFoundError,
+)
+from covet_pipe.manager import ChainEntry, PluginManager
+from covet_pipe.plugin import (
+    AuthPlugin,
+    MiddlewarePlugin,
+    Plugin,
+    ProtocolPlugin,
+    StoragePlugin,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthPlugin",
+    "CONTINUE",
+    "ChainEntry",
+    "ConfigError",
+    "CovetPipeError",
+    "DependencyCycleError",
+    "DependencyError",
+    "Headers",
+    "LoadReport",
+    "MiddlewareAction",
+    "MiddlewarePlugin",
+    "Pipeline",
+    "Plugin",
+    "PluginConfig",
+    "PluginContext",
+    "PluginError",
+    "PluginLoadError",
+    "PluginManager",
+    "PluginNotFoundError",
+    "PluginValidationError",
+    "ProtocolPlugin",
+    "Request",
+    "RequestContext",
+    "Response",
+    "ServiceNotFoundError",
+    "Snapshot",
+    "StoragePlugin",
+    "wrap",
+]

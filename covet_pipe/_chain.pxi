@@ -1,0 +1,191 @@
+# Chain snapshots: entries, segments, the swappable holder, the per-request context.
+# Included by _core.pyx.
+
+cdef frozenset _EMPTY_SET = frozenset()
+cdef tuple _NO_SEGMENTS = ()
+
+
+cdef class PluginStats:
+    """Per-plugin counters, kept in C and carried across snapshots."""
+
+    def as_dict(self):
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "short_circuits": self.short_circuits,
+            "skipped_open": self.skipped_open,
+            "avg_hook_us": (self.sampled_ns / self.sampled_calls / 1000.0)
+            if self.sampled_calls else None,
+        }
+
+
+cdef class Entry:
+    """One plugin as the core runs it; built by the registry, immutable after."""
+
+    def __init__(self, plugin, *, str name, str version="0", int priority=1000,
+                 str kind="middleware", str style="hook", protocols=("http",),
+                 req_hook=None, resp_hook=None, bint req_async=False,
+                 bint resp_async=False, bint fail_open=False, bint needs_body=False,
+                 PluginStats stats=None):
+        if style not in ("hook", "call_next"):
+            raise ValueError(f"Entry style must be 'hook' or 'call_next', got {style!r}")
+        self.plugin = plugin
+        self.name = name
+        self.version = version
+        self.priority = priority
+        self.kind = kind
+        self.style = style
+        self.protocols = frozenset(protocols)
+        self.req_hook = req_hook
+        self.resp_hook = resp_hook
+        self.req_async = req_async
+        self.resp_async = resp_async
+        self.fail_open = fail_open
+        self.needs_body = needs_body
+        self.stats = stats if stats is not None else PluginStats()
+
+    @property
+    def sort_key(self):
+        return (self.priority, self.name)
+
+    def __repr__(self):
+        return f"<Entry {self.name} {self.version} priority={self.priority} style={self.style}>"
+
+
+cdef class Segment:
+    """A run of hook-style entries, optionally ended by a call_next-style one."""
+
+    @property
+    def names(self):
+        return tuple(e.name for e in self.hooks)
+
+
+cdef Segment _new_segment(list hooks, Entry wrapper):
+    cdef Segment s = Segment.__new__(Segment)
+    cdef Entry e
+    s.hooks = tuple(hooks)
+    s.count = len(hooks)
+    s.wrapper = wrapper
+    for e in hooks:
+        if e.req_hook is not None and e.req_async:
+            s.any_async_req = True
+        if e.resp_hook is not None:
+            s.any_resp = True
+            if e.resp_async:
+                s.any_async_resp = True
+        if e.needs_body:
+            s.needs_body = True
+    if wrapper is not None and wrapper.needs_body:
+        s.needs_body = True
+    return s
+
+
+cdef tuple _segments(list entries, str protocol):
+    # Invariant: hooks in (priority, name) order; a call_next entry closes a
+    # segment and wraps everything after it (the rest of the chain and the app).
+    cdef list out = []
+    cdef list cur = []
+    cdef Entry e
+    for e in entries:
+        if protocol not in e.protocols:
+            continue
+        if e.style == "call_next":
+            if protocol != "http":
+                continue    # call_next plugins wrap HTTP responses only
+            out.append(_new_segment(cur, e))
+            cur = []
+        else:
+            cur.append(e)
+    if cur or out:
+        out.append(_new_segment(cur, None))
+    return tuple(out)
+
+
+cdef class Snapshot:
+    """An immutable chain: what one request runs from its start to its end."""
+
+    def __init__(self, entries=(), long generation=0):
+        cdef list ordered = sorted(entries, key=lambda e: ((<Entry>e).priority, (<Entry>e).name))
+        seen = set()
+        for e in ordered:
+            if not isinstance(e, Entry):
+                raise TypeError(f"Snapshot entries must be Entry objects, got {type(e).__name__}")
+            if (<Entry>e).name in seen:
+                raise ValueError(f"two entries named {(<Entry>e).name!r} in one snapshot")
+            seen.add((<Entry>e).name)
+        self.entries = tuple(ordered)
+        self.generation = generation
+        self._by_protocol = {}
+        protocols = set()
+        for e in ordered:
+            protocols.update((<Entry>e).protocols)
+        for p in protocols:
+            self._by_protocol[p] = _segments(ordered, p)
+        self.http = self._by_protocol.get("http", _NO_SEGMENTS)
+        self.ws = self._by_protocol.get("websocket", _NO_SEGMENTS)
+        self.inflight = 0
+        self.on_idle = None
+
+    def segments(self, str protocol):
+        """The segments that run for *protocol* (empty: nothing runs)."""
+        return self._by_protocol.get(protocol, _NO_SEGMENTS)
+
+    def order(self, str protocol="http"):
+        """Names in request-phase order for *protocol*."""
+        return tuple(e.name for e in self.entries if protocol in (<Entry>e).protocols)
+
+    def __repr__(self):
+        return (f"<Snapshot gen={self.generation} entries={[e.name for e in self.entries]} "
+                f"inflight={self.inflight}>")
+
+
+cdef class Chain:
+    """Holds the current snapshot; a swap is one reference assignment."""
+
+    def __init__(self, services=None):
+        self.current = Snapshot()
+        self.ready = False
+        self.services = services
+
+    def swap(self, Snapshot snap):
+        """Make *snap* current and return the snapshot it replaced."""
+        old = self.current
+        self.current = snap
+        return old
+
+
+cdef class RequestContext:
+    """What a hook gets beside the request: per-request state and services."""
+
+    @property
+    def state(self):
+        """This plugin's scratch space for this request (shared by its two hooks)."""
+        if self._states is None:
+            self._states = {}
+        name = self._cur.name if self._cur is not None else ""
+        d = self._states.get(name)
+        if d is None:
+            d = self._states[name] = {}
+        return d
+
+    @property
+    def plugin_name(self):
+        return self._cur.name if self._cur is not None else None
+
+    def get_service(self, name):
+        """A service by name (a plugin's ``service``, or one the host provided)."""
+        if self._services is None:
+            raise LookupError(f"no service {name!r}: this request runs without a plugin manager")
+        return self._services.get_service(name)
+
+    def __repr__(self):
+        return f"<RequestContext {self.protocol} {self.request!r} plugin={self.plugin_name}>"
+
+
+def _make_context(Request request, str protocol="http", services=None):
+    """A RequestContext for tests and protocol plugins that build requests themselves."""
+    cdef RequestContext ctx = RequestContext.__new__(RequestContext)
+    ctx.request = request
+    ctx.protocol = protocol
+    ctx._services = services
+    return ctx

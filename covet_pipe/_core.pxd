@@ -1,0 +1,108 @@
+# The C-level contract of the dispatch core: typed fields of every cdef class,
+# for the core's own Cython modules to cimport. Python users see _core.pyi.
+
+cdef enum:
+    ACT_CONTINUE = 0
+    ACT_RESPOND = 1
+
+cdef class Headers:
+    #: list of (bytes name, bytes value) pairs, names lower-case; the ASGI form.
+    cdef list _raw
+    #: True once an edit made _raw differ from what the server/app gave us.
+    cdef bint _dirty
+    cdef list raw_list(self)
+    @staticmethod
+    cdef Headers wrap(object raw)
+    cdef void _own(self)
+
+
+cdef class Request:
+    cdef readonly dict scope
+    cdef Headers _headers
+    cdef object _body
+    #: True when a plugin changed method, path or query string.
+    cdef bint _dirty
+    cpdef dict build_scope(self)
+    cdef void _own(self)
+
+
+cdef class Response:
+    cdef public int status
+    cdef Headers _headers
+    cdef list _raw_src
+    cdef public object body
+    cdef public object media_type
+    cdef int _orig_status
+    cdef bint _changed(self)
+    cdef list asgi_headers(self)
+
+
+cdef class _Action:
+    cdef readonly int kind
+    cdef readonly Response response
+
+
+cdef class PluginStats:
+    cdef public long long calls
+    cdef public long long errors
+    cdef public long long short_circuits
+    cdef public long long skipped_open
+    cdef public long long sampled_calls
+    cdef public long long sampled_ns
+
+
+cdef class Entry:
+    cdef readonly str name
+    cdef readonly str version
+    cdef readonly int priority
+    cdef readonly str kind
+    cdef readonly str style
+    cdef readonly object plugin
+    cdef readonly frozenset protocols
+    cdef readonly PluginStats stats
+    cdef readonly object req_hook
+    cdef readonly object resp_hook
+    cdef bint req_async
+    cdef bint resp_async
+    cdef readonly bint fail_open
+    cdef readonly bint needs_body
+
+
+cdef class Segment:
+    #: hook-style entries run inline, in (priority, name) order
+    cdef tuple hooks
+    cdef Py_ssize_t count
+    cdef bint any_async_req
+    cdef bint any_resp
+    cdef bint any_async_resp
+    cdef bint needs_body
+    #: a call_next-style entry that wraps the rest of the chain, or None
+    cdef Entry wrapper
+
+
+cdef class Snapshot:
+    cdef readonly tuple entries
+    cdef readonly long generation
+    cdef dict _by_protocol
+    cdef tuple http
+    cdef tuple ws
+    cdef public long inflight
+    cdef public object on_idle
+
+
+cdef class Chain:
+    cdef public Snapshot current
+    cdef public bint ready
+    cdef public object services
+
+
+cdef class RequestContext:
+    cdef readonly Request request
+    cdef readonly str protocol
+    cdef object _services
+    cdef Entry _cur
+    cdef dict _states
+    #: the response phase unwinds the hooks of the first _ran entries
+    cdef Py_ssize_t _ran
+    #: names of fail-open plugins that failed in this request (or None)
+    cdef set _skipped

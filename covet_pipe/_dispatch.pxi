@@ -1,0 +1,444 @@
+# The request path: request hooks in order, the app, response hooks reversed.
+# Included by _core.pyx.
+
+import logging as _logging
+
+cdef object _log = _logging.getLogger("covet_pipe.plugins")
+
+cdef enum:
+    #: Hook timing is sampled: one request in (SAMPLE_MASK + 1) is timed.
+    SAMPLE_MASK = 63
+    #: A plugin that declares needs_body gets at most this many bytes (else 413).
+    MAX_BODY = 16 * 1024 * 1024
+
+cdef unsigned long long _tick = 0
+
+
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef class _Done:
+    """An awaitable that is already complete (for sends the pipeline swallows)."""
+    def __await__(self):
+        return iter(())
+
+
+cdef _Done _DONE = _Done()
+
+
+cdef bint _hook_failed(Entry e, str where, object exc):
+    # Rare path: count, log under the plugin's name, say what the client got.
+    e.stats.errors += 1
+    if e.fail_open:
+        e.stats.skipped_open += 1
+    _log.error(
+        "plugin %r %s raised in %s: %s: %s -- %s", e.name, e.version, where,
+        type(exc).__name__, exc,
+        "skipped for this request (failure_policy='open')" if e.fail_open
+        else "the client got a 500 (failure_policy='closed'); fix the plugin or set failure_policy='open'",
+        exc_info=exc)
+    return e.fail_open
+
+
+cdef Response _as_response(Entry e, object r):
+    # r is neither None nor CONTINUE.
+    if type(r) is _Action:
+        if (<_Action>r).kind == ACT_CONTINUE:
+            return None
+        return (<_Action>r).response
+    if isinstance(r, Response):
+        return <Response>r
+    raise TypeError(
+        f"process_request of plugin {e.name!r} returned {type(r).__name__} ({r!r}); "
+        "return None, MiddlewareAction.CONTINUE, MiddlewareAction.respond(...) or "
+        "MiddlewareAction.reject(...)")
+
+
+cdef inline void _skip(RequestContext ctx, Entry e):
+    if ctx._skipped is None:
+        ctx._skipped = set()
+    ctx._skipped.add(e.name)
+
+
+cdef inline bint _is_skipped(RequestContext ctx, Entry e):
+    return ctx._skipped is not None and e.name in ctx._skipped
+
+
+cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
+    """Run the request hooks of a segment whose hooks are all sync.
+
+    Returns None to go on to the app, or the Response that answers now.
+    Sets ctx._ran: the response phase unwinds exactly hooks[:ctx._ran].
+    """
+    global _tick
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef object r
+    cdef Response resp
+    cdef long long t0 = 0
+    cdef bint sample
+    _tick += 1
+    sample = (_tick & SAMPLE_MASK) == 0
+    for i in range(seg.count):
+        e = <Entry>seg.hooks[i]
+        ctx._ran = i + 1
+        if e.req_hook is None:
+            continue
+        ctx._cur = e
+        e.stats.calls += 1
+        if sample:
+            t0 = _now_ns()
+        try:
+            r = e.req_hook(req, ctx)
+            if sample:
+                e.stats.sampled_ns += _now_ns() - t0
+                e.stats.sampled_calls += 1
+            if r is None or r is _CONTINUE:
+                continue
+            resp = _as_response(e, r)
+        except Exception as exc:
+            if _hook_failed(e, "process_request", exc):
+                _skip(ctx, e)
+                continue
+            ctx._ran = i
+            return _error_response(500)
+        if resp is not None:
+            e.stats.short_circuits += 1
+            return resp
+    return None
+
+
+async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
+    """_req_phase_sync for a segment with async hooks: awaits those, calls the rest."""
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef object r
+    cdef Response resp
+    for i in range(seg.count):
+        e = <Entry>seg.hooks[i]
+        ctx._ran = i + 1
+        if e.req_hook is None:
+            continue
+        ctx._cur = e
+        e.stats.calls += 1
+        try:
+            r = e.req_hook(req, ctx)
+            if e.req_async:
+                r = await r
+            if r is None or r is _CONTINUE:
+                continue
+            resp = _as_response(e, r)
+        except Exception as exc:
+            if _hook_failed(e, "process_request", exc):
+                _skip(ctx, e)
+                continue
+            ctx._ran = i
+            return _error_response(500)
+        if resp is not None:
+            e.stats.short_circuits += 1
+            return resp
+    return None
+
+
+cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
+    """Response hooks, reversed, for the plugins that ran; an error Response or None."""
+    cdef Py_ssize_t i
+    cdef Entry e
+    for i in range(ctx._ran - 1, -1, -1):
+        e = <Entry>seg.hooks[i]
+        if e.resp_hook is None or _is_skipped(ctx, e):
+            continue
+        ctx._cur = e
+        try:
+            e.resp_hook(resp, ctx)
+        except Exception as exc:
+            if _hook_failed(e, "process_response", exc):
+                continue
+            return _error_response(500)
+    return None
+
+
+async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
+    cdef Py_ssize_t i
+    cdef Entry e
+    for i in range(ctx._ran - 1, -1, -1):
+        e = <Entry>seg.hooks[i]
+        if e.resp_hook is None or _is_skipped(ctx, e):
+            continue
+        ctx._cur = e
+        try:
+            r = e.resp_hook(resp, ctx)
+            if e.resp_async:
+                await r
+        except Exception as exc:
+            if _hook_failed(e, "process_response", exc):
+                continue
+            return _error_response(500)
+    return None
+
+
+cdef Response _response_of(dict message):
+    cdef Response resp = Response.__new__(Response)
+    if message["type"] == "websocket.accept":
+        resp.status = 101
+    else:
+        resp.status = message.get("status", 200)
+    resp._orig_status = resp.status
+    resp._raw_src = message.get("headers")
+    resp.body = None
+    return resp
+
+
+cdef dict _with_changes(dict message, Response resp):
+    message = dict(message)
+    if message["type"] != "websocket.accept":
+        message["status"] = resp.status
+    if resp._headers is not None:
+        message["headers"] = resp._headers._raw
+    return message
+
+
+async def _send_response(send, Response resp, RequestContext ctx):
+    """Send a response the pipeline made (a short-circuit or an error)."""
+    if ctx.protocol == "websocket":
+        await _deny_websocket(send, resp, ctx)
+        return
+    await send({"type": "http.response.start", "status": resp.status,
+                "headers": resp.asgi_headers()})
+    await send({"type": "http.response.body", "body": resp.body or b"", "more_body": False})
+
+
+async def _deny_websocket(send, Response resp, RequestContext ctx):
+    # Refuse the handshake with the plugin's status where the server supports
+    # it (the websocket.http.response extension), else with a close (403).
+    ext = ctx.request.scope.get("extensions") or {}
+    if "websocket.http.response" in ext:
+        await send({"type": "websocket.http.response.start", "status": resp.status,
+                    "headers": resp.asgi_headers()})
+        await send({"type": "websocket.http.response.body", "body": resp.body or b"",
+                    "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008,
+                    "reason": _reason_phrase(resp.status)})
+
+
+async def _answer(Segment seg, RequestContext ctx, Response resp, send):
+    """A request hook answered: run the response phase for those that ran, then send."""
+    cdef Response err
+    if seg.any_resp and ctx._ran:
+        if seg.any_async_resp:
+            err = await _resp_phase_async(seg, ctx, resp)
+        else:
+            err = _resp_phase_sync(seg, ctx, resp)
+        if err is not None:
+            resp = err
+    await _send_response(send, resp, ctx)
+
+
+cdef class _Send:
+    """The app's ``send``, wrapped: runs the response phase at the response start."""
+    cdef object send
+    cdef Segment seg
+    cdef RequestContext ctx
+    cdef bint started
+    cdef bint replaced
+
+    def __call__(self, message):
+        cdef Response resp, err
+        if self.started:
+            if self.replaced:
+                return _DONE       # the app's body of a response we replaced
+            return self.send(message)
+        t = message["type"]
+        if t == "http.response.start" or t == "websocket.accept":
+            self.started = True
+            if self.seg.any_async_resp:
+                return self._start_async(message)
+            resp = _response_of(message)
+            err = _resp_phase_sync(self.seg, self.ctx, resp)
+            if err is not None:
+                self.replaced = True
+                return _send_response(self.send, err, self.ctx) if t != "websocket.accept" \
+                    else self.send({"type": "websocket.close", "code": 1011})
+            if resp._changed():
+                message = _with_changes(message, resp)
+        return self.send(message)
+
+    async def _start_async(self, dict message):
+        cdef Response resp = _response_of(message)
+        cdef Response err = await _resp_phase_async(self.seg, self.ctx, resp)
+        if err is not None:
+            self.replaced = True
+            if message["type"] == "websocket.accept":
+                await self.send({"type": "websocket.close", "code": 1011})
+            else:
+                await _send_response(self.send, err, self.ctx)
+            return
+        if resp._changed():
+            message = _with_changes(message, resp)
+        await self.send(message)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _read_body(Request req, receive):
+    """Read the whole request body for plugins that need it; return a replaying receive."""
+    cdef list chunks = []
+    cdef Py_ssize_t size = 0
+    while True:
+        message = await receive()
+        t = message["type"]
+        if t == "http.disconnect":
+            raise _ClientGone()
+        if t != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    req._body = b"".join(chunks)
+    return _Replay(req._body, receive)
+
+
+cdef class _Replay:
+    """A receive that first hands the app the body a plugin already read."""
+    cdef object body
+    cdef object receive
+    cdef bint done
+
+    def __init__(self, body, receive):
+        self.body = body
+        self.receive = receive
+
+    def __call__(self):
+        if self.done:
+            return self.receive()
+        self.done = True
+        return _ready({"type": "http.request", "body": self.body, "more_body": False})
+
+
+async def _ready(value):
+    return value
+
+
+cdef class _Downstream:
+    """An ASGI app that runs the chain from segment ``si`` on (for call_next plugins)."""
+    cdef object app
+    cdef Snapshot snap
+    cdef tuple segs
+    cdef Py_ssize_t si
+    cdef str protocol
+    cdef object services
+    cdef Request req
+
+    def __call__(self, scope, receive, send):
+        cdef Segment seg = <Segment>self.segs[self.si]
+        if seg.count == 0 and seg.wrapper is None:
+            return self.app(scope, receive, send)
+        self.req.scope = scope
+        return _run(self.app, self.snap, self.segs, self.si, self.protocol,
+                    scope, receive, send, self.services, self.req)
+
+
+async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
+               dict scope, receive, send, services, Request req):
+    """One request through segment ``si`` of a snapshot, then downstream."""
+    cdef Segment seg = <Segment>segs[si]
+    cdef RequestContext ctx = RequestContext.__new__(RequestContext)
+    cdef Response resp
+    cdef _Send sw
+    cdef _Downstream down
+    if req is None:
+        req = Request.__new__(Request)
+        req.scope = scope
+    ctx.request = req
+    ctx.protocol = protocol
+    ctx._services = services
+    snap.inflight += 1
+    try:
+        if seg.needs_body and req._body is None:
+            try:
+                receive = await _read_body(req, receive)
+            except _BodyTooLarge:
+                await _send_response(send, Response.json(
+                    {"error": "Request body too large for the plugins that read it"}, 413), ctx)
+                return
+            except _ClientGone:
+                return
+        if seg.any_async_req:
+            resp = await _req_phase_async(seg, req, ctx)
+        else:
+            resp = _req_phase_sync(seg, req, ctx)
+        if resp is not None:
+            await _answer(seg, ctx, resp, send)
+            return
+        scope = req.build_scope()
+        if seg.any_resp and ctx._ran:
+            sw = _Send.__new__(_Send)
+            sw.send = send
+            sw.seg = seg
+            sw.ctx = ctx
+            send = sw
+        if seg.wrapper is None:
+            await app(scope, receive, send)
+        else:
+            down = _Downstream.__new__(_Downstream)
+            down.app = app
+            down.snap = snap
+            down.segs = segs
+            down.si = si + 1
+            down.protocol = protocol
+            down.services = services
+            down.req = req
+            from covet_pipe._callnext import run_call_next
+            await run_call_next(seg.wrapper, down, req, scope, receive, send)
+    finally:
+        snap.inflight -= 1
+        if snap.inflight == 0 and snap.on_idle is not None:
+            snap.on_idle(snap)
+
+
+cdef class PipelineCore:
+    """The compiled half of covet_pipe.Pipeline: picks the chain for a scope."""
+    cdef public object app
+    cdef public Chain chain
+
+    def call(self, scope, receive, send):
+        """ASGI 3 entry: ``await pipeline(scope, receive, send)``."""
+        cdef Chain chain = self.chain
+        cdef Snapshot snap
+        cdef tuple segs
+        t = scope["type"]
+        if t == "http":
+            if not chain.ready:
+                return self._first_request(scope, receive, send)
+            snap = chain.current
+            segs = snap.http
+            if not segs:
+                return self.app(scope, receive, send)
+            return _run(self.app, snap, segs, 0, "http", scope, receive, send,
+                        chain.services, None)
+        if t == "websocket":
+            if not chain.ready:
+                return self._first_request(scope, receive, send)
+            snap = chain.current
+            segs = snap.ws
+            if not segs:
+                return self.app(scope, receive, send)
+            return _run(self.app, snap, segs, 0, "websocket", scope, receive, send,
+                        chain.services, None)
+        if t == "lifespan":
+            return self._lifespan(scope, receive, send)
+        return self.app(scope, receive, send)

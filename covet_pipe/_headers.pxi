@@ -1,0 +1,156 @@
+# Headers: a case-insensitive multi-map over the ASGI header list.
+# Included by _core.pyx.
+
+cdef inline bytes _enc(object s):
+    if type(s) is bytes:
+        return <bytes>s
+    if type(s) is str:
+        return (<str>s).encode("latin-1")
+    if isinstance(s, (bytes, bytearray, memoryview)):
+        return bytes(s)
+    if isinstance(s, str):
+        return str(s).encode("latin-1")
+    raise TypeError(
+        f"header names and values are str or bytes, got {type(s).__name__} ({s!r})")
+
+
+cdef inline bytes _key(object name):
+    return _enc(name).lower()
+
+
+cdef class Headers:
+    """Request or response headers: a multi-map, case-insensitive, order kept.
+
+    Values come back as ``str`` (latin-1, as HTTP defines). ``raw`` is the ASGI
+    list of ``(bytes, bytes)`` pairs. Repeated headers (``Set-Cookie``) are kept
+    as separate entries: use :meth:`getall` and :meth:`add`.
+    """
+
+    def __init__(self, headers=None):
+        cdef list raw = []
+        if headers is None:
+            pass
+        elif isinstance(headers, Headers):
+            raw = list((<Headers>headers)._raw)
+        elif hasattr(headers, "items"):
+            for k, v in headers.items():
+                raw.append((_key(k), _enc(v)))
+        else:
+            for k, v in headers:
+                raw.append((_key(k), _enc(v)))
+        self._raw = raw
+        self._dirty = False
+
+    @staticmethod
+    cdef Headers wrap(object raw):
+        """Headers over an ASGI list without copying it (copy on first edit)."""
+        cdef Headers h = Headers.__new__(Headers)
+        if type(raw) is list:
+            h._raw = <list>raw
+        elif raw is None:
+            h._raw = []
+        else:
+            h._raw = list(raw)
+        h._dirty = False
+        return h
+
+    cdef list raw_list(self):
+        return self._raw
+
+    cdef void _own(self):
+        # The first edit copies the list: the server's scope stays untouched.
+        if not self._dirty:
+            self._raw = [(k, v) for k, v in self._raw]
+            self._dirty = True
+
+    @property
+    def raw(self):
+        """The ASGI form: a list of ``(name, value)`` byte pairs."""
+        return list(self._raw)
+
+    def get(self, name, default=None):
+        """The first value of header *name*, or *default*."""
+        cdef bytes key = _key(name)
+        for k, v in self._raw:
+            if k == key or k.lower() == key:
+                return (<bytes>v).decode("latin-1")
+        return default
+
+    def getall(self, name):
+        """Every value of header *name*, in order (``[]`` when absent)."""
+        cdef bytes key = _key(name)
+        return [(<bytes>v).decode("latin-1") for k, v in self._raw
+                if k == key or k.lower() == key]
+
+    def add(self, name, value):
+        """Append a header, keeping any others of the same name."""
+        self._own()
+        self._raw.append((_key(name), _enc(value)))
+
+    def set(self, name, value):
+        """Replace every header *name* with one of *value*."""
+        cdef bytes key = _key(name)
+        self._own()
+        self._raw = [(k, v) for k, v in self._raw if k.lower() != key]
+        self._raw.append((key, _enc(value)))
+
+    def setdefault(self, name, value):
+        """Set header *name* unless present; return its (first) value."""
+        cur = self.get(name)
+        if cur is None:
+            self.add(name, value)
+            return value if isinstance(value, str) else _enc(value).decode("latin-1")
+        return cur
+
+    def remove(self, name):
+        """Remove every header *name*; return how many were removed."""
+        cdef bytes key = _key(name)
+        cdef Py_ssize_t before = len(self._raw)
+        self._own()
+        self._raw = [(k, v) for k, v in self._raw if k.lower() != key]
+        return before - len(self._raw)
+
+    def __getitem__(self, name):
+        v = self.get(name)
+        if v is None:
+            raise KeyError(name)
+        return v
+
+    def __setitem__(self, name, value):
+        self.set(name, value)
+
+    def __delitem__(self, name):
+        if not self.remove(name):
+            raise KeyError(name)
+
+    def __contains__(self, name):
+        cdef bytes key = _key(name)
+        for k, v in self._raw:
+            if k == key or k.lower() == key:
+                return True
+        return False
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self._raw)
+
+    def keys(self):
+        return [(<bytes>k).decode("latin-1").lower() for k, v in self._raw]
+
+    def values(self):
+        return [(<bytes>v).decode("latin-1") for k, v in self._raw]
+
+    def items(self):
+        return [((<bytes>k).decode("latin-1").lower(), (<bytes>v).decode("latin-1"))
+                for k, v in self._raw]
+
+    def __eq__(self, other):
+        if isinstance(other, Headers):
+            return sorted((k.lower(), v) for k, v in self._raw) == \
+                sorted((k.lower(), v) for k, v in (<Headers>other)._raw)
+        return NotImplemented
+
+    def __repr__(self):
+        return f"Headers({self.items()!r})"

@@ -1,0 +1,121 @@
+"""PluginConfig: the settings of a PluginManager (seed section 6)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from covet_pipe.errors import ConfigError
+
+__all__ = ["PluginConfig", "parse_size"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30, "ti": 2**40, "tib": 2**40,
+}
+
+
+def parse_size(value: int | str | None, *, field: str = "memory_limit") -> int | None:
+    """Bytes from ``"100MB"`` (10^6), ``"100MiB"`` (2^20), or an int of bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{field}: expected a size such as '100MB', got {value!r}", field=field)
+    if isinstance(value, int):
+        if value <= 0:
+            raise ConfigError(f"{field}: expected a positive number of bytes, got {value}", field=field)
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            unit = (m.group(2) or "").lower()
+            if unit in _UNITS:
+                size = int(float(m.group(1)) * _UNITS[unit])
+                if size > 0:
+                    return size
+    raise ConfigError(
+        f"{field}: expected a size such as '100MB' (10^6 bytes) or '100MiB' (2^20 bytes), got {value!r}",
+        field=field,
+    )
+
+
+@dataclass
+class PluginConfig:
+    """Settings of a PluginManager; every field has a safe default.
+
+    ``plugin_paths`` defaults to empty so nothing is discovered by accident.
+    """
+
+    #: folders, ``.py`` files and packages searched by ``load_plugins()``; ``~`` is expanded
+    plugin_paths: list[str] = field(default_factory=list)
+    #: also load the entry points of the group ``covet_pipe.plugins``
+    entry_points: bool = True
+    #: run discovered Python plugins in sandboxed helper processes
+    sandbox_enabled: bool = False
+    #: system calls added to the sandbox's baseline allowlist
+    allowed_syscalls: list[str] = field(default_factory=list)
+    #: paths a sandboxed plugin may read
+    allowed_files: list[str] = field(default_factory=list)
+    #: paths a sandboxed plugin may write
+    writable_files: list[str] = field(default_factory=list)
+    #: ``host:port`` a sandboxed plugin may connect to
+    allowed_networks: list[str] = field(default_factory=list)
+    #: memory of a sandboxed plugin: ``"100MB"``, ``"100MiB"`` or bytes
+    memory_limit: int | str | None = None
+    #: CPU share of one core for a sandboxed plugin (0.8 = 80%)
+    cpu_limit: float | None = None
+    #: allow reloading plugins at all (``reload_plugin``)
+    hot_reload: bool = False
+    #: watch plugin files and reload on change (needs ``hot_reload``)
+    reload_on_change: bool = False
+    #: look for a missing dependency in plugin_paths and entry points and load it
+    auto_resolve_dependencies: bool = False
+    #: start members of a dependency cycle (with a warning) instead of refusing them
+    allow_circular_dependencies: bool = False
+    #: seconds a plugin's ``initialize`` may take before it is marked failed
+    initialize_timeout: float = 30.0
+    #: seconds a plugin's ``shutdown`` may take
+    shutdown_timeout: float = 10.0
+    #: seconds to wait for in-flight requests on an old chain before shutting its plugins down
+    drain_timeout: float = 30.0
+    #: per-plugin settings by plugin name, handed to ``create_plugin(config)``
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.plugin_paths, (str, os.PathLike)):
+            raise ConfigError(
+                f"plugin_paths: expected a list of paths, got the single path {self.plugin_paths!r}; "
+                f"write plugin_paths=[{str(self.plugin_paths)!r}]",
+                field="plugin_paths",
+            )
+        self.plugin_paths = [os.path.expanduser(os.fspath(p)) for p in self.plugin_paths]
+        for name in ("allowed_syscalls", "allowed_files", "writable_files", "allowed_networks"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}: expected a list of str, got {value!r}", field=name)
+            setattr(self, name, list(value))
+        self.memory_limit_bytes = parse_size(self.memory_limit)
+        if self.cpu_limit is not None:
+            if isinstance(self.cpu_limit, bool) or not isinstance(self.cpu_limit, (int, float)) \
+                    or not 0 < self.cpu_limit <= 64:
+                raise ConfigError(
+                    f"cpu_limit: expected a share of one CPU such as 0.8, got {self.cpu_limit!r}",
+                    field="cpu_limit",
+                )
+        for name in ("initialize_timeout", "shutdown_timeout", "drain_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}", field=name)
+        if self.reload_on_change and not self.hot_reload:
+            raise ConfigError(
+                "reload_on_change=True needs hot_reload=True: set both to reload plugins when their files change",
+                field="reload_on_change",
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain data (for health and logs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,291 @@
+"""Discovery: Python plugins from files, packages and entry points, with their manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import itertools
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from covet_pipe.config import PluginConfig, parse_size
+from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
+from covet_pipe.plugin import Plugin
+from covet_pipe.registry import PluginRecord, validate
+
+__all__ = ["LoadReport", "discover", "load_path", "find_plugin", "read_manifest", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "covet_pipe.plugins"
+MANIFEST = "covet-plugin.toml"
+_counter = itertools.count()
+
+_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "version": str, "priority": int, "dependencies": list, "sandbox": bool,
+    "failure_policy": str, "permissions": dict, "config": dict,
+}
+_PERMISSION_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "allowed_files": list, "writable_files": list, "allowed_networks": list,
+    "memory_limit": (str, int), "cpu_limit": (int, float), "allowed_syscalls": list,
+}
+
+
+@dataclass
+class LoadReport:
+    """What ``load_plugins()`` did: names loaded, and what failed with the reason."""
+
+    loaded: list[str] = field(default_factory=list)
+    #: path or entry point -> message saying what is wrong and what to do
+    failed: dict[str, str] = field(default_factory=dict)
+    records: list[PluginRecord] = field(default_factory=list, repr=False)
+
+
+def manifest_path(path: Path) -> Path:
+    """Where the manifest of a plugin file or package lives."""
+    if path.is_dir():
+        return path / MANIFEST
+    return path.with_name(f"{path.stem}.{MANIFEST}")
+
+
+def _check_table(table: dict[str, Any], known: dict[str, Any], where: str, mpath: Path) -> None:
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{mpath}: unknown field {where}{key!r}; known fields: {', '.join(known)}",
+                              field=f"{where}{key}", path=str(mpath))
+        want = known[key]
+        if isinstance(value, bool) and want is int or not isinstance(value, want):
+            names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
+            raise ConfigError(f"{mpath}: {where}{key}: expected `{names}`, got `{type(value).__name__}` "
+                              f"({value!r})", field=f"{where}{key}", path=str(mpath))
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a plugin file or package, checked; None when there is none.
+
+    :raises PluginLoadError: naming the file, the field, what was expected and what was found.
+    """
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        return None
+    try:
+        data = tomllib.loads(mpath.read_text(encoding="utf-8"))
+        _check_table(data, _MANIFEST_FIELDS, "", mpath)
+        _check_table(data.get("permissions", {}), _PERMISSION_FIELDS, "permissions.", mpath)
+        for key in ("dependencies",):
+            if not all(isinstance(d, str) for d in data.get(key, [])):
+                raise ConfigError(f"{mpath}: {key}: expected a list of strings such as "
+                                  "[\"jwt_handler>=1,<2\"]", field=key, path=str(mpath))
+        perms = data.get("permissions", {})
+        if "memory_limit" in perms:
+            parse_size(perms["memory_limit"], field="permissions.memory_limit")
+    except tomllib.TOMLDecodeError as exc:
+        raise PluginLoadError(f"{mpath} is not valid TOML: {exc}", path=str(mpath)) from None
+    except ConfigError as exc:
+        raise PluginLoadError(str(exc) if str(mpath) in str(exc) else f"{mpath}: {exc}",
+                              path=str(mpath)) from None
+    return data
+
+
+def _import_fresh(path: Path) -> Any:
+    """Import a plugin file or package as a new module object (never a cached one)."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    modname = f"covet_pipe_plugin_{path.stem.replace('-', '_').replace('.', '_')}_{digest}_{next(_counter)}"
+    if path.is_dir():
+        init = path / "__init__.py"
+        if not init.is_file():
+            raise PluginLoadError(f"{path} is a folder without __init__.py; a plugin package needs one",
+                                  path=str(path))
+        spec = importlib.util.spec_from_file_location(modname, init, submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise PluginLoadError(f"{path}: cannot be imported as Python", path=str(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(modname, None)
+        raise PluginLoadError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the file and "
+                              "load it again", path=str(path)) from None
+    except BaseException as exc:
+        sys.modules.pop(modname, None)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+        raise PluginLoadError(f"{path}: importing it raised {type(exc).__name__}: {exc}; fix the "
+                              "module-level code", path=str(path)) from None
+    return module
+
+
+def _plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> list[Any]:
+    create = getattr(factory_owner, "create_plugin", None)
+    if create is not None:
+        try:
+            made = create(settings)
+        except Exception as exc:
+            raise PluginLoadError(f"{where}: create_plugin(config) raised {type(exc).__name__}: {exc}",
+                                  path=where) from None
+    elif hasattr(factory_owner, "plugin"):
+        made = factory_owner.plugin
+    else:
+        raise PluginLoadError(f"{where} defines neither create_plugin(config) nor a module-level `plugin`; "
+                              "add one of them", path=where)
+    made = list(made) if isinstance(made, (list, tuple)) else [made]
+    for p in made:
+        if not isinstance(p, Plugin):
+            raise PluginLoadError(f"{where}: the factory returned {type(p).__name__}, not a covet_pipe "
+                                  "Plugin; return an instance of a Plugin subclass", path=where)
+    return made
+
+
+def _refuse_sandbox(where: str, manifest: dict[str, Any] | None, config: PluginConfig) -> None:
+    wants = (manifest or {}).get("sandbox", config.sandbox_enabled)
+    if wants:
+        raise PluginLoadError(
+            f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but this version of "
+            "covet-pipe has no sandbox yet; it was not loaded in-process. Set sandbox = false for "
+            "plugins you trust", path=where)
+
+
+def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
+    """Load the plugins of one ``.py`` file or package folder as fresh modules.
+
+    :raises PluginLoadError: naming the file and what to fix.
+    """
+    p = Path(path).expanduser()
+    where = str(p)
+    if not p.exists():
+        raise PluginLoadError(f"{where} does not exist", path=where)
+    if p.suffix == ".so":
+        raise PluginLoadError(f"{where} is a native plugin; native (.so) plugins are not available in this "
+                              "version of covet-pipe", path=where)
+    if p.is_file() and p.suffix != ".py":
+        raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
+    manifest = read_manifest(p)
+    _refuse_sandbox(where, manifest, config)
+    module = _import_fresh(p)
+    base_name = (manifest or {}).get("name")
+    settings = dict(config.plugin_settings.get(base_name or p.stem, {}))
+    settings.update((manifest or {}).get("config", {}))
+    records = []
+    for plugin in _plugins_from(module, settings, where):
+        if manifest:
+            _apply_manifest(plugin, manifest, where)
+        try:
+            record = validate(plugin, priority=(manifest or {}).get("priority"),
+                              failure_policy=(manifest or {}).get("failure_policy"),
+                              source="file", path=where, config=settings)
+        except PluginError as exc:
+            raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
+        record.module = module
+        records.append(record)
+    return records
+
+
+def _apply_manifest(plugin: Any, manifest: dict[str, Any], where: str) -> None:
+    for key in ("name", "version"):
+        if key not in manifest:
+            continue
+        have = getattr(plugin, key, None)
+        if have is None:
+            setattr(plugin, key, manifest[key])
+        elif str(have) != manifest[key]:
+            raise PluginLoadError(f"{where}: the manifest says {key} = {manifest[key]!r} but the plugin "
+                                  f"says {have!r}; make them agree or drop it from the manifest", path=where)
+    if "dependencies" in manifest:
+        plugin.dependencies = list(manifest["dependencies"])
+
+
+def _candidates(base: Path) -> list[Path]:
+    if base.is_file() or (base.is_dir() and (base / "__init__.py").is_file()):
+        return [base]
+    out = []
+    for child in sorted(base.iterdir()):
+        if child.name.startswith(("_", ".")):
+            continue
+        if child.is_file() and child.suffix in (".py", ".so"):
+            out.append(child)
+        elif child.is_dir() and (child / "__init__.py").is_file():
+            out.append(child)
+    return out
+
+
+def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | None = None) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if only is not None and ep.name != only:
+            continue
+        where = f"entry point {ep.name} = {ep.value}"
+        try:
+            _refuse_sandbox(where, None, config)
+            target = ep.load()
+        except PluginError as exc:
+            report.failed[where] = str(exc)
+            continue
+        except Exception as exc:
+            report.failed[where] = f"{where}: loading it raised {type(exc).__name__}: {exc}"
+            continue
+        settings = dict(config.plugin_settings.get(ep.name, {}))
+        try:
+            if isinstance(target, type) and issubclass(target, Plugin):
+                plugins = [target()]
+            elif isinstance(target, Plugin):
+                plugins = [target]
+            elif callable(target):
+                plugins = _plugins_from(type("ep", (), {"create_plugin": staticmethod(target)}), settings, where)
+            else:
+                raise PluginLoadError(f"{where} names {type(target).__name__}; name a create_plugin(config) "
+                                      "factory or a Plugin class", path=where)
+            for plugin in plugins:
+                report.records.append(validate(plugin, source=where, config=settings))
+        except PluginError as exc:
+            report.failed[where] = str(exc)
+        except Exception as exc:
+            report.failed[where] = f"{where}: creating the plugin raised {type(exc).__name__}: {exc}"
+
+
+def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
+    """Load every plugin in ``plugin_paths`` and the entry points; a failure never stops the rest."""
+    report = LoadReport()
+    known = {r.path for r in registry.records()} if registry is not None else set()
+    for base in config.plugin_paths:
+        root = Path(base)
+        if not root.exists():
+            report.failed[base] = (f"plugin path {base} does not exist; create it or remove it from "
+                                   "PluginConfig.plugin_paths")
+            continue
+        for cand in _candidates(root):
+            if str(cand) in known:
+                continue
+            try:
+                report.records.extend(load_path(cand, config))
+            except PluginError as exc:
+                report.failed[str(cand)] = str(exc)
+    if config.entry_points:
+        known_sources = {r.source for r in registry.records()} if registry is not None else set()
+        before = len(report.records)
+        _entry_point_records(config, report)
+        report.records[before:] = [r for r in report.records[before:] if r.source not in known_sources]
+    return report
+
+
+def find_plugin(name: str, config: PluginConfig) -> PluginRecord | None:
+    """Look for a plugin called *name* (auto_resolve_dependencies): files, then entry points."""
+    for base in config.plugin_paths:
+        root = Path(base)
+        for cand in (root / f"{name}.py", root / name):
+            if cand.exists():
+                try:
+                    for record in load_path(cand, config):
+                        if record.name == name:
+                            return record
+                except PluginError:
+                    continue
+    report = LoadReport()
+    _entry_point_records(config, report, only=name)
+    for record in report.records:
+        if record.name == name:
+            return record
+    return None

@@ -1,0 +1,75 @@
+"""The exceptions covet-pipe raises: one tree, each naming the plugin it concerns."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CovetPipeError",
+    "PluginError",
+    "PluginValidationError",
+    "DependencyError",
+    "DependencyCycleError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "ServiceNotFoundError",
+    "ConfigError",
+]
+
+
+class CovetPipeError(Exception):
+    """Base of every covet-pipe error."""
+
+
+class ConfigError(CovetPipeError, ValueError):
+    """A configuration value is wrong; the message names the field and a correct value."""
+
+    def __init__(self, message: str, *, field: str | None = None, path: str | None = None):
+        super().__init__(message)
+        #: the configuration field at fault
+        self.field = field
+        #: the file the value came from, when it came from one
+        self.path = path
+
+
+class PluginError(CovetPipeError):
+    """Something is wrong with one plugin; ``plugin_name`` and ``path`` say which."""
+
+    def __init__(self, message: str, *, plugin_name: str | None = None, path: str | None = None):
+        super().__init__(message)
+        #: the plugin concerned (None when it has no usable name)
+        self.plugin_name = plugin_name
+        #: the file it was loaded from, if any
+        self.path = path
+
+
+class PluginValidationError(PluginError, ValueError):
+    """A plugin's declaration is invalid: its name, version, priority or dependencies."""
+
+
+class DependencyError(PluginError):
+    """A dependency is missing or its version does not satisfy the constraint."""
+
+
+class DependencyCycleError(DependencyError):
+    """Plugins depend on each other in a cycle; ``cycle`` lists it, first name repeated last."""
+
+    def __init__(self, message: str, *, cycle: list[str], plugin_name: str | None = None):
+        super().__init__(message, plugin_name=plugin_name)
+        self.cycle = cycle
+
+
+class PluginLoadError(PluginError):
+    """A plugin file, package or entry point could not be loaded."""
+
+
+class PluginNotFoundError(PluginError, LookupError):
+    """No plugin by that name (or of that kind) is registered."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+class ServiceNotFoundError(PluginError, LookupError):
+    """No service by that name; the message lists those available."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,342 @@
+"""PluginManager: the seed's management facade over the registry and the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, NamedTuple
+
+from covet_pipe._core import Chain, Snapshot
+from covet_pipe.config import PluginConfig
+from covet_pipe.errors import PluginError, PluginNotFoundError
+from covet_pipe.registry import PluginRecord, Registry, make_entry, validate
+
+__all__ = ["PluginManager", "ChainEntry"]
+
+log = logging.getLogger("covet_pipe.manager")
+
+
+class ChainEntry(NamedTuple):
+    """One middleware of the current chain, read-only (``get_middleware_chain()``)."""
+
+    name: str
+    version: str
+    priority: int
+    kind: str
+    style: str
+    state: str
+
+
+class PluginManager:
+    """Registers, loads, starts, stops and inspects plugins; owns the chain snapshots.
+
+    :param config: settings; ``PluginConfig()`` when omitted.
+    """
+
+    def __init__(self, config: PluginConfig | None = None) -> None:
+        self.config = config if config is not None else PluginConfig()
+        self._registry = Registry(self.config)
+        self._chain = Chain(self._registry.services)
+        self._lock: asyncio.Lock | None = None
+        self._generation = 0
+        #: "new" until initialize_all, "running", then "closed" after shutdown_all
+        self.status = "new"
+
+    # -- registration --------------------------------------------------------
+
+    def register(self, plugin: Any, *, priority: int | None = None, failure_policy: str | None = None,
+                 config: dict[str, Any] | None = None) -> str:
+        """Register a plugin instance (in-process: the caller trusts its code) and return its name.
+
+        It starts with the next ``initialize_all()`` (or, once serving, before the next request).
+        :raises PluginValidationError: for a missing or bad name or version, a bad dependency
+            constraint, or a name already taken.
+        """
+        settings = dict(self.config.plugin_settings.get(getattr(plugin, "name", None) or "", {}))
+        settings.update(config or {})
+        record = validate(plugin, priority=priority, failure_policy=failure_policy, config=settings)
+        self._registry.add(record)
+        self._chain.ready = False
+        log.info("registered plugin %r %s (%s)", record.name, record.version, ", ".join(record.kinds))
+        return record.name
+
+    def _add_record(self, record: PluginRecord) -> None:
+        self._registry.add(record)
+        self._chain.ready = False
+
+    def provide_service(self, name: str, service: Any) -> None:
+        """Offer a host object to plugins under *name* (``ctx.get_service(name)``)."""
+        self._registry.services.provide(name, service)
+
+    async def load_plugins(self) -> Any:
+        """Discover plugins in ``plugin_paths`` and entry points and register them.
+
+        Never raises for one broken plugin: the report lists what loaded and what failed, and why.
+        """
+        from covet_pipe.discovery import discover
+        report = await asyncio.to_thread(discover, self.config, self._registry)
+        for record in report.records:
+            try:
+                self._add_record(record)
+                report.loaded.append(record.name)
+            except PluginError as exc:
+                report.failed[record.path or record.source] = str(exc)
+        for where, why in report.failed.items():
+            log.error("could not load plugin %s: %s", where, why)
+        if self.status == "running":
+            await self.initialize_all()
+        return report
+
+    async def load_plugin_from_path(self, path: str, *, sandbox: bool = False) -> list[str]:
+        """Load the plugins of one file or package and start them if the manager runs.
+
+        :raises PluginLoadError: naming the file and what to fix.
+        """
+        from covet_pipe.discovery import load_path
+        if sandbox:
+            raise PluginError(f"{path}: sandboxed plugins are not available in this version of covet-pipe; "
+                              "load it in-process (sandbox=False) only if you trust its code", path=path)
+        records = await asyncio.to_thread(load_path, path, self.config)
+        for record in records:
+            self._add_record(record)
+        if self.status == "running":
+            await self.initialize_all()
+        return [r.name for r in records]
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _get_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def initialize_all(self) -> None:
+        """Start every plugin not yet started, in dependency order; idempotent.
+
+        A plugin that fails is marked failed (with the reason in health), its dependents are
+        not started, and the rest serve.
+        """
+        async with self._get_lock():
+            await self._resolve_missing()
+            pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
+            if pending:
+                live = [r.name for r in self._registry.records() if r.state != "failed"]
+                order, failures = self._registry.plan(live)
+                for name in order:
+                    record = self._registry.get(name)
+                    if record is None or record.state not in ("registered", "stopped"):
+                        continue
+                    if name in failures:
+                        self._registry.fail(record, failures[name])
+                        continue
+                    problem = self._registry.dependency_problem(record)
+                    if problem is not None:
+                        self._registry.fail(record, problem)
+                        continue
+                    await self._registry.start(record, self)
+                for record in self._registry.records():
+                    if record.state == "initialized":
+                        record.state = "active"
+                self._rebuild()
+            self.status = "running"
+            self._chain.ready = True
+
+    async def _resolve_missing(self) -> None:
+        if not self.config.auto_resolve_dependencies:
+            return
+        from covet_pipe.discovery import find_plugin
+        for _ in range(16):  # bounded: each round may bring new dependencies
+            missing = {q.name for r in self._registry.records() if r.state == "registered"
+                       for q in r.requires if self._registry.get(q.name) is None}
+            if not missing:
+                return
+            found = False
+            for name in sorted(missing):
+                record = await asyncio.to_thread(find_plugin, name, self.config)
+                if record is not None:
+                    self._add_record(record)
+                    log.info("auto-resolved dependency %r from %s", name, record.path or record.source)
+                    found = True
+            if not found:
+                return
+
+    def _rebuild(self) -> Snapshot:
+        """Build a snapshot of the active middleware, swap it in, return the old one."""
+        entries = [make_entry(r) for r in self._registry.records()
+                   if r.state == "active" and "middleware" in r.kinds]
+        self._generation += 1
+        return self._chain.swap(Snapshot(entries, self._generation))
+
+    async def _drain(self, snap: Snapshot) -> bool:
+        """Wait (bounded by drain_timeout) until no request runs on *snap*."""
+        if snap.inflight <= 0:
+            return True
+        done = asyncio.get_running_loop().create_future()
+
+        def idle(_snap: Snapshot) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        snap.on_idle = idle
+        try:
+            await asyncio.wait_for(done, self.config.drain_timeout)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("%d request(s) still ran on chain generation %d after %s s (drain_timeout); "
+                        "shutting its plugins down anyway", snap.inflight, snap.generation,
+                        self.config.drain_timeout)
+            return False
+        finally:
+            snap.on_idle = None
+
+    async def shutdown_all(self) -> None:
+        """Stop every plugin in reverse dependency order, after in-flight requests finish."""
+        async with self._get_lock():
+            self._chain.ready = False
+            self.status = "closed"
+            running = [r for r in self._registry.records() if r.state in ("active", "initialized")]
+            for record in running:
+                record.state = "draining"
+            old = self._rebuild()
+            await self._drain(old)
+            order, _ = self._registry.plan([r.name for r in running])
+            for name in reversed(order):
+                record = self._registry.get(name)
+                if record is not None:
+                    await self._registry.stop(record)
+
+    async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]:
+        """Stop and remove a plugin; returns the names unloaded.
+
+        :raises PluginError: if others depend on it and *cascade* is False.
+        """
+        record = self._need(name)
+        dependents = self._registry.dependents(name)
+        if dependents and not cascade:
+            raise PluginError(
+                f"cannot unload {name!r}: {', '.join(dependents)} depend(s) on it; unload those first "
+                "or call unload_plugin(name, cascade=True)", plugin_name=name)
+        unloaded: list[str] = []
+        for dep in dependents:
+            if self._registry.get(dep) is not None:
+                unloaded += await self.unload_plugin(dep, cascade=True)
+        async with self._get_lock():
+            was_running = record.state in ("active", "initialized")
+            record.state = "draining"
+            old = self._rebuild()
+            await self._drain(old)
+            if was_running:
+                await self._registry.stop(record)
+            self._registry.remove(name)
+        log.info("unloaded plugin %r", name)
+        return unloaded + [name]
+
+    async def reload_plugin(self, name: str) -> None:
+        """Load a plugin's file again beside the running version, start it, swap, drain the old.
+
+        If the new version fails, the old one keeps serving and the error is raised.
+        """
+        if not self.config.hot_reload:
+            raise PluginError(f"cannot reload {name!r}: hot_reload is off; set PluginConfig(hot_reload=True)",
+                              plugin_name=name)
+        old = self._need(name)
+        if old.path is None:
+            raise PluginError(f"cannot reload {name!r}: it was registered as an instance, so there is no "
+                              "file to load it from; unload it and register the new instance",
+                              plugin_name=name)
+        from covet_pipe.discovery import load_path
+        fresh = [r for r in await asyncio.to_thread(load_path, old.path, self.config) if r.name == name]
+        if not fresh:
+            raise PluginError(f"cannot reload {name!r}: {old.path} no longer defines a plugin of that name",
+                              plugin_name=name, path=old.path)
+        new = fresh[0]
+        new.stats = old.stats
+        async with self._get_lock():
+            self._registry._records[name] = new
+            problem = self._registry.dependency_problem(new)
+            started = problem is None and await self._registry.start(new, self)
+            if not started:
+                self._registry._records[name] = old
+                raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
+                                  f"{problem or new.error}", plugin_name=name, path=old.path)
+            new.state = "active"
+            old.state = "draining"
+            snap = self._rebuild()
+            await self._drain(snap)
+            await self._registry.stop(old)
+        log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
+
+    # -- inspection ----------------------------------------------------------
+
+    def _need(self, name: str) -> PluginRecord:
+        record = self._registry.get(name)
+        if record is None:
+            names = ", ".join(r.name for r in self._registry.records()) or "none"
+            raise PluginNotFoundError(f"no plugin named {name!r}; registered: {names}", plugin_name=name)
+        return record
+
+    def get_plugin(self, name: str) -> Any:
+        """The plugin instance named *name*."""
+        return self._need(name).plugin
+
+    def _of_kind(self, name: str, kind: str, what: str) -> Any:
+        record = self._registry.get(name)
+        if record is None or kind not in record.kinds:
+            names = ", ".join(r.name for r in self._registry.records() if kind in r.kinds) or "none"
+            raise PluginNotFoundError(f"no {what} named {name!r}; registered {what}s: {names}",
+                                      plugin_name=name)
+        if record.state == "failed":
+            raise PluginError(f"{what} {name!r} failed: {record.error}", plugin_name=name)
+        return record.plugin
+
+    def get_auth_provider(self, name: str) -> Any:
+        """The AuthPlugin named *name*."""
+        return self._of_kind(name, "auth", "auth provider")
+
+    def get_storage_engine(self, name: str) -> Any:
+        """The StoragePlugin named *name*."""
+        return self._of_kind(name, "storage", "storage engine")
+
+    def get_protocol_handler(self, protocol: str) -> Any:
+        """The first ProtocolPlugin, in (priority, name) order, that speaks *protocol*."""
+        for record in self._registry.records():
+            if "protocol" in record.kinds and record.state != "failed" \
+                    and protocol in record.plugin.supported_protocols():
+                return record.plugin
+        raise PluginNotFoundError(f"no protocol plugin speaks {protocol!r}", plugin_name=None)
+
+    def get_middleware_chain(self) -> tuple[ChainEntry, ...]:
+        """The current chain's middleware in request order, read-only."""
+        out = []
+        for e in self._chain.current.entries:
+            record = self._registry.get(e.name)
+            out.append(ChainEntry(e.name, e.version, e.priority, e.kind, e.style,
+                                  record.state if record is not None else "stopped"))
+        return tuple(out)
+
+    def list_plugins(self) -> list[dict[str, Any]]:
+        """Every plugin with its version, kinds, style, state, counters and metadata."""
+        out = []
+        for record in self._registry.records():
+            info = record.describe()
+            info["stats"] = record.stats.as_dict()
+            try:
+                info["metadata"] = record.plugin.metadata()
+            except Exception as exc:
+                info["metadata"] = {"error": f"metadata() raised {type(exc).__name__}"}
+            out.append(info)
+        return out
+
+    async def get_health_status(self) -> dict[str, Any]:
+        """Overall status and, per plugin, state, error and counters."""
+        plugins = {}
+        for record in self._registry.records():
+            plugins[record.name] = {
+                "state": record.state, "version": str(record.version), "error": record.error,
+                **record.stats.as_dict(),
+            }
+        states = {p["state"] for p in plugins.values()}
+        status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
+        snap = self._chain.current
+        return {"status": status, "manager": self.status, "chain_generation": snap.generation,
+                "inflight": snap.inflight, "plugins": plugins}

@@ -1,0 +1,158 @@
+"""The plugin model: base classes every Python plugin derives from (seed section 2)."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable
+
+from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
+
+if TYPE_CHECKING:
+    from covet_pipe.context import PluginContext
+
+__all__ = [
+    "Plugin",
+    "MiddlewarePlugin",
+    "AuthPlugin",
+    "StoragePlugin",
+    "ProtocolPlugin",
+    "MiddlewareAction",
+    "plugin_kinds",
+    "middleware_style",
+]
+
+CallNext = Callable[[Request], Awaitable[Response]]
+
+
+class Plugin(ABC):
+    """Base of every plugin: a name, a version, dependencies and a lifecycle.
+
+    Class attributes satisfy the seed's properties (``name = "x"``); properties
+    work as well.
+    """
+
+    #: unique name; letters, digits, ``_``, ``-`` and ``.``
+    name: ClassVar[str] | str = None  # type: ignore[assignment]
+    #: PEP 440 version
+    version: ClassVar[str] | str = None  # type: ignore[assignment]
+    #: lower runs first; ties broken by name
+    priority: int = 1000
+    #: PEP 440 constraints such as ``"jwt_handler>=1.0,<2"``
+    dependencies: Iterable[str] = ()
+    #: ``"closed"``: a failure answers 500; ``"open"``: a failure skips this plugin
+    failure_policy: str = "closed"
+    #: the protocols whose requests this plugin sees
+    protocols: Iterable[str] = frozenset({"http"})
+
+    async def initialize(self, ctx: PluginContext) -> None:
+        """Called once, in dependency order, before the plugin serves."""
+
+    async def shutdown(self) -> None:
+        """Called once, in reverse dependency order, after the plugin stopped serving."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Descriptive data shown by ``list_plugins()``."""
+        doc = inspect.getdoc(type(self)) or ""
+        return {"description": doc.split("\n", 1)[0]}
+
+
+class MiddlewarePlugin(Plugin):
+    """A plugin on the request path.
+
+    **Hook style** (the fast path): ``process_request(request, ctx)`` returns
+    None / ``MiddlewareAction.CONTINUE`` to go on, or ``MiddlewareAction.respond``
+    / ``reject`` to answer now; ``process_response(response, ctx)`` edits the
+    response, in reverse order. Either may be ``def`` or ``async def``.
+
+    **call_next style** (the seed's): ``async def process_request(self, request,
+    call_next) -> Response``. Chosen when the second parameter is named
+    ``call_next``, or by ``style = "call_next"``.
+    """
+
+    #: ``None``: decided from process_request's signature; or ``"hook"`` / ``"call_next"``
+    style: str | None = None
+    #: True: the request body is read before this plugin runs and is in ``request.body``
+    needs_body: bool = False
+
+    def process_request(self, request: Request, ctx: RequestContext) -> Any:
+        """Request hook; the default goes on (and is skipped by the core)."""
+        return None
+
+    def process_response(self, response: Response, ctx: RequestContext) -> Any:
+        """Response hook; the default changes nothing (and is skipped by the core)."""
+        return None
+
+
+class AuthPlugin(Plugin):
+    """An authentication provider (seed section 2); a guard middleware calls it."""
+
+    @abstractmethod
+    async def authenticate(self, credentials: dict[str, Any]) -> dict[str, Any] | None:
+        """The user for these credentials, or None."""
+
+    @abstractmethod
+    async def authorize(self, user: dict[str, Any], resource: str, action: str) -> bool:
+        """Whether *user* may do *action* on *resource*."""
+
+
+class StoragePlugin(Plugin):
+    """A key-value storage engine (seed section 2)."""
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    @abstractmethod
+    async def delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool: ...
+
+
+class ProtocolPlugin(Plugin):
+    """A wire protocol for covet-pipe's own listener (interface only for now)."""
+
+    @abstractmethod
+    def supported_protocols(self) -> list[str]:
+        """Protocol names this plugin speaks, such as ``["http/1.1"]``."""
+
+    async def handle_connection(self, reader: Any, writer: Any, protocol: str) -> None:
+        """Own a whole connection (protocols that are not request/response)."""
+        raise NotImplementedError(f"{type(self).__name__} does not own whole connections")
+
+    @abstractmethod
+    async def parse_request(self, data: bytes) -> Request:
+        """Bytes from the wire into the Request the middleware chain sees."""
+
+    @abstractmethod
+    async def serialize_response(self, response: Response) -> bytes:
+        """A Response into bytes for the wire."""
+
+
+_KINDS = (
+    ("middleware", MiddlewarePlugin),
+    ("auth", AuthPlugin),
+    ("storage", StoragePlugin),
+    ("protocol", ProtocolPlugin),
+)
+
+
+def plugin_kinds(plugin: object) -> tuple[str, ...]:
+    """The kinds a plugin instance is (``("middleware", "auth")`` ...)."""
+    kinds = tuple(k for k, cls in _KINDS if isinstance(plugin, cls))
+    return kinds or ("plugin",)
+
+
+def middleware_style(plugin: MiddlewarePlugin) -> str:
+    """``"hook"`` or ``"call_next"``: explicit ``style``, else the name of the second parameter."""
+    style = getattr(plugin, "style", None)
+    if style is not None:
+        return style
+    try:
+        params = list(inspect.signature(plugin.process_request).parameters)
+    except (TypeError, ValueError):
+        return "hook"
+    return "call_next" if len(params) >= 2 and params[1] == "call_next" else "hook"

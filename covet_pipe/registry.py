@@ -1,0 +1,322 @@
+"""The registry: plugin records, validation, dependency order and lifecycle states."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from covet_pipe._core import Entry, PluginStats
+from covet_pipe._graph import start_order
+from covet_pipe.config import PluginConfig
+from covet_pipe.context import PluginContext, Services
+from covet_pipe.errors import (
+    DependencyCycleError,
+    DependencyError,
+    PluginError,
+    PluginValidationError,
+)
+from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, plugin_kinds
+
+__all__ = ["Registry", "PluginRecord", "STATES"]
+
+log = logging.getLogger("covet_pipe.registry")
+
+#: registered -> initialized -> active -> draining -> stopped, or failed
+STATES = ("registered", "initialized", "active", "draining", "stopped", "failed")
+
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+
+
+@dataclass(eq=False)
+class PluginRecord:
+    """What the registry knows of one plugin."""
+
+    plugin: Any
+    name: str
+    version: Version
+    priority: int
+    requires: list[Requirement]
+    kinds: tuple[str, ...]
+    style: str | None
+    source: str
+    failure_policy: str
+    protocols: frozenset[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    state: str = "registered"
+    error: str | None = None
+    stats: PluginStats = field(default_factory=PluginStats)
+    #: modules loaded for this plugin (hot reload drops them with it)
+    module: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": str(self.version),
+            "priority": self.priority,
+            "kinds": list(self.kinds),
+            "style": self.style,
+            "state": self.state,
+            "source": self.source,
+            "dependencies": [str(r) for r in self.requires],
+            "protocols": sorted(self.protocols),
+            "failure_policy": self.failure_policy,
+            "error": self.error,
+        }
+
+
+def _attr(plugin: Any, name: str, default: Any = None) -> Any:
+    try:
+        return getattr(plugin, name, default)
+    except Exception as exc:  # a property that raises
+        raise PluginValidationError(
+            f"plugin {type(plugin).__name__}: reading {name!r} raised {type(exc).__name__}: {exc}",
+            plugin_name=None) from exc
+
+
+def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | None = None,
+             source: str = "registered", path: str | None = None,
+             config: dict[str, Any] | None = None) -> PluginRecord:
+    """Check a plugin's declaration and make its record.
+
+    :raises PluginValidationError: naming the plugin, the field and a correct value.
+    """
+    cls = type(plugin).__name__
+    where = f" (from {path})" if path else ""
+    if not isinstance(plugin, Plugin):
+        raise PluginValidationError(
+            f"{cls}{where} is not a plugin: derive it from covet_pipe.Plugin, MiddlewarePlugin, "
+            "AuthPlugin, StoragePlugin or ProtocolPlugin", path=path)
+    name = _attr(plugin, "name")
+    if not isinstance(name, str) or not name:
+        raise PluginValidationError(
+            f"plugin class {cls}{where} has no name: set a class attribute such as "
+            f"name = \"{re.sub(r'(?<!^)(?=[A-Z])', '_', cls).lower()}\"", path=path)
+    if not _NAME.match(name):
+        raise PluginValidationError(
+            f"plugin name {name!r} of {cls}{where} is not valid: use letters, digits, '_', '-' and '.', "
+            "starting and ending with a letter or digit", plugin_name=name, path=path)
+    raw_version = _attr(plugin, "version")
+    if raw_version is None:
+        raise PluginValidationError(
+            f"plugin {name!r}{where} has no version: set version = \"1.0.0\" (PEP 440)",
+            plugin_name=name, path=path)
+    try:
+        version = Version(str(raw_version))
+    except InvalidVersion:
+        raise PluginValidationError(
+            f"plugin {name!r}{where} has version {raw_version!r}, which is not a PEP 440 version; "
+            "use a version such as \"1.2.0\"", plugin_name=name, path=path) from None
+    prio = _attr(plugin, "priority", 1000) if priority is None else priority
+    if isinstance(prio, bool) or not isinstance(prio, int):
+        raise PluginValidationError(
+            f"plugin {name!r}{where}: priority must be an int (lower runs first), got {prio!r}",
+            plugin_name=name, path=path)
+    deps = _attr(plugin, "dependencies", ()) or ()
+    if isinstance(deps, str):
+        raise PluginValidationError(
+            f"plugin {name!r}{where}: dependencies must be a list of strings, got the string {deps!r}; "
+            f"write dependencies = [{deps!r}]", plugin_name=name, path=path)
+    requires = []
+    for spec in deps:
+        try:
+            req = Requirement(spec)
+        except (InvalidRequirement, TypeError):
+            raise PluginValidationError(
+                f"plugin {name!r}{where}: dependency {spec!r} is not a valid constraint; write it like "
+                "\"jwt_handler>=1.0,<2\" (a plugin name and PEP 440 specifiers)",
+                plugin_name=name, path=path) from None
+        if req.name == name:
+            raise PluginValidationError(f"plugin {name!r}{where} depends on itself",
+                                        plugin_name=name, path=path)
+        requires.append(req)
+    policy = failure_policy or _attr(plugin, "failure_policy", "closed")
+    if policy not in ("closed", "open"):
+        raise PluginValidationError(
+            f"plugin {name!r}{where}: failure_policy must be 'closed' (answer 500) or 'open' "
+            f"(skip the plugin), got {policy!r}", plugin_name=name, path=path)
+    protocols = _attr(plugin, "protocols", ("http",))
+    if isinstance(protocols, str):
+        protocols = (protocols,)
+    style = None
+    if isinstance(plugin, MiddlewarePlugin):
+        style = middleware_style(plugin)
+        if style not in ("hook", "call_next"):
+            raise PluginValidationError(
+                f"plugin {name!r}{where}: style must be 'hook' or 'call_next', got {style!r}",
+                plugin_name=name, path=path)
+        if style == "call_next" and not inspect.iscoroutinefunction(plugin.process_request):
+            raise PluginValidationError(
+                f"plugin {name!r}{where} uses the call_next style, so process_request must be "
+                "'async def process_request(self, request, call_next)'", plugin_name=name, path=path)
+    return PluginRecord(
+        plugin=plugin, name=name, version=version, priority=prio, requires=requires,
+        kinds=plugin_kinds(plugin), style=style, source=source, failure_policy=policy,
+        protocols=frozenset(protocols), config=dict(config or {}), path=path,
+    )
+
+
+def _hook(plugin: Any, name: str) -> Any:
+    """The bound hook if the plugin's class overrides it, else None (the core skips it)."""
+    if getattr(type(plugin), name, None) is getattr(MiddlewarePlugin, name):
+        return None
+    return getattr(plugin, name)
+
+
+def make_entry(record: PluginRecord) -> Entry:
+    """The core's view of a middleware plugin."""
+    plugin = record.plugin
+    req = _hook(plugin, "process_request")
+    resp = _hook(plugin, "process_response")
+    if record.style == "call_next":
+        req = plugin.process_request
+    return Entry(
+        plugin, name=record.name, version=str(record.version), priority=record.priority,
+        kind="middleware", style=record.style or "hook", protocols=record.protocols,
+        req_hook=req, resp_hook=resp,
+        req_async=req is not None and inspect.iscoroutinefunction(req),
+        resp_async=resp is not None and inspect.iscoroutinefunction(resp),
+        fail_open=record.failure_policy == "open",
+        needs_body=bool(getattr(plugin, "needs_body", False)), stats=record.stats,
+    )
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Registry:
+    """Plugins by name, their dependency order, and their lifecycle."""
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+        self._records: dict[str, PluginRecord] = {}
+        self.services = Services(self)
+
+    # -- records -------------------------------------------------------------
+
+    def get(self, name: str) -> PluginRecord | None:
+        return self._records.get(name)
+
+    def records(self) -> list[PluginRecord]:
+        """Every record, in (priority, name) order."""
+        return sorted(self._records.values(), key=lambda r: (r.priority, r.name))
+
+    def add(self, record: PluginRecord) -> None:
+        """Add a validated record.
+
+        :raises PluginValidationError: if the name is taken.
+        """
+        old = self._records.get(record.name)
+        if old is not None and old.state not in ("stopped",):
+            where = f" ({old.path})" if old.path else f" ({old.source})"
+            new_where = f" from {record.path}" if record.path else ""
+            raise PluginValidationError(
+                f"a plugin named {record.name!r} is already registered{where}; plugin names are unique: "
+                f"rename {type(record.plugin).__name__}{new_where} or unload the other first",
+                plugin_name=record.name, path=record.path)
+        self._records[record.name] = record
+
+    def remove(self, name: str) -> PluginRecord | None:
+        return self._records.pop(name, None)
+
+    def dependents(self, name: str) -> list[str]:
+        """Names of plugins that declare a dependency on *name*."""
+        return sorted(r.name for r in self._records.values()
+                      if r.state != "stopped" and any(q.name == name for q in r.requires))
+
+    # -- dependency checks ---------------------------------------------------
+
+    def dependency_problem(self, record: PluginRecord) -> str | None:
+        """Why *record* cannot start because of a dependency, or None."""
+        for req in record.requires:
+            dep = self._records.get(req.name)
+            if dep is None or dep.state == "stopped":
+                available = ", ".join(
+                    f"{r.name} {r.version}" for r in self.records() if r.state != "stopped") or "none"
+                hint = ("" if self.config.auto_resolve_dependencies else
+                        " or set auto_resolve_dependencies=True to look for it in plugin_paths and entry points")
+                return (f"plugin {record.name!r} needs {str(req)!r}, which is not registered "
+                        f"(registered: {available}); register {req.name!r}{hint}")
+            if req.specifier and not req.specifier.contains(dep.version, prereleases=True):
+                return (f"plugin {record.name!r} needs {str(req)!r}, but {dep.name} {dep.version} is "
+                        f"registered; install a {dep.name} that satisfies {str(req.specifier)!r} or relax "
+                        f"the constraint in {record.name}'s dependencies")
+            if dep.state == "failed":
+                return (f"plugin {record.name!r} was not started: its dependency {dep.name!r} failed "
+                        f"({dep.error})")
+        return None
+
+    def plan(self, names: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+        """Start order for *names* (and the failures found while planning).
+
+        :returns: ``(order, failures)``; failures maps a name to its error message.
+        """
+        wanted = set(names)
+        edges = {n: [q.name for q in self._records[n].requires] for n in wanted}
+        key = lambda n: (self._records[n].priority, n)  # noqa: E731
+        order, cycles = start_order(edges, key)
+        failures: dict[str, str] = {}
+        for cyc in cycles:
+            text = " -> ".join(cyc)
+            if self.config.allow_circular_dependencies:
+                log.warning("dependency cycle %s: its members start in (priority, name) order "
+                            "because allow_circular_dependencies=True", text)
+                continue
+            err = DependencyCycleError(
+                f"dependency cycle: {text}; remove one of these dependencies or set "
+                "allow_circular_dependencies=True", cycle=cyc)
+            for n in set(cyc):
+                failures[n] = str(err)
+        return order, failures
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, record: PluginRecord, manager: Any) -> bool:
+        """Initialise one plugin; on failure mark it failed and say why."""
+        ctx = PluginContext(record.name, self.services, record.config, manager)
+        try:
+            await asyncio.wait_for(_maybe_await(record.plugin.initialize(ctx)),
+                                   self.config.initialize_timeout)
+        except asyncio.TimeoutError:
+            self.fail(record, f"initialize() did not finish within {self.config.initialize_timeout} s "
+                      "(PluginConfig.initialize_timeout)")
+            return False
+        except Exception as exc:
+            self.fail(record, f"initialize() raised {type(exc).__name__}: {exc}", exc)
+            return False
+        record.state = "initialized"
+        record.error = None
+        return True
+
+    def fail(self, record: PluginRecord, message: str, exc: BaseException | None = None) -> None:
+        record.state = "failed"
+        record.error = message
+        log.error("plugin %r %s failed: %s; the other plugins keep serving", record.name,
+                  record.version, message, exc_info=exc)
+
+    async def stop(self, record: PluginRecord) -> None:
+        """Shut one plugin down; errors are logged, never raised."""
+        try:
+            await asyncio.wait_for(_maybe_await(record.plugin.shutdown()), self.config.shutdown_timeout)
+        except asyncio.TimeoutError:
+            log.error("plugin %r: shutdown() did not finish within %s s", record.name,
+                      self.config.shutdown_timeout)
+        except Exception as exc:
+            log.error("plugin %r: shutdown() raised %s: %s", record.name, type(exc).__name__, exc,
+                      exc_info=exc)
+        if record.state != "failed":
+            record.state = "stopped"
+
+
+def dependency_error(message: str, name: str) -> PluginError:
+    return DependencyError(message, plugin_name=name)

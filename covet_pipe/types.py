@@ -1,0 +1,6 @@
+"""The seed's ``covet.types``: Request, Response and PluginContext."""
+
+from covet_pipe._core import Headers, Request, RequestContext, Response
+from covet_pipe.context import PluginContext
+
+__all__ = ["Headers", "PluginContext", "Request", "RequestContext", "Response"]

@@ -1,0 +1,38 @@
+"""The example served by `make run`: a small ASGI app behind the pipeline and the built-in plugins.
+
+    make run            # http://127.0.0.1:8000/
+    curl -i http://127.0.0.1:8000/
+    curl -i http://127.0.0.1:8000/private          # 401 without a token
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from covet_pipe import PluginConfig, PluginManager, wrap
+from covet_pipe.builtin import RequestId
+
+SECRET = os.environ.get("COVET_PIPE_EXAMPLE_SECRET", "change-me")
+
+
+async def hello(scope, receive, send):
+    """The user's app: any ASGI 3 application."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = json.dumps({"hello": "world", "path": scope["path"]}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+manager = PluginManager(PluginConfig(plugin_paths=[], hot_reload=False))
+manager.register(RequestId())
+
+app = wrap(hello, manager)

@@ -1,0 +1,41 @@
+"""Build covet-pipe's compiled dispatch core (metadata lives in pyproject.toml)."""
+import os
+import sys
+
+from setuptools import Extension, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # pragma: no cover - exercised only without build deps
+    sys.exit(
+        "covet-pipe compiles its dispatch core with Cython: install Cython>=3.1 "
+        "(pip install 'cython>=3.1') or build with 'pip install .', which fetches it."
+    )
+
+DEBUG = os.environ.get("COVET_PIPE_DEBUG", "") not in ("", "0")
+SANITIZE = os.environ.get("COVET_PIPE_SANITIZE", "") not in ("", "0")
+
+extra_compile = ["-O2"]
+extra_link = []
+if SANITIZE:
+    extra_compile += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1"]
+    extra_link += ["-fsanitize=address,undefined"]
+
+extensions = [
+    Extension(
+        "covet_pipe._core",
+        ["covet_pipe/_core.pyx"],
+        define_macros=[("COVET_PIPE_DEBUG", "1" if DEBUG else "0")],
+        extra_compile_args=extra_compile,
+        extra_link_args=extra_link,
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        annotate=DEBUG,
+        compiler_directives={"linetrace": DEBUG, "embedsignature": True},
+    ),
+)
