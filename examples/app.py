@@ -3,6 +3,9 @@
     make run            # http://127.0.0.1:8000/
     curl -i http://127.0.0.1:8000/
     curl -i http://127.0.0.1:8000/private          # 401 without a token
+    TOKEN=$(.venv/bin/python -c "import jwt; print(jwt.encode({'permissions': ['/private:GET']}, \
+        'covet-pipe-example-secret-change-me', algorithm='HS256'))")
+    curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/private   # 200
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import os
 
 from covet_pipe import PluginConfig, PluginManager, wrap
-from covet_pipe.builtin import RequestId
+from covet_pipe.builtin import CORS, AuthGuard, JWTAuth, JWTHandler, MemoryStorage, RequestId
 
-SECRET = os.environ.get("COVET_PIPE_EXAMPLE_SECRET", "change-me")
+# HS256 needs a key of 32 bytes or more; set your own outside this example.
+SECRET = os.environ.get("COVET_PIPE_EXAMPLE_SECRET", "covet-pipe-example-secret-change-me")
 
 
 async def hello(scope, receive, send):
@@ -34,5 +38,10 @@ async def hello(scope, receive, send):
 
 manager = PluginManager(PluginConfig(plugin_paths=[], hot_reload=False))
 manager.register(RequestId())
+manager.register(CORS(allow_origins=["*"]))
+manager.register(JWTHandler())
+manager.register(JWTAuth(secret_key=SECRET))
+manager.register(AuthGuard(provider="jwt_auth", protect=["/private"]))
+manager.register(MemoryStorage())
 
 app = wrap(hello, manager)

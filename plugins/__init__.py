@@ -3,6 +3,20 @@
 They use only covet-pipe's public API, as a third-party plugin would.
 """
 
+from covet_pipe.builtin.auth_guard import AuthGuard
+from covet_pipe.builtin.cors import CORS, CORSMiddleware
+from covet_pipe.builtin.jwt_auth import JWTAuth
+from covet_pipe.builtin.jwt_handler import JWTHandler
+from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
 from covet_pipe.builtin.request_id import RequestId
 
-__all__ = ["RequestId"]
+__all__ = [
+    "AuthGuard",
+    "CORS",
+    "CORSMiddleware",
+    "JWTAuth",
+    "JWTHandler",
+    "MemoryStorage",
+    "RequestId",
+    "StorageFullError",
+]

@@ -1,0 +1,152 @@
+"""MemoryStorage: the ``memory`` storage engine, an in-process key-value store with TTLs."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import OrderedDict
+from typing import Any
+
+from covet_pipe import StoragePlugin
+
+__all__ = ["MemoryStorage", "StorageFullError"]
+
+#: at most this many expired keys are dropped per write, so one write never stalls the loop
+SWEEP_BATCH = 64
+
+
+class StorageFullError(RuntimeError):
+    """MemoryStorage holds ``max_keys`` live keys and may not evict."""
+
+
+class MemoryStorage(StoragePlugin):
+    """Bytes under string keys, in this process, with optional expiry.
+
+    Expired keys are dropped when read and, a bounded batch at a time, on every write; no
+    background task runs, so nothing outlives ``shutdown()``. Every operation runs without
+    awaiting, so each is atomic on the event loop. Data is lost when the process ends.
+
+    :param max_keys: the most keys held; None for no limit.
+    :param evict: when full, drop the least recently used key instead of raising
+        :class:`StorageFullError`.
+    """
+
+    name = "memory"
+    version = "1.0.0"
+
+    def __init__(self, max_keys: int | None = None, *, evict: bool = False) -> None:
+        if max_keys is not None and (isinstance(max_keys, bool) or not isinstance(max_keys, int)
+                                     or max_keys < 1):
+            raise ValueError(f"MemoryStorage(max_keys=...): expected a number of keys >= 1 such as 10000, "
+                             f"or None for no limit; got {max_keys!r}")
+        self.max_keys = max_keys
+        self.evict = evict
+        #: key -> (value, deadline or None); order is least recently used first
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        #: (deadline, key) for keys set with a TTL; entries may be stale (key since
+        #: overwritten or deleted): a sweep checks the deadline against _data before dropping.
+        self._deadlines: list[tuple[float, str]] = []
+
+    async def get(self, key: str) -> bytes | None:
+        """The value of *key*, or None if absent or expired."""
+        item = self._live(_check_key(key))
+        if item is None:
+            return None
+        self._data.move_to_end(key)
+        return item[0]
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store *value* under *key*, for *ttl* seconds or until deleted.
+
+        :raises TypeError: if *value* is not bytes (encode text first).
+        :raises ValueError: if *ttl* is not a positive number of seconds.
+        :raises StorageFullError: if ``max_keys`` keys are held and ``evict`` is off.
+        """
+        _check_key(key)
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            hint = "; encode it first: value.encode('utf-8')" if isinstance(value, str) else ""
+            raise TypeError(f"MemoryStorage.set({key!r}, ...): value must be bytes, got "
+                            f"{type(value).__name__}{hint}")
+        now = time.monotonic()
+        deadline = None
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+                raise ValueError(f"MemoryStorage.set({key!r}, ..., ttl=...): expected seconds > 0 such as 60, "
+                                 f"or None for no expiry; got {ttl!r}")
+            deadline = now + ttl
+        self._sweep(now)
+        if key not in self._data and self.max_keys is not None and len(self._data) >= self.max_keys:
+            self._make_room(key, now)
+        self._data[key] = (bytes(value), deadline)
+        self._data.move_to_end(key)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, key))
+            if len(self._deadlines) > 2 * len(self._data) + SWEEP_BATCH:
+                self._rebuild_deadlines()
+
+    async def delete(self, key: str) -> bool:
+        """Remove *key*; True if it was there (and not expired)."""
+        item = self._data.pop(_check_key(key), None)
+        return item is not None and (item[1] is None or item[1] > time.monotonic())
+
+    async def exists(self, key: str) -> bool:
+        """Whether *key* holds a value that has not expired."""
+        return self._live(_check_key(key)) is not None
+
+    def __len__(self) -> int:
+        """How many keys are held, counting expired keys not yet dropped."""
+        return len(self._data)
+
+    async def clear(self) -> None:
+        """Drop every key."""
+        self._data.clear()
+        self._deadlines.clear()
+
+    async def shutdown(self) -> None:
+        await self.clear()
+
+    # -- expiry ----------------------------------------------------------------
+
+    def _live(self, key: str) -> tuple[bytes, float | None] | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        deadline = item[1]
+        if deadline is not None and deadline <= time.monotonic():
+            del self._data[key]
+            return None
+        return item
+
+    def _sweep(self, now: float, limit: int = SWEEP_BATCH) -> None:
+        heap = self._deadlines
+        data = self._data
+        for _ in range(limit):
+            if not heap or heap[0][0] > now:
+                return
+            deadline, key = heapq.heappop(heap)
+            item = data.get(key)
+            if item is not None and item[1] == deadline:
+                del data[key]
+
+    def _rebuild_deadlines(self) -> None:
+        # Overwrites leave stale heap entries; rebuild from the live keys before they pile up.
+        self._deadlines = [(item[1], key) for key, item in self._data.items() if item[1] is not None]
+        heapq.heapify(self._deadlines)
+
+    def _make_room(self, key: str, now: float) -> None:
+        # Expired keys go before live ones; each is dropped once, so this stays cheap over time.
+        self._sweep(now, limit=len(self._deadlines))
+        if len(self._data) < self.max_keys:  # type: ignore[operator]
+            return
+        if not self.evict:
+            raise StorageFullError(
+                f"MemoryStorage is full: it holds max_keys={self.max_keys} keys, so {key!r} was not stored; "
+                "delete keys, set a ttl, raise max_keys, or pass evict=True to drop the least recently used")
+        self._data.popitem(last=False)
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"MemoryStorage keys are str, got {type(key).__name__} ({key!r})")
+    return key

@@ -1,0 +1,1 @@
+"""Tests of the built-in plugins (plugins/, installed as covet_pipe.builtin)."""
