@@ -74,6 +74,8 @@ class _Bridge:
         self.waker: asyncio.Future | None = None
         #: a future the app still waits on after a send from another task woke us
         self.parked: Any = None
+        #: what the downstream app raised: it passes through call_next unchanged
+        self.error: BaseException | None = None
 
     def send(self, message: dict) -> _Handoff:
         return _Handoff(self, message)
@@ -116,8 +118,9 @@ class _Bridge:
             except StopIteration:
                 self.done = True
                 continue
-            except BaseException:
+            except BaseException as exc:
                 self.done = True
+                self.error = exc
                 raise
             finally:
                 self.driving = False
@@ -224,6 +227,10 @@ async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict
                             f"{type(response).__name__}; it must return the Response from call_next "
                             "or one it made")
     except Exception as exc:
+        if exc is bridge.error:
+            # The app raised and the plugin let it through: the app's exception, not the
+            # plugin's failure. It reaches the server unchanged (and the app is not run again).
+            raise
         entry.stats.errors += 1
         started = bool(made)
         log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,

@@ -144,9 +144,14 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
 
 
 cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
-    """Response hooks, reversed, for the plugins that ran; an error Response or None."""
+    """Response hooks, reversed, for the plugins that ran; an error Response or None.
+
+    A fail-closed failure replaces the response with a 500, and the hooks outside
+    the failed one still unwind on that 500 (their request hooks ran).
+    """
     cdef Py_ssize_t i
     cdef Entry e
+    cdef Response err = None
     for i in range(ctx._ran - 1, -1, -1):
         e = <Entry>seg.hooks[i]
         if e.resp_hook is None or _is_skipped(ctx, e):
@@ -157,13 +162,15 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
-            return _error_response(500)
-    return None
+            err = resp = _error_response(500)
+    return err
 
 
 async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
+    """_resp_phase_sync for a segment with async response hooks."""
     cdef Py_ssize_t i
     cdef Entry e
+    cdef Response err = None
     for i in range(ctx._ran - 1, -1, -1):
         e = <Entry>seg.hooks[i]
         if e.resp_hook is None or _is_skipped(ctx, e):
@@ -176,8 +183,8 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
-            return _error_response(500)
-    return None
+            err = resp = _error_response(500)
+    return err
 
 
 cdef Response _response_of(dict message):
@@ -368,7 +375,8 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
     ctx._services = services
     snap.inflight += 1
     try:
-        if seg.needs_body and req._body is None:
+        if seg.needs_body and req._body is None and protocol == "http":
+            # (a websocket has no request body: its receive() brings frames)
             try:
                 receive = await _read_body(req, receive)
             except _BodyTooLarge:

@@ -39,6 +39,8 @@ class PluginManager:
         self._chain = Chain(self._registry.services)
         self._lock: asyncio.Lock | None = None
         self._generation = 0
+        #: replaced snapshots that still had requests in flight (drains wait on these too)
+        self._retired: list[Snapshot] = []
         #: "new" until initialize_all, "running", then "closed" after shutdown_all
         self.status = "new"
 
@@ -117,9 +119,13 @@ class PluginManager:
         not started, and the rest serve.
         """
         async with self._get_lock():
-            await self._resolve_missing()
-            pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
-            if pending:
+            # Loop: a plugin registered while an initialize() ran is started too, before
+            # the chain is marked ready (each round starts or fails everything pending).
+            while True:
+                await self._resolve_missing()
+                pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
+                if not pending:
+                    break
                 live = [r.name for r in self._registry.records() if r.state != "failed"]
                 order, failures = self._registry.plan(live)
                 for name in order:
@@ -165,29 +171,44 @@ class PluginManager:
         entries = [make_entry(r) for r in self._registry.records()
                    if r.state == "active" and "middleware" in r.kinds]
         self._generation += 1
-        return self._chain.swap(Snapshot(entries, self._generation))
+        old = self._chain.swap(Snapshot(entries, self._generation))
+        # A request runs to its end on the snapshot it started with, however many swaps
+        # happen meanwhile: keep every replaced snapshot that is still in use.
+        self._retired = [s for s in self._retired if s.inflight > 0]
+        if old.inflight > 0:
+            self._retired.append(old)
+        return old
 
-    async def _drain(self, snap: Snapshot) -> bool:
-        """Wait (bounded by drain_timeout) until no request runs on *snap*."""
-        if snap.inflight <= 0:
+    async def _drain(self, snap: Snapshot, plugins: list[Any] | None = None) -> bool:
+        """Wait (bounded by drain_timeout) until no request runs on *snap*, nor on any older
+        snapshot still in use that runs one of *plugins* (every plugin when None)."""
+        snaps = [s for s in {id(s): s for s in (*self._retired, snap)}.values() if s.inflight > 0
+                 and (plugins is None or any(e.plugin is p for e in s.entries for p in plugins))]
+        if not snaps:
             return True
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waits = []
+        for s in snaps:
+            done = loop.create_future()
 
-        def idle(_snap: Snapshot) -> None:
-            if not done.done():
-                done.set_result(None)
+            def idle(_snap: Snapshot, done: asyncio.Future = done) -> None:
+                if not done.done():
+                    done.set_result(None)
 
-        snap.on_idle = idle
+            s.on_idle = idle
+            waits.append(done)
         try:
-            await asyncio.wait_for(done, self.config.drain_timeout)
+            await asyncio.wait_for(asyncio.gather(*waits), self.config.drain_timeout)
             return True
         except asyncio.TimeoutError:
-            log.warning("%d request(s) still ran on chain generation %d after %s s (drain_timeout); "
-                        "shutting its plugins down anyway", snap.inflight, snap.generation,
+            log.warning("%d request(s) still ran on chain generation(s) %s after %s s (drain_timeout); "
+                        "shutting their plugins down anyway", sum(s.inflight for s in snaps),
+                        ", ".join(str(s.generation) for s in snaps if s.inflight > 0),
                         self.config.drain_timeout)
             return False
         finally:
-            snap.on_idle = None
+            for s in snaps:
+                s.on_idle = None
 
     async def shutdown_all(self) -> None:
         """Stop every plugin in reverse dependency order, after in-flight requests finish."""
@@ -224,7 +245,7 @@ class PluginManager:
             was_running = record.state in ("active", "initialized")
             record.state = "draining"
             old = self._rebuild()
-            await self._drain(old)
+            await self._drain(old, [record.plugin])
             if was_running:
                 await self._registry.stop(record)
             self._registry.remove(name)
@@ -262,7 +283,7 @@ class PluginManager:
             new.state = "active"
             old.state = "draining"
             snap = self._rebuild()
-            await self._drain(snap)
+            await self._drain(snap, [old.plugin])
             await self._registry.stop(old)
         log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
 
