@@ -107,6 +107,14 @@ cdef class Request:
         return self.scope.get("http_version", "1.1")
 
     @property
+    def state(self):
+        """Per-request data shared with other plugins and the app (ASGI ``scope["state"]``)."""
+        st = self.scope.get("state")
+        if st is None:
+            st = self.scope["state"] = {}
+        return st
+
+    @property
     def body(self):
         """The request body, when the plugin declared ``needs_body``; else None."""
         return self._body

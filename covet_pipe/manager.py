@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from covet_pipe._core import Chain, Snapshot
 from covet_pipe.config import PluginConfig
 from covet_pipe.errors import PluginError, PluginNotFoundError
-from covet_pipe.registry import PluginRecord, Registry, make_entry, validate
+from covet_pipe.registry import PluginRecord, Registry, make_entry, unavailable_entry, validate
 
 __all__ = ["PluginManager", "ChainEntry"]
 
@@ -43,6 +43,9 @@ class PluginManager:
         self._retired: list[Snapshot] = []
         #: "new" until initialize_all, "running", then "closed" after shutdown_all
         self.status = "new"
+        if self.config.reload_on_change:
+            log.warning("reload_on_change=True: this version of covet-pipe does not watch plugin files yet; "
+                        "reload a plugin with reload_plugin(name)")
 
     # -- registration --------------------------------------------------------
 
@@ -168,8 +171,15 @@ class PluginManager:
 
     def _rebuild(self) -> Snapshot:
         """Build a snapshot of the active middleware, swap it in, return the old one."""
-        entries = [make_entry(r) for r in self._registry.records()
-                   if r.state == "active" and "middleware" in r.kinds]
+        entries = []
+        for r in self._registry.records():
+            if "middleware" not in r.kinds:
+                continue
+            if r.state == "active":
+                entries.append(make_entry(r))
+            elif r.state == "failed" and r.failure_policy == "closed":
+                # Fail closed: a guard that could not start must not leave its requests unguarded.
+                entries.append(unavailable_entry(r))
         self._generation += 1
         old = self._chain.swap(Snapshot(entries, self._generation))
         # A request runs to its end on the snapshot it started with, however many swaps

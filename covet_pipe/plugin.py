@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
 
@@ -33,9 +33,9 @@ class Plugin(ABC):
     """
 
     #: unique name; letters, digits, ``_``, ``-`` and ``.``
-    name: ClassVar[str] | str = None  # type: ignore[assignment]
+    name: str | None = None
     #: PEP 440 version
-    version: ClassVar[str] | str = None  # type: ignore[assignment]
+    version: str | None = None
     #: lower runs first; ties broken by name
     priority: int = 1000
     #: PEP 440 constraints such as ``"jwt_handler>=1.0,<2"``
@@ -63,7 +63,9 @@ class MiddlewarePlugin(Plugin):
     **Hook style** (the fast path): ``process_request(request, ctx)`` returns
     None / ``MiddlewareAction.CONTINUE`` to go on, or ``MiddlewareAction.respond``
     / ``reject`` to answer now; ``process_response(response, ctx)`` edits the
-    response, in reverse order. Either may be ``def`` or ``async def``.
+    response, in reverse order, for every plugin whose request hook ran, including
+    one that answered (its response hook sees its own answer). Either may be
+    ``def`` or ``async def``.
 
     **call_next style** (the seed's): ``async def process_request(self, request,
     call_next) -> Response``. Chosen when the second parameter is named

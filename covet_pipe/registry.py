@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from covet_pipe._core import Entry, PluginStats
+from covet_pipe._core import Entry, MiddlewareAction, PluginStats
 from covet_pipe._graph import start_order
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext, Services
@@ -43,6 +43,8 @@ class PluginRecord:
     version: Version
     priority: int
     requires: list[Requirement]
+    #: each dependency as the plugin wrote it, by name (messages quote these)
+    specs: dict[str, str]
     kinds: tuple[str, ...]
     style: str | None
     source: str
@@ -65,7 +67,7 @@ class PluginRecord:
             "style": self.style,
             "state": self.state,
             "source": self.source,
-            "dependencies": [str(r) for r in self.requires],
+            "dependencies": [self.specs.get(r.name, str(r)) for r in self.requires],
             "protocols": sorted(self.protocols),
             "failure_policy": self.failure_policy,
             "error": self.error,
@@ -158,6 +160,7 @@ def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | 
                 "'async def process_request(self, request, call_next)'", plugin_name=name, path=path)
     return PluginRecord(
         plugin=plugin, name=name, version=version, priority=prio, requires=requires,
+        specs={r.name: str(s).strip() for r, s in zip(requires, deps)},
         kinds=plugin_kinds(plugin), style=style, source=source, failure_policy=policy,
         protocols=frozenset(protocols), config=dict(config or {}), path=path,
     )
@@ -185,6 +188,19 @@ def make_entry(record: PluginRecord) -> Entry:
         resp_async=resp is not None and inspect.iscoroutinefunction(resp),
         fail_open=record.failure_policy == "open",
         needs_body=bool(getattr(plugin, "needs_body", False)), stats=record.stats,
+    )
+
+
+def unavailable_entry(record: PluginRecord) -> Entry:
+    """A stand-in for a fail-closed middleware that failed to start: it answers 503."""
+
+    def refuse(request: Any, ctx: Any) -> Any:
+        return MiddlewareAction.reject(503, "Service Unavailable")
+
+    return Entry(
+        record.plugin, name=record.name, version=str(record.version), priority=record.priority,
+        kind="middleware", style="hook", protocols=record.protocols, req_hook=refuse,
+        fail_open=False, stats=record.stats,
     )
 
 
@@ -239,16 +255,17 @@ class Registry:
     def dependency_problem(self, record: PluginRecord) -> str | None:
         """Why *record* cannot start because of a dependency, or None."""
         for req in record.requires:
+            spec = record.specs.get(req.name, str(req))
             dep = self._records.get(req.name)
             if dep is None or dep.state == "stopped":
                 available = ", ".join(
                     f"{r.name} {r.version}" for r in self.records() if r.state != "stopped") or "none"
                 hint = ("" if self.config.auto_resolve_dependencies else
                         " or set auto_resolve_dependencies=True to look for it in plugin_paths and entry points")
-                return (f"plugin {record.name!r} needs {str(req)!r}, which is not registered "
+                return (f"plugin {record.name!r} needs {spec!r}, which is not registered "
                         f"(registered: {available}); register {req.name!r}{hint}")
             if req.specifier and not req.specifier.contains(dep.version, prereleases=True):
-                return (f"plugin {record.name!r} needs {str(req)!r}, but {dep.name} {dep.version} is "
+                return (f"plugin {record.name!r} needs {spec!r}, but {dep.name} {dep.version} is "
                         f"registered; install a {dep.name} that satisfies {str(req.specifier)!r} or relax "
                         f"the constraint in {record.name}'s dependencies")
             if dep.state == "failed":

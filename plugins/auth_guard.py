@@ -91,6 +91,7 @@ class AuthGuard(MiddlewarePlugin):
         if not await self.provider.authorize(user, resource=request.path, action=request.method):
             return MiddlewareAction.reject(403, "Forbidden")
         ctx.state["user"] = user
+        request.state["user"] = user     # for the app and later plugins (scope["state"])
         return None
 
 

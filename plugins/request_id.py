@@ -20,6 +20,7 @@ class RequestId(MiddlewarePlugin):
     name = "request_id"
     version = "1.0.0"
     priority = 10
+    failure_policy = "open"     # requests can be served without an id
 
     def __init__(self, header: str = "x-request-id", *, trust_incoming: bool = True) -> None:
         if not header or not re.match(r"^[A-Za-z0-9-]+$", header):

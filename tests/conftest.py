@@ -36,6 +36,7 @@ class Served:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start within 20 s")
             time.sleep(0.01)
+        self.loop = self.server.servers[0].get_loop()
         return self
 
     def __exit__(self, *exc: Any) -> None:

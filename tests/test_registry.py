@@ -24,8 +24,9 @@ class Node(MiddlewarePlugin):
     """A plugin with dependencies that logs start, stop and the states it saw its dependencies in."""
 
     def __init__(self, name: str, log: list, *, version: str = "1.0.0", deps=(), priority: int = 1000,
-                 fail: bool = False) -> None:
+                 fail: bool = False, policy: str = "closed") -> None:
         self.name = name
+        self.failure_policy = policy
         self.version = version
         self.dependencies = list(deps)
         self.priority = priority
@@ -134,7 +135,9 @@ async def test_dependency_cycle_is_refused_and_the_message_names_the_cycle():
         assert p["error"].startswith("dependency cycle: a -> b -> c -> a;")
         assert "allow_circular_dependencies=True" in p["error"]
     assert log == ["init free"]
-    assert [e.name for e in manager.get_middleware_chain()] == ["free"]
+    # fail closed: the members stay in the chain as stand-ins that answer 503
+    assert [(e.name, e.state) for e in manager.get_middleware_chain()] == [
+        ("a", "failed"), ("b", "failed"), ("c", "failed"), ("free", "active")]
 
 
 async def test_self_dependency_is_refused_at_registration():
@@ -224,9 +227,9 @@ async def test_auto_resolve_dependencies_reports_a_dependency_it_cannot_find(tmp
 def test_failed_initialize_marks_it_failed_skips_dependents_and_the_rest_serve(serve):
     log: list = []
     manager = PluginManager()
-    manager.register(Node("broken", log, fail=True))
-    manager.register(Node("needs_broken", log, deps=["broken"]))
-    manager.register(Node("needs_needs_broken", log, deps=["needs_broken"]))
+    manager.register(Node("broken", log, fail=True, policy="open"))
+    manager.register(Node("needs_broken", log, deps=["broken"], policy="open"))
+    manager.register(Node("needs_needs_broken", log, deps=["needs_broken"], policy="open"))
     manager.register(Node("fine", log))
     with serve(wrap(text_app, manager)) as s:
         r = httpx.get(s.url + "/")
@@ -241,6 +244,20 @@ def test_failed_initialize_marks_it_failed_skips_dependents_and_the_rest_serve(s
     assert status["fine"] == ("active", None)
     assert [p["state"] for p in manager.list_plugins() if p["name"] == "fine"] == ["stopped"]
     assert log == ["init fine", "stop fine"]     # failed plugins are never shut down
+
+
+def test_failed_fail_closed_middleware_answers_503_instead_of_being_skipped(serve):
+    log: list = []
+    manager = PluginManager()
+    manager.register(Node("early", log, priority=1))
+    manager.register(Node("guard", log, fail=True, priority=5))       # failure_policy="closed"
+    manager.register(Node("late", log, priority=9))
+    with serve(wrap(text_app, manager)) as s:
+        r = httpx.get(s.url + "/")
+    assert r.status_code == 503
+    assert r.json() == {"error": "Service Unavailable"}
+    # the plugins before it ran and unwound; the app and the plugins after it did not run
+    assert r.headers.get_list("x-node") == ["early"]
 
 
 async def test_initialize_timeout_marks_the_plugin_failed():
@@ -328,7 +345,8 @@ async def test_states_go_registered_active_stopped_or_failed():
                                                                         "good": "registered"}
     await manager.initialize_all()
     assert {p["name"]: p["state"] for p in manager.list_plugins()} == {"bad": "failed", "good": "active"}
-    assert [(e.name, e.state) for e in manager.get_middleware_chain()] == [("good", "active")]
+    assert [(e.name, e.state) for e in manager.get_middleware_chain()] == [("bad", "failed"),
+                                                                            ("good", "active")]
     await manager.shutdown_all()
     assert {p["name"]: p["state"] for p in manager.list_plugins()} == {"bad": "failed", "good": "stopped"}
     health_status = await manager.get_health_status()
