@@ -34,8 +34,12 @@ typecheck: build
 	$(PY) -m mypy --strict tests/typing/examples.py
 
 bench: build
-	$(PY) benchmarks/bench_layers.py --fast -o benchmarks/results/layers.json
-	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only --benchmark-columns=min,median,ops
+	mkdir -p benchmarks/results
+	rm -f benchmarks/results/layers.json benchmarks/results/micro.json
+	$(PY) benchmarks/bench_layers.py --fast --quiet -o benchmarks/results/layers.json
+	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only --benchmark-columns=min,median,ops \
+		--benchmark-json benchmarks/results/micro.json
+	$(PY) benchmarks/report.py benchmarks/results/layers.json --micro benchmarks/results/micro.json
 
 bench-micro: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
