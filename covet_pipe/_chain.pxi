@@ -86,6 +86,7 @@ cdef tuple _segments(list entries, str protocol):
     cdef list out = []
     cdef list cur = []
     cdef Entry e
+    cdef Segment s
     for e in entries:
         if protocol not in e.protocols:
             continue
@@ -98,6 +99,9 @@ cdef tuple _segments(list entries, str protocol):
             cur.append(e)
     if cur or out:
         out.append(_new_segment(cur, None))
+    if len(out) == 1:
+        s = <Segment>out[0]
+        s.simple = not s.any_async_req and not s.needs_body and s.wrapper is None
     return tuple(out)
 
 
@@ -154,6 +158,7 @@ cdef class Chain:
         return old
 
 
+@cython.freelist(64)
 cdef class RequestContext:
     """What a hook gets beside the request: per-request state and services."""
 

@@ -78,6 +78,8 @@ cdef class Segment:
     cdef bint needs_body
     #: a call_next-style entry that wraps the rest of the chain, or None
     cdef Entry wrapper
+    #: the only segment, all request hooks sync, no body to read: no coroutine of ours runs
+    cdef bint simple
 
 
 cdef class Snapshot:

@@ -29,6 +29,50 @@ cdef class _Done:
 cdef _Done _DONE = _Done()
 
 
+cdef class _Resume:
+    """Await the rest of a hook's coroutine that suspended when first stepped."""
+    cdef object coro
+    cdef object first
+
+    def __await__(self):
+        return _resume(self.coro, self.first)
+
+
+def _resume(coro, first):
+    # Hand the loop what the coroutine yielded, then drive it to its end.
+    value = first
+    while True:
+        try:
+            sent = yield value
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                value = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                value = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+cdef inline object _take(PyObject* res):
+    # PyIter_Send hands back a new reference; own it as an object.
+    cdef object o = <object>res
+    Py_XDECREF(res)
+    return o
+
+
+cdef _Resume _resume_of(object coro, object first):
+    cdef _Resume w = _Resume.__new__(_Resume)
+    w.coro = coro
+    w.first = first
+    return w
+
+
 cdef bint _hook_failed(Entry e, str where, object exc):
     # Rare path: count, log under the plugin's name, say what the client got.
     e.stats.errors += 1
@@ -116,6 +160,7 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
     cdef Py_ssize_t i
     cdef Entry e
     cdef object r
+    cdef PyObject* res = NULL
     cdef Response resp
     for i in range(seg.count):
         e = <Entry>seg.hooks[i]
@@ -127,7 +172,12 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
         try:
             r = e.req_hook(req, ctx)
             if e.req_async:
-                r = await r
+                # Eager: most async hooks finish without waiting; only a real
+                # suspension goes through the event loop.
+                if PyIter_Send(r, None, &res):
+                    r = await _resume_of(r, _take(res))
+                else:
+                    r = _take(res)
             if r is None or r is _CONTINUE:
                 continue
             resp = _as_response(e, r)
@@ -170,6 +220,7 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
     """_resp_phase_sync for a segment with async response hooks."""
     cdef Py_ssize_t i
     cdef Entry e
+    cdef PyObject* res = NULL
     cdef Response err = None
     for i in range(ctx._ran - 1, -1, -1):
         e = <Entry>seg.hooks[i]
@@ -179,7 +230,10 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
         try:
             r = e.resp_hook(resp, ctx)
             if e.resp_async:
-                await r
+                if PyIter_Send(r, None, &res):
+                    await _resume_of(r, _take(res))
+                else:
+                    _take(res)
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
@@ -187,9 +241,9 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
     return err
 
 
-cdef Response _response_of(dict message):
+cdef Response _response_of(dict message, bint accept):
     cdef Response resp = Response.__new__(Response)
-    if message["type"] == "websocket.accept":
+    if accept:
         resp.status = 101
     else:
         resp.status = message.get("status", 200)
@@ -245,6 +299,7 @@ async def _answer(Segment seg, RequestContext ctx, Response resp, send):
     await _send_response(send, resp, ctx)
 
 
+@cython.freelist(64)
 cdef class _Send:
     """The app's ``send``, wrapped: runs the response phase at the response start."""
     cdef object send
@@ -264,7 +319,7 @@ cdef class _Send:
             self.started = True
             if self.seg.any_async_resp:
                 return self._start_async(message)
-            resp = _response_of(message)
+            resp = _response_of(message, t == "websocket.accept")
             err = _resp_phase_sync(self.seg, self.ctx, resp)
             if err is not None:
                 self.replaced = True
@@ -275,7 +330,7 @@ cdef class _Send:
         return self.send(message)
 
     async def _start_async(self, dict message):
-        cdef Response resp = _response_of(message)
+        cdef Response resp = _response_of(message, message["type"] == "websocket.accept")
         cdef Response err = await _resp_phase_async(self.seg, self.ctx, resp)
         if err is not None:
             self.replaced = True
@@ -413,9 +468,58 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             from covet_pipe._callnext import run_call_next
             await run_call_next(seg.wrapper, down, req, scope, receive, send)
     finally:
-        snap.inflight -= 1
-        if snap.inflight == 0 and snap.on_idle is not None:
-            snap.on_idle(snap)
+        _release(snap)
+
+
+cdef inline void _release(Snapshot snap):
+    snap.inflight -= 1
+    if snap.inflight == 0 and snap.on_idle is not None:
+        snap.on_idle(snap)
+
+
+cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, dict scope,
+                        object receive, object send, object services):
+    """A request through a simple segment: request hooks now, then the app's own coroutine."""
+    cdef Request req = Request.__new__(Request)
+    cdef RequestContext ctx = RequestContext.__new__(RequestContext)
+    cdef Response resp
+    cdef _Send sw
+    req.scope = scope
+    ctx.request = req
+    ctx.protocol = protocol
+    ctx._services = services
+    snap.inflight += 1
+    try:
+        resp = _req_phase_sync(seg, req, ctx)
+        if resp is not None:
+            return _answer_and_release(seg, ctx, resp, send, snap)
+        if req._dirty or req._headers is not None:
+            scope = req.build_scope()
+        if seg.any_resp and ctx._ran:
+            sw = _Send.__new__(_Send)
+            sw.send = send
+            sw.seg = seg
+            sw.ctx = ctx
+            send = sw
+        return _app_run(app(scope, receive, send), snap)
+    except BaseException:
+        _release(snap)
+        raise
+
+
+async def _app_run(coro, Snapshot snap):
+    """Await the app's coroutine, counting the request in flight until it ends."""
+    try:
+        await coro
+    finally:
+        _release(snap)
+
+
+async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, send, Snapshot snap):
+    try:
+        await _answer(seg, ctx, resp, send)
+    finally:
+        _release(snap)
 
 
 cdef class PipelineCore:
@@ -436,6 +540,9 @@ cdef class PipelineCore:
             segs = snap.http
             if not segs:
                 return self.app(scope, receive, send)
+            if (<Segment>segs[0]).simple:
+                return _run_simple(self.app, snap, <Segment>segs[0], "http", scope, receive, send,
+                                   chain.services)
             return _run(self.app, snap, segs, 0, "http", scope, receive, send,
                         chain.services, None)
         if t == "websocket":

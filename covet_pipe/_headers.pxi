@@ -18,6 +18,7 @@ cdef inline bytes _key(object name):
     return _enc(name).lower()
 
 
+@cython.freelist(64)
 cdef class Headers:
     """Request or response headers: a multi-map, case-insensitive, order kept.
 
@@ -71,8 +72,10 @@ cdef class Headers:
     def get(self, name, default=None):
         """The first value of header *name*, or *default*."""
         cdef bytes key = _key(name)
+        cdef Py_ssize_t n = len(key)
         for k, v in self._raw:
-            if k == key or k.lower() == key:
+            # Servers send lower-case names; lower() only a name of the same length.
+            if k == key or (len(<bytes>k) == n and (<bytes>k).lower() == key):
                 return (<bytes>v).decode("latin-1")
         return default
 

@@ -6,6 +6,7 @@ from http import HTTPStatus as _HTTPStatus
 from urllib.parse import parse_qsl as _parse_qsl
 
 
+@cython.freelist(64)
 cdef class Request:
     """The request a plugin sees: a lazy view over the ASGI scope.
 
@@ -132,6 +133,7 @@ cdef class Request:
         return f"<Request {self.method} {self.path}>"
 
 
+@cython.freelist(64)
 cdef class Response:
     """A response: status, headers (a multi-map) and, for responses a plugin makes, a body.
 

@@ -477,3 +477,50 @@ async def test_needs_body_over_the_limit_answers_413_without_running_hooks():
     assert result.status == 413
     assert result.json() == {"error": "Request body too large for the plugins that read it"}
     assert log == []
+
+
+async def test_cancelling_a_request_suspended_in_an_async_hook_reaches_the_hook_and_releases_the_chain():
+    import asyncio
+
+    from covet_pipe import MiddlewarePlugin, PluginManager, wrap
+    from tests._helpers import http_scope
+
+    seen: list[str] = []
+    entered = asyncio.Event()
+
+    class Waits(MiddlewarePlugin):
+        name = "waits"
+        version = "1.0.0"
+
+        async def process_request(self, request, ctx):
+            entered.set()
+            try:
+                await asyncio.Event().wait()      # suspends: the core hands it to the loop
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+    manager = PluginManager()
+    manager.register(Waits())
+    await manager.initialize_all()
+    app_ran: list[bool] = []
+
+    async def app(scope, receive, send):
+        app_ran.append(True)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        pass
+
+    task = asyncio.ensure_future(wrap(app, manager)(http_scope("/"), receive, send))
+    await asyncio.wait_for(entered.wait(), 10)
+    assert manager._chain.current.inflight == 1
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert seen == ["cancelled"] and app_ran == []
+    assert manager._chain.current.inflight == 0
