@@ -46,6 +46,12 @@ from covet_pipe.plugin import (
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The folder holding covet_plugin.h and covet_plugin.pxd, for building native plugins."""
+    import os
+    return os.path.join(os.path.dirname(__file__), "include")
+
 __all__ = [
     "AuthPlugin",
     "CONTINUE",
@@ -74,5 +80,6 @@ __all__ = [
     "ServiceNotFoundError",
     "Snapshot",
     "StoragePlugin",
+    "get_include",
     "wrap",
 ]

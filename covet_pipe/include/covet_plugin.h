@@ -1,0 +1,1 @@
+../../native_abi/covet_plugin.h
