@@ -48,6 +48,22 @@ cdef class Entry:
     def sort_key(self):
         return (self.priority, self.name)
 
+    @property
+    def native(self):
+        """Whether the core calls this entry's hooks through C pointers."""
+        return self.c_request != NULL or self.c_response != NULL or self.c_done != NULL
+
+    def set_native(self, uintptr_t on_request, uintptr_t on_response, uintptr_t on_done,
+                   uintptr_t instance, keep):
+        """Give the entry a native plugin's hook addresses; *keep* holds its library loaded."""
+        if keep is None:
+            raise ValueError("set_native: keep must hold the loaded library")
+        self.c_request = <covet_plugin_request_fn>on_request
+        self.c_response = <covet_plugin_response_fn>on_response
+        self.c_done = <covet_plugin_done_fn>on_done
+        self.c_instance = <void *>instance
+        self.c_keep = keep
+
     def __repr__(self):
         return f"<Entry {self.name} {self.version} priority={self.priority} style={self.style}>"
 
@@ -69,6 +85,10 @@ cdef Segment _new_segment(list hooks, Entry wrapper):
     for e in hooks:
         if e.req_hook is not None and e.req_async:
             s.any_async_req = True
+        if e.c_response != NULL:
+            s.any_resp = True
+        if e.c_done != NULL:
+            s.any_native_done = True
         if e.resp_hook is not None:
             s.any_resp = True
             if e.resp_async:
@@ -161,6 +181,11 @@ cdef class Chain:
 @cython.freelist(64)
 cdef class RequestContext:
     """What a hook gets beside the request: per-request state and services."""
+
+    def __dealloc__(self):
+        if self._heap != NULL:
+            free(self._heap)
+            self._heap = NULL
 
     @property
     def state(self):

@@ -1,6 +1,11 @@
 # The C-level contract of the dispatch core: typed fields of every cdef class,
 # for the core's own Cython modules to cimport. Python users see _core.pyi.
 
+from covet_pipe.covet_plugin cimport (
+    covet_header, covet_plugin_done_fn, covet_plugin_request_fn, covet_plugin_response_fn,
+    covet_request_view,
+)
+
 cdef enum:
     ACT_CONTINUE = 0
     ACT_RESPOND = 1
@@ -10,6 +15,8 @@ cdef class Headers:
     cdef list _raw
     #: True once an edit made _raw differ from what the server/app gave us.
     cdef bint _dirty
+    #: bumped by every edit (native views are rebuilt when it moves)
+    cdef unsigned long _version
     cdef list raw_list(self)
     @staticmethod
     cdef Headers wrap(object raw)
@@ -22,6 +29,8 @@ cdef class Request:
     cdef object _body
     #: True when a plugin changed method, path or query string.
     cdef bint _dirty
+    #: bumped by every edit of method, path or query string
+    cdef unsigned long _version
     cpdef dict build_scope(self)
     cdef void _own(self)
 
@@ -66,6 +75,13 @@ cdef class Entry:
     cdef bint resp_async
     cdef readonly bint fail_open
     cdef readonly bint needs_body
+    # A native plugin's hooks: C function pointers called directly (no cffi per request).
+    cdef covet_plugin_request_fn c_request
+    cdef covet_plugin_response_fn c_response
+    cdef covet_plugin_done_fn c_done
+    cdef void *c_instance
+    #: keeps the native library (and its cffi handle) loaded while this entry exists
+    cdef object c_keep
 
 
 cdef class Segment:
@@ -76,6 +92,8 @@ cdef class Segment:
     cdef bint any_resp
     cdef bint any_async_resp
     cdef bint needs_body
+    #: some entry is native and has an on_request_done hook
+    cdef bint any_native_done
     #: a call_next-style entry that wraps the rest of the chain, or None
     cdef Entry wrapper
     #: the only segment, all request hooks sync, no body to read: no coroutine of ours runs
@@ -106,5 +124,25 @@ cdef class RequestContext:
     cdef dict _states
     #: the response phase unwinds the hooks of the first _ran entries
     cdef Py_ssize_t _ran
+    #: how many entries the request phase reached (on_request_done runs for the native ones)
+    cdef Py_ssize_t _reached
     #: names of fail-open plugins that failed in this request (or None)
     cdef set _skipped
+    # Native plugins: the view handed to their hooks, built once and rebuilt after edits.
+    cdef covet_request_view _view
+    cdef covet_header _inline[16]
+    cdef covet_header *_heap
+    cdef Py_ssize_t _heap_cap
+    #: the edit versions the view was built at (-1: not built)
+    cdef long _view_ver
+    #: the objects whose bytes the view points into, kept alive for the request
+    cdef object _view_keep
+    cdef object _keep_more
+    #: 0 request phase, 1 response phase
+    cdef int _phase
+    #: the response the response phase works on (native host functions edit it)
+    cdef Response _resp
+    #: what a native plugin answered with respond()
+    cdef Response _native_answer
+    #: per-plugin request_data pointers, by entry name
+    cdef dict _data

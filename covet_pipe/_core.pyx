@@ -7,16 +7,26 @@ is what Python users and type checkers see.
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
+from libc.stdint cimport uintptr_t
+from libc.stdlib cimport free, realloc
 from cpython.ref cimport PyObject, Py_XDECREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from covet_pipe.covet_plugin cimport *
 
 cdef extern from "Python.h":
     # 3.10+: step a coroutine without a method lookup; -1 error, 0 returned, 1 yielded.
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+
+import logging as _logging
 
 include "_headers.pxi"
 include "_messages.pxi"
 include "_chain.pxi"
+include "_native.pxi"
 include "_dispatch.pxi"
 
 CONTINUE = _CONTINUE

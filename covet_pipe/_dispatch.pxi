@@ -1,7 +1,7 @@
 # The request path: request hooks in order, the app, response hooks reversed.
 # Included by _core.pyx.
 
-import logging as _logging
+
 
 cdef object _log = _logging.getLogger("covet_pipe.plugins")
 
@@ -128,7 +128,14 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
     sample = (_tick & SAMPLE_MASK) == 0
     for i in range(seg.count):
         e = <Entry>seg.hooks[i]
-        ctx._ran = i + 1
+        ctx._ran = ctx._reached = i + 1
+        if e.c_request != NULL:
+            ctx._cur = e
+            e.stats.calls += 1
+            resp = _call_native_request(e, ctx, i)      # a direct C call
+            if resp is not None:
+                return resp
+            continue
         if e.req_hook is None:
             continue
         ctx._cur = e
@@ -164,7 +171,14 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
     cdef Response resp
     for i in range(seg.count):
         e = <Entry>seg.hooks[i]
-        ctx._ran = i + 1
+        ctx._ran = ctx._reached = i + 1
+        if e.c_request != NULL:
+            ctx._cur = e
+            e.stats.calls += 1
+            resp = _call_native_request(e, ctx, i)
+            if resp is not None:
+                return resp
+            continue
         if e.req_hook is None:
             continue
         ctx._cur = e
@@ -202,8 +216,16 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
     cdef Py_ssize_t i
     cdef Entry e
     cdef Response err = None
+    cdef Response failed
     for i in range(ctx._ran - 1, -1, -1):
         e = <Entry>seg.hooks[i]
+        if e.c_response != NULL:
+            if not _is_skipped(ctx, e):
+                ctx._cur = e
+                failed = _call_native_response(e, ctx, resp)
+                if failed is not None:
+                    err = resp = failed
+            continue
         if e.resp_hook is None or _is_skipped(ctx, e):
             continue
         ctx._cur = e
@@ -224,6 +246,13 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
     cdef Response err = None
     for i in range(ctx._ran - 1, -1, -1):
         e = <Entry>seg.hooks[i]
+        if e.c_response != NULL:
+            if not _is_skipped(ctx, e):
+                ctx._cur = e
+                failed = _call_native_response(e, ctx, resp)
+                if failed is not None:
+                    err = resp = failed
+            continue
         if e.resp_hook is None or _is_skipped(ctx, e):
             continue
         ctx._cur = e
@@ -468,6 +497,8 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             from covet_pipe._callnext import run_call_next
             await run_call_next(seg.wrapper, down, req, scope, receive, send)
     finally:
+        if seg.any_native_done:
+            _native_done(seg, ctx)
         _release(snap)
 
 
@@ -501,8 +532,12 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
             sw.seg = seg
             sw.ctx = ctx
             send = sw
+        if seg.any_native_done:
+            return _app_run_done(app(scope, receive, send), snap, seg, ctx)
         return _app_run(app(scope, receive, send), snap)
     except BaseException:
+        if seg.any_native_done:
+            _native_done(seg, ctx)
         _release(snap)
         raise
 
@@ -515,10 +550,21 @@ async def _app_run(coro, Snapshot snap):
         _release(snap)
 
 
+async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx):
+    """_app_run, then the native plugins' on_request_done."""
+    try:
+        await coro
+    finally:
+        _native_done(seg, ctx)
+        _release(snap)
+
+
 async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, send, Snapshot snap):
     try:
         await _answer(seg, ctx, resp, send)
     finally:
+        if seg.any_native_done:
+            _native_done(seg, ctx)
         _release(snap)
 
 

@@ -60,6 +60,7 @@ cdef class Headers:
 
     cdef void _own(self):
         # The first edit copies the list: the server's scope stays untouched.
+        self._version += 1
         if not self._dirty:
             self._raw = [(k, v) for k, v in self._raw]
             self._dirty = True

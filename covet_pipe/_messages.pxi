@@ -32,6 +32,7 @@ cdef class Request:
         self._body = body
 
     cdef void _own(self):
+        self._version += 1
         if not self._dirty:
             self.scope = dict(self.scope)
             self._dirty = True

@@ -9,7 +9,10 @@
 
 from libc.stdint cimport int32_t, uint32_t
 
-cdef extern from "covet_plugin.h" nogil:
+# Not `nogil`: hooks are called, and host functions must be called, with the GIL held
+# (native_abi/README.md). Under `nogil`, Cython types the hook pointers as nogil, and a plugin's
+# `cdef int on_request(...) noexcept` (or the host's own table functions) cannot be assigned to them.
+cdef extern from "covet_plugin.h":
     #: the name of the capsule a Cython plugin exports as __covet_plugin_entry_v1__
     const char *COVET_PLUGIN_CAPSULE
 

@@ -160,8 +160,7 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if not p.exists():
         raise PluginLoadError(f"{where} does not exist", path=where)
     if p.suffix == ".so":
-        raise PluginLoadError(f"{where} is a native plugin; native (.so) plugins are not available in this "
-                              "version of covet-pipe", path=where)
+        return [_native_record(p, config)]
     if p.is_file() and p.suffix != ".py":
         raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
     manifest = read_manifest(p)
@@ -183,6 +182,28 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
         record.module = module
         records.append(record)
     return records
+
+
+def _native_record(p: Path, config: PluginConfig) -> PluginRecord:
+    """A C or Cython plugin library, with its manifest (``x.covet-plugin.toml`` for ``x.so``)."""
+    from covet_pipe.native import load_native
+    where = str(p)
+    manifest = read_manifest(p.with_name(p.name.split(".", 1)[0] + ".so"))
+    if (manifest or {}).get("sandbox", config.sandbox_enabled):
+        raise PluginLoadError(f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but native "
+                              "plugins run in-process and cannot be sandboxed; set sandbox = false in its "
+                              "manifest if you trust this library", path=where)
+    plugin = load_native(p)
+    if manifest:
+        _apply_manifest(plugin, manifest, where)
+    settings = dict(config.plugin_settings.get(plugin.name, {}))
+    settings.update((manifest or {}).get("config", {}))
+    try:
+        return validate(plugin, priority=(manifest or {}).get("priority"),
+                        failure_policy=(manifest or {}).get("failure_policy"),
+                        source="native", path=where, config=settings)
+    except PluginError as exc:
+        raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
 
 
 def _apply_manifest(plugin: Any, manifest: dict[str, Any], where: str) -> None:

@@ -145,6 +145,8 @@ _KINDS = (
 def plugin_kinds(plugin: object) -> tuple[str, ...]:
     """The kinds a plugin instance is (``("middleware", "auth")`` ...)."""
     kinds = tuple(k for k, cls in _KINDS if isinstance(plugin, cls))
+    if getattr(plugin, "_covet_native", False):
+        kinds += ("native",)
     return kinds or ("plugin",)
 
 

@@ -180,15 +180,21 @@ def make_entry(record: PluginRecord) -> Entry:
     resp = _hook(plugin, "process_response")
     if record.style == "call_next":
         req = plugin.process_request
-    return Entry(
+    native = getattr(plugin, "_covet_native", False)
+    entry = Entry(
         plugin, name=record.name, version=str(record.version), priority=record.priority,
-        kind="middleware", style=record.style or "hook", protocols=record.protocols,
-        req_hook=req, resp_hook=resp,
+        kind="native" if native else "middleware", style=record.style or "hook",
+        protocols=record.protocols, req_hook=None if native else req,
+        resp_hook=None if native else resp,
         req_async=req is not None and inspect.iscoroutinefunction(req),
         resp_async=resp is not None and inspect.iscoroutinefunction(resp),
         fail_open=record.failure_policy == "open",
         needs_body=bool(getattr(plugin, "needs_body", False)), stats=record.stats,
     )
+    if native:
+        # The core calls these C pointers directly; the plugin keeps its library loaded.
+        entry.set_native(*plugin.native_hooks(), keep=plugin)
+    return entry
 
 
 def unavailable_entry(record: PluginRecord) -> Entry:

@@ -128,10 +128,12 @@ async def test_manifest_asking_for_sandbox_is_refused_not_run_in_process(tmp_pat
     assert "not loaded in-process" in report.failed[str(tmp_path / "evil.py")]
 
 
-async def test_native_library_in_plugin_path_is_reported(tmp_path):
+async def test_broken_native_library_in_plugin_path_is_reported_and_others_load(tmp_path):
     (tmp_path / "libthing.so").write_bytes(b"\x7fELF")
+    write_plugin(tmp_path, "fine", "fine")
     report = await PluginManager(PluginConfig(plugin_paths=[str(tmp_path)], entry_points=False)).load_plugins()
-    assert "native (.so) plugins are not available" in report.failed[str(tmp_path / "libthing.so")]
+    assert "cannot be loaded: it is truncated" in report.failed[str(tmp_path / "libthing.so")]
+    assert report.loaded == ["fine"]
 
 
 async def test_load_plugin_from_path_gives_fresh_module_each_time(tmp_path):
