@@ -71,6 +71,11 @@ cdef class Entry:
 cdef class Segment:
     """A run of hook-style entries, optionally ended by a call_next-style one."""
 
+    def __dealloc__(self):
+        if self.slots != NULL:
+            free(self.slots)
+            self.slots = NULL
+
     @property
     def names(self):
         return tuple(e.name for e in self.hooks)
@@ -79,9 +84,22 @@ cdef class Segment:
 cdef Segment _new_segment(list hooks, Entry wrapper):
     cdef Segment s = Segment.__new__(Segment)
     cdef Entry e
+    cdef Py_ssize_t i
     s.hooks = tuple(hooks)
     s.count = len(hooks)
     s.wrapper = wrapper
+    s.slots = <NativeSlot *>calloc(s.count if s.count else 1, sizeof(NativeSlot))
+    if s.slots == NULL:
+        raise MemoryError()
+    for i in range(s.count):
+        e = <Entry>s.hooks[i]
+        if e.c_request != NULL or e.c_response != NULL or e.c_done != NULL:
+            s.slots[i].req = e.c_request
+            s.slots[i].resp = e.c_response
+            s.slots[i].done = e.c_done
+            s.slots[i].instance = e.c_instance
+            s.slots[i].calls = &e.stats.calls
+            s.slots[i].native = True
     for e in hooks:
         if e.req_hook is not None and e.req_async:
             s.any_async_req = True

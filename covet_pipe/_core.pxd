@@ -84,6 +84,16 @@ cdef class Entry:
     cdef object c_keep
 
 
+cdef struct NativeSlot:
+    # One entry's native hooks, in a C array beside the segment's entries (NULL: Python).
+    covet_plugin_request_fn req
+    covet_plugin_response_fn resp
+    covet_plugin_done_fn done
+    void *instance
+    long long *calls
+    bint native
+
+
 cdef class Segment:
     #: hook-style entries run inline, in (priority, name) order
     cdef tuple hooks
@@ -94,6 +104,8 @@ cdef class Segment:
     cdef bint needs_body
     #: some entry is native and has an on_request_done hook
     cdef bint any_native_done
+    #: count slots, one per entry: the native hooks the loops call without touching Python objects
+    cdef NativeSlot *slots
     #: a call_next-style entry that wraps the rest of the chain, or None
     cdef Entry wrapper
     #: the only segment, all request hooks sync, no body to read: no coroutine of ours runs
@@ -144,5 +156,10 @@ cdef class RequestContext:
     cdef Response _resp
     #: what a native plugin answered with respond()
     cdef Response _native_answer
-    #: per-plugin request_data pointers, by entry name
+    #: per-plugin request_data pointers, by entry index
     cdef dict _data
+    #: the segment and entry index a native hook runs for (host functions use them)
+    cdef Segment _seg
+    cdef Py_ssize_t _cur_i
+    #: a host function edited the request or response: rebuild the view before the next hook
+    cdef bint _host_edited

@@ -122,22 +122,38 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
     cdef Entry e
     cdef object r
     cdef Response resp
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
     cdef bint sample
     _tick += 1
     sample = (_tick & SAMPLE_MASK) == 0
+    ctx._seg = seg
     for i in range(seg.count):
-        e = <Entry>seg.hooks[i]
+        slot = &seg.slots[i]
         ctx._ran = ctx._reached = i + 1
-        if e.c_request != NULL:
-            ctx._cur = e
-            e.stats.calls += 1
-            resp = _call_native_request(e, ctx, i)      # a direct C call
-            if resp is not None:
-                return resp
+        if slot.req != NULL:
+            # Native: a direct C call; runs of them touch no Python object.
+            if not fresh:
+                _ensure_view(ctx)
+                fresh = True
+            slot.calls[0] += 1
+            ctx._cur_i = i
+            rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if ctx._host_edited:
+                ctx._host_edited = fresh = False
+            if rc != COVET_OK:
+                resp = _native_request_outcome(seg, ctx, i, rc)
+                if resp is not None:
+                    return resp
             continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
         if e.req_hook is None:
             continue
+        fresh = False
         ctx._cur = e
         e.stats.calls += 1
         if sample:
@@ -167,18 +183,28 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
     cdef Py_ssize_t i
     cdef Entry e
     cdef object r
-    cdef PyObject* res = NULL
     cdef Response resp
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef PyObject* res = NULL
+    ctx._seg = seg
     for i in range(seg.count):
-        e = <Entry>seg.hooks[i]
+        slot = &seg.slots[i]
         ctx._ran = ctx._reached = i + 1
-        if e.c_request != NULL:
-            ctx._cur = e
-            e.stats.calls += 1
-            resp = _call_native_request(e, ctx, i)
-            if resp is not None:
-                return resp
+        if slot.req != NULL:
+            _ensure_view(ctx)
+            slot.calls[0] += 1
+            ctx._cur_i = i
+            rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            ctx._host_edited = False
+            if rc != COVET_OK:
+                resp = _native_request_outcome(seg, ctx, i, rc)
+                if resp is not None:
+                    return resp
             continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
         if e.req_hook is None:
             continue
         ctx._cur = e
@@ -217,17 +243,36 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
     cdef Entry e
     cdef Response err = None
     cdef Response failed
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef bint fresh = False
+    ctx._seg = seg
     for i in range(ctx._ran - 1, -1, -1):
-        e = <Entry>seg.hooks[i]
-        if e.c_response != NULL:
-            if not _is_skipped(ctx, e):
-                ctx._cur = e
-                failed = _call_native_response(e, ctx, resp)
+        slot = &seg.slots[i]
+        if slot.resp != NULL:
+            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+                continue
+            if not fresh:
+                ctx._phase = 1
+                ctx._resp = resp
+                _ensure_view(ctx)
+                fresh = True
+            ctx._cur_i = i
+            rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if ctx._host_edited:
+                ctx._host_edited = fresh = False
+            if rc != COVET_OK:
+                failed = _native_failed(<Entry>seg.hooks[i], ctx, rc, "on_response")
                 if failed is not None:
                     err = resp = failed
+                    fresh = False
             continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
         if e.resp_hook is None or _is_skipped(ctx, e):
             continue
+        fresh = False
         ctx._cur = e
         try:
             e.resp_hook(resp, ctx)
@@ -242,17 +287,31 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
     """_resp_phase_sync for a segment with async response hooks."""
     cdef Py_ssize_t i
     cdef Entry e
-    cdef PyObject* res = NULL
     cdef Response err = None
+    cdef Response failed
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef PyObject* res = NULL
+    ctx._seg = seg
     for i in range(ctx._ran - 1, -1, -1):
-        e = <Entry>seg.hooks[i]
-        if e.c_response != NULL:
-            if not _is_skipped(ctx, e):
-                ctx._cur = e
-                failed = _call_native_response(e, ctx, resp)
+        slot = &seg.slots[i]
+        if slot.resp != NULL:
+            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+                continue
+            ctx._phase = 1
+            ctx._resp = resp
+            _ensure_view(ctx)
+            ctx._cur_i = i
+            rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            ctx._host_edited = False
+            if rc != COVET_OK:
+                failed = _native_failed(<Entry>seg.hooks[i], ctx, rc, "on_response")
                 if failed is not None:
                     err = resp = failed
             continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
         if e.resp_hook is None or _is_skipped(ctx, e):
             continue
         ctx._cur = e

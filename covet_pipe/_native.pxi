@@ -95,6 +95,7 @@ cdef int _h_edit_header(covet_request_host_ptr h, covet_plugin_str name, covet_p
             headers.add(_raw_bytes(name), _raw_bytes(value))
         elif headers.remove(_raw_bytes(name)) == 0:
             return COVET_E_NOTFOUND
+        ctx._host_edited = True
         return COVET_OK
     except BaseException:
         return COVET_E_INVALID
@@ -122,6 +123,7 @@ cdef int _h_set_status(covet_request_host_ptr h, int status) noexcept:
     if status < 100 or status > 999:
         return COVET_E_INVALID
     ctx._resp.status = status
+    ctx._host_edited = True
     return COVET_OK
 
 
@@ -173,20 +175,18 @@ cdef int _h_config_get(covet_plugin_host_ptr p, covet_plugin_str key, covet_host
 
 cdef void *_h_request_data(covet_request_host_ptr h) noexcept:
     cdef RequestContext ctx = _ctx_of(h)
-    if ctx._data is None or ctx._cur is None:
+    if ctx._data is None:
         return NULL
-    v = ctx._data.get(ctx._cur.name)
+    v = ctx._data.get(ctx._cur_i)
     return NULL if v is None else <void *><uintptr_t>v
 
 
 cdef void _h_set_request_data(covet_request_host_ptr h, void *data) noexcept:
     cdef RequestContext ctx = _ctx_of(h)
-    if ctx._cur is None:
-        return
     try:
         if ctx._data is None:
             ctx._data = {}
-        ctx._data[ctx._cur.name] = <uintptr_t>data
+        ctx._data[ctx._cur_i] = <uintptr_t>data
     except BaseException:
         pass  # out of memory: the plugin sees NULL next time
 
@@ -316,16 +316,10 @@ cdef Response _native_failed(Entry e, RequestContext ctx, int rc, str where):
     return _error_response(500)
 
 
-cdef Response _call_native_request(Entry e, RequestContext ctx, Py_ssize_t i):
-    """Run a native on_request; None to go on, or the Response that answers now."""
-    cdef int rc
-    _ensure_view(ctx)
-    ctx._native_answer = None
-    rc = e.c_request(e.c_instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
-    if ctx._keep_more is not None:
-        ctx._keep_more = None
-    if rc == COVET_OK:
-        return None
+cdef Response _native_request_outcome(Segment seg, RequestContext ctx, Py_ssize_t i, int rc):
+    """A native on_request returned something other than COVET_OK (out of the loop)."""
+    cdef Entry e = <Entry>seg.hooks[i]
+    cdef Response resp
     if rc == COVET_RESPOND and ctx._native_answer is not None:
         e.stats.short_circuits += 1
         resp = ctx._native_answer
@@ -342,27 +336,14 @@ cdef Response _call_native_request(Entry e, RequestContext ctx, Py_ssize_t i):
     return resp
 
 
-cdef Response _call_native_response(Entry e, RequestContext ctx, Response resp):
-    """Run a native on_response on *resp*; an error Response (fail closed) or None."""
-    cdef int rc
-    ctx._phase = 1
-    ctx._resp = resp
-    _ensure_view(ctx)
-    rc = e.c_response(e.c_instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
-    if ctx._keep_more is not None:
-        ctx._keep_more = None
-    if rc == COVET_OK:
-        return None
-    return _native_failed(e, ctx, rc, "on_response")
-
-
 cdef void _native_done(Segment seg, RequestContext ctx) noexcept:
     """on_request_done for every native plugin the request reached: it always runs."""
     cdef Py_ssize_t i
-    cdef Entry e
+    cdef NativeSlot *slot
+    ctx._seg = seg
     for i in range(min(ctx._reached, seg.count)):
-        e = <Entry>seg.hooks[i]
-        if e.c_done != NULL:
-            ctx._cur = e
-            e.c_done(e.c_instance, <covet_request_host_ptr><void *>ctx)
+        slot = &seg.slots[i]
+        if slot.done != NULL:
+            ctx._cur_i = i
+            slot.done(slot.instance, <covet_request_host_ptr><void *>ctx)
     ctx._view_keep = None
