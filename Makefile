@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.covet-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: all build run test bench bench-micro bench-e2e typecheck clean debug
+.PHONY: all build run test bench bench-native bench-micro bench-e2e typecheck clean debug
 
 all: build
 
@@ -40,6 +40,12 @@ bench: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only --benchmark-columns=min,median,ops \
 		--benchmark-json benchmarks/results/micro.json
 	$(PY) benchmarks/report.py benchmarks/results/layers.json --micro benchmarks/results/micro.json
+	$(PY) benchmarks/bench_native.py --fast --quiet -o benchmarks/results/native.json
+
+bench-native: build
+	mkdir -p benchmarks/results
+	rm -f benchmarks/results/native.json
+	$(PY) benchmarks/bench_native.py --fast --quiet -o benchmarks/results/native.json
 
 bench-micro: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
