@@ -35,7 +35,7 @@ typecheck: build
 
 bench: build
 	mkdir -p benchmarks/results
-	rm -f benchmarks/results/layers.json benchmarks/results/micro.json
+	rm -f benchmarks/results/layers.json benchmarks/results/micro.json benchmarks/results/native.json
 	$(PY) benchmarks/bench_layers.py --fast --quiet -o benchmarks/results/layers.json
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only --benchmark-columns=min,median,ops \
 		--benchmark-json benchmarks/results/micro.json
