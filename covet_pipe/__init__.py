@@ -48,7 +48,10 @@ __version__ = "0.1.0"
 
 
 def get_include() -> str:
-    """The folder holding covet_plugin.h and covet_plugin.pxd, for building native plugins."""
+    """The folder holding covet_plugin.h, for building native plugins (C: ``-I``).
+
+    Cython plugins cimport ``covet_pipe.covet_plugin``, found through the installed package.
+    """
     import os
     return os.path.join(os.path.dirname(__file__), "include")
 

@@ -252,6 +252,9 @@ typedef const covet_plugin_descriptor *(*covet_plugin_entry_fn)(void);
 #define COVET_EXPORT
 #endif
 
+/* The prototype gives the entry C linkage in C++ plugins and checks its signature in C. */
+COVET_EXPORT const covet_plugin_descriptor *covet_plugin_entry_v1(void);
+
 /* ==== Helper macros ===================================================== */
 
 /* Start a descriptor with the fields the header fills for you:

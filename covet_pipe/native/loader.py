@@ -25,6 +25,7 @@ __all__ = ["load_native", "cache_dir"]
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 _CAPSULE = b"covet_plugin_entry_v1"
 _MAX_LIST = 64
+_MAX_TEXT = 255
 
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyCapsule_GetPointer.restype = ctypes.c_void_p
@@ -65,7 +66,10 @@ def _content_copy(data: bytes, digest: str, filename: str) -> Path:
 def _text(ptr: Any, field: str, where: str) -> str:
     if ptr == ffi.NULL:
         raise PluginLoadError(f"{where}: the descriptor's {field} is NULL; set it to a string", path=where)
-    raw = ffi.string(ptr, 256)
+    raw = ffi.string(ptr, _MAX_TEXT + 1)
+    if len(raw) > _MAX_TEXT:
+        raise PluginLoadError(f"{where}: the descriptor's {field} is longer than {_MAX_TEXT} bytes (or not "
+                              "NUL-terminated); end it with NUL and keep it short", path=where)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -103,7 +107,9 @@ def _describe(desc: Any, keep: Any, where: str, language: str) -> NativePlugin:
             f"descriptor has {DESCRIPTOR_SIZE_1_0}; fill struct_size with sizeof(covet_plugin_descriptor) "
             "(COVET_DESCRIPTOR_HEADER does) and rebuild", path=where)
     d = ffi.cast("const covet_plugin_descriptor *", desc)
-    if minor > ABI_MINOR and d.requires_minor > ABI_MINOR:
+    # Whatever minor it was built with: what it needs must be here (a 1.0 build cannot need more,
+    # so a requires_minor above its own minor is a broken descriptor, refused the same way).
+    if d.requires_minor > ABI_MINOR:
         raise PluginLoadError(
             f"{where} was built for covet ABI {major}.{minor} and needs the host functions of ABI "
             f"{major}.{d.requires_minor}; this covet-pipe provides ABI {ABI_MAJOR}.{ABI_MINOR}: upgrade "
@@ -168,14 +174,21 @@ def load_native(path: str | os.PathLike[str]) -> NativePlugin:
     try:
         lib = ffi.dlopen(str(copy), ffi.RTLD_NOW | ffi.RTLD_LOCAL)
     except OSError as exc:
-        raise PluginLoadError(f"{where}: the dynamic loader refused it: {exc}; a C plugin links against "
+        # cffi appends a note about ctypes.util.find_library that does not apply to a path
+        why = str(exc).split("  Additionally, ctypes.util.find_library()")[0].replace(str(copy), p.name)
+        if "position-independent executable" in why:
+            raise PluginLoadError(f"{where} cannot be loaded: it is an executable (PIE), not a shared "
+                                  "library; build it with -shared -fPIC", path=where) from None
+        raise PluginLoadError(f"{where}: the dynamic loader refused it: {why}; a C plugin links against "
                               "nothing of covet-pipe's: check its own dependencies with ldd", path=where) from None
     try:
         entry = lib.covet_plugin_entry_v1
     except AttributeError:
         entry = None
     if entry is not None:
-        return _describe(entry(), lib, where, "c")
+        plugin = _describe(entry(), lib, where, "c")
+        plugin.loaded_from = str(copy)
+        return plugin
     modname = p.name.split(".", 1)[0]
     probe = cffi.FFI()
     probe.cdef(f"void *PyInit_{modname}(void);") if modname.isidentifier() else None
@@ -184,7 +197,9 @@ def load_native(path: str | os.PathLike[str]) -> NativePlugin:
     except (AttributeError, OSError):
         has_init = False
     if has_init:
-        return _load_cython(copy, where, digest, modname)
+        plugin = _load_cython(copy, where, digest, modname)
+        plugin.loaded_from = str(copy)
+        return plugin
     raise PluginLoadError(
         f"{where} exports neither covet_plugin_entry_v1 (a C plugin) nor PyInit_{modname} (a Cython "
         "plugin); export the entry with COVET_EXPORT, or build it with 'covet-pipe build'", path=where)

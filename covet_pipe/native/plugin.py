@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 from covet_pipe._core import ABI_MAJOR, ABI_MINOR, NativeHost, host_api_address
@@ -12,6 +13,16 @@ from covet_pipe.plugin import MiddlewarePlugin
 __all__ = ["NativePlugin"]
 
 FLAG_FAIL_OPEN = 1
+
+# init() and shutdown() are called through ctypes PYFUNCTYPE prototypes, which keep the GIL
+# held: a cffi call releases it, and the host functions init() calls (error, log, config_get)
+# touch Python objects.
+_INIT = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+_SHUTDOWN = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _addr(p: Any) -> int:
+    return int(ffi.cast("uintptr_t", p))
 
 
 class NativePlugin(MiddlewarePlugin):
@@ -38,6 +49,8 @@ class NativePlugin(MiddlewarePlugin):
         #: where it was loaded from, and what it is written in ("c" or "cython")
         self.path = path
         self.language = language
+        #: the content-addressed copy that was loaded (set by load_native)
+        self.loaded_from: str | None = None
         self.abi = abi
         self._desc = desc
         self._keep = keep          # the cffi library (and, for Cython, the module)
@@ -51,32 +64,29 @@ class NativePlugin(MiddlewarePlugin):
         if self._desc.init == ffi.NULL:
             self._started = True
             return
-        instance = ffi.new("void **")
-        rc = self._desc.init(ffi.cast("const covet_host_api *", host_api_address()),
-                             ffi.cast("covet_plugin_host_ptr", self.host.address), instance)
+        instance = ctypes.c_void_p()
+        rc = _INIT(_addr(self._desc.init))(host_api_address(), self.host.address, ctypes.byref(instance))
         if rc != 0:
             why = self.host.last_error or "it gave no reason (it should call host->error first)"
             raise PluginError(f"native plugin {self.name!r} ({self.path}): init() returned {rc}: {why}",
                               plugin_name=self.name, path=self.path)
-        self._instance = instance[0]
+        self._instance = ffi.cast("void *", instance.value or 0)
         self._started = True
 
     async def shutdown(self) -> None:
         """Call the plugin's shutdown() once; the core calls no hook after this."""
         if self._started and self._desc.shutdown != ffi.NULL:
-            self._desc.shutdown(self._instance)
+            _SHUTDOWN(_addr(self._desc.shutdown))(_addr(self._instance))
         self._started = False
 
     def native_hooks(self) -> tuple[int, int, int, int]:
         """Addresses of on_request, on_response, on_request_done and the instance."""
-        def addr(p: Any) -> int:
-            return int(ffi.cast("uintptr_t", p))
         d = self._desc
-        return addr(d.on_request), addr(d.on_response), addr(d.on_request_done), addr(self._instance)
+        return _addr(d.on_request), _addr(d.on_response), _addr(d.on_request_done), _addr(self._instance)
 
     def metadata(self) -> dict[str, Any]:
         hooks = [h for h in ("init", "shutdown", "on_request", "on_response", "on_request_done")
                  if getattr(self._desc, h) != ffi.NULL]
         return {"description": f"native ({self.language}) plugin from {self.path}",
                 "abi": f"{self.abi[0]}.{self.abi[1]}", "host_abi": f"{ABI_MAJOR}.{ABI_MINOR}",
-                "hooks": hooks}
+                "hooks": hooks, "loaded_from": self.loaded_from}
