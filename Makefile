@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.covet-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test bench bench-native bench-micro bench-e2e typecheck clean debug
+.PHONY: all build run test bench bench-native bench-micro bench-e2e typecheck clean debug fuzz-native
 
 all: build
 
@@ -29,6 +30,12 @@ run: build
 
 test: build
 	$(PY) -m pytest -q
+
+# Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.
+fuzz-native: build
+	mkdir -p build/fuzz
+	$(PY) fuzz/fuzz_native_loader.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+		-artifact_prefix=build/fuzz/
 
 typecheck: build
 	$(PY) -m mypy --strict tests/typing/examples.py

@@ -18,6 +18,17 @@ cdef inline bytes _key(object name):
     return _enc(name).lower()
 
 
+# Every Headers object, and each edit of one, takes a number never used before: a native
+# plugin's view is rebuilt when the number changes, even if a plugin replaced the whole map.
+cdef unsigned long _headers_clock = 0
+
+
+cdef inline unsigned long _next_version() noexcept:
+    global _headers_clock
+    _headers_clock += 1
+    return _headers_clock
+
+
 @cython.freelist(64)
 cdef class Headers:
     """Request or response headers: a multi-map, case-insensitive, order kept.
@@ -41,6 +52,7 @@ cdef class Headers:
                 raw.append((_key(k), _enc(v)))
         self._raw = raw
         self._dirty = False
+        self._version = _next_version()
 
     @staticmethod
     cdef Headers wrap(object raw):
@@ -53,6 +65,7 @@ cdef class Headers:
         else:
             h._raw = list(raw)
         h._dirty = False
+        h._version = _next_version()
         return h
 
     cdef list raw_list(self):
@@ -60,7 +73,7 @@ cdef class Headers:
 
     cdef void _own(self):
         # The first edit copies the list: the server's scope stays untouched.
-        self._version += 1
+        self._version = _next_version()
         if not self._dirty:
             self._raw = [(k, v) for k, v in self._raw]
             self._dirty = True

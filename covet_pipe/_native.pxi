@@ -241,7 +241,8 @@ cdef long _edit_version(RequestContext ctx):
     if req._headers is not None:
         v += <long>req._headers._version
     if ctx._phase == 1 and ctx._resp is not None:
-        v += 1000000 + <long>ctx._resp.status
+        # the status in the high bits: a lower status must not cancel out a header edit
+        v += (<long>ctx._resp.status + 1) << 40
         if ctx._resp._headers is not None:
             v += <long>ctx._resp._headers._version
     return v
@@ -306,6 +307,9 @@ cdef Response _native_failed(Entry e, RequestContext ctx, int rc, str where):
         host.last_error = None
     if rc == COVET_ERROR:
         what = f"returned COVET_ERROR: {message}"
+    elif rc == COVET_RESPOND:
+        what = (f"returned COVET_RESPOND from {where}, where only COVET_OK or COVET_ERROR may be "
+                "returned; answer from on_request with host->respond()")
     else:
         what = (f"returned {rc}, which is not a covet result code (COVET_OK 0, COVET_RESPOND 1, "
                 f"COVET_ERROR -1); fix the plugin's {where}")
