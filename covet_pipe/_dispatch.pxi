@@ -87,6 +87,12 @@ cdef bint _hook_failed(Entry e, str where, object exc):
     return e.fail_open
 
 
+cdef int _failure_status(object exc):
+    # 500, or the status an exception asks for (503 from an unavailable sandbox).
+    status = getattr(exc, "http_status", 500)
+    return status if type(status) is int and 500 <= status <= 599 else 500
+
+
 cdef Response _as_response(Entry e, object r):
     # r is neither None nor CONTINUE.
     if type(r) is _Action:
@@ -171,7 +177,7 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
                 _skip(ctx, e)
                 continue
             ctx._ran = i
-            return _error_response(500)
+            return _error_response(_failure_status(exc))
         if resp is not None:
             e.stats.short_circuits += 1
             return resp
@@ -226,7 +232,7 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
                 _skip(ctx, e)
                 continue
             ctx._ran = i
-            return _error_response(500)
+            return _error_response(_failure_status(exc))
         if resp is not None:
             e.stats.short_circuits += 1
             return resp
@@ -279,7 +285,7 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
-            err = resp = _error_response(500)
+            err = resp = _error_response(_failure_status(exc))
     return err
 
 
@@ -325,7 +331,7 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
-            err = resp = _error_response(500)
+            err = resp = _error_response(_failure_status(exc))
     return err
 
 

@@ -68,6 +68,10 @@ class PluginConfig:
     memory_limit: int | str | None = None
     #: CPU share of one core for a sandboxed plugin (0.8 = 80%)
     cpu_limit: float | None = None
+    #: helper processes per sandboxed plugin (calls go to the least busy)
+    sandbox_pool_size: int = 1
+    #: seconds a sandboxed hook may take; past it the helper is killed and the request gets 503
+    sandbox_call_timeout: float = 5.0
     #: allow reloading plugins at all (``reload_plugin``)
     hot_reload: bool = False
     #: watch plugin files and reload on change (needs ``hot_reload``)
@@ -106,7 +110,11 @@ class PluginConfig:
                     f"cpu_limit: expected a share of one CPU such as 0.8, got {self.cpu_limit!r}",
                     field="cpu_limit",
                 )
-        for name in ("initialize_timeout", "shutdown_timeout", "drain_timeout"):
+        if isinstance(self.sandbox_pool_size, bool) or not isinstance(self.sandbox_pool_size, int) \
+                or not 1 <= self.sandbox_pool_size <= 64:
+            raise ConfigError(f"sandbox_pool_size: expected a number of helpers from 1 to 64, got "
+                              f"{self.sandbox_pool_size!r}", field="sandbox_pool_size")
+        for name in ("initialize_timeout", "shutdown_timeout", "drain_timeout", "sandbox_call_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}", field=name)

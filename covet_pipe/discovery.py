@@ -41,6 +41,8 @@ class LoadReport:
     #: path or entry point -> message saying what is wrong and what to do
     failed: dict[str, str] = field(default_factory=dict)
     records: list[PluginRecord] = field(default_factory=list, repr=False)
+    #: plugins to start in sandboxed helpers (the manager starts them on its loop)
+    sandboxed: list[Any] = field(default_factory=list, repr=False)
 
 
 def manifest_path(path: Path) -> Path:
@@ -145,9 +147,35 @@ def _refuse_sandbox(where: str, manifest: dict[str, Any] | None, config: PluginC
     wants = (manifest or {}).get("sandbox", config.sandbox_enabled)
     if wants:
         raise PluginLoadError(
-            f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but this version of "
-            "covet-pipe has no sandbox yet; it was not loaded in-process. Set sandbox = false for "
-            "plugins you trust", path=where)
+            f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but an entry point cannot "
+            "be sandboxed; it was not loaded in-process. Name the plugin's file in plugin_paths to "
+            "sandbox it, or set sandbox = false for plugins you trust", path=where)
+
+
+class SandboxRequested(Exception):
+    """load_path: this plugin is to run sandboxed; ``spec`` says how (never imported here)."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec.path)
+        self.spec = spec
+
+
+def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None = None) -> Any:
+    """What the supervisor needs to run the plugin at *p* in a helper."""
+    from covet_pipe.sandbox.policy import SandboxPolicy
+    from covet_pipe.sandbox.supervisor import SandboxSpec
+    if manifest is None:
+        manifest = read_manifest(p) or {}
+    settings = dict(config.plugin_settings.get(manifest.get("name") or p.stem, {}))
+    settings.update(manifest.get("config", {}))
+    where = str(p)
+    try:
+        policy = SandboxPolicy.from_config(config, manifest.get("permissions"),
+                                           str(p if p.is_dir() else p.parent))
+    except ConfigError as exc:
+        raise PluginLoadError(f"{where}: {exc}", path=where) from None
+    return SandboxSpec(path=where, policy=policy, config=settings, manifest=manifest,
+                       pool_size=config.sandbox_pool_size, call_timeout=config.sandbox_call_timeout)
 
 
 def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
@@ -164,7 +192,9 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if p.is_file() and p.suffix != ".py":
         raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
     manifest = read_manifest(p)
-    _refuse_sandbox(where, manifest, config)
+    if (manifest or {}).get("sandbox", config.sandbox_enabled):
+        # Untrusted: never imported in the host. The manager starts it in a helper.
+        raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
     module = _import_fresh(p)
     base_name = (manifest or {}).get("name")
     settings = dict(config.plugin_settings.get(base_name or p.stem, {}))
@@ -282,6 +312,8 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
                 continue
             try:
                 report.records.extend(load_path(cand, config))
+            except SandboxRequested as req:
+                report.sandboxed.append(req.spec)
             except PluginError as exc:
                 report.failed[str(cand)] = str(exc)
     if config.entry_points:
@@ -302,7 +334,7 @@ def find_plugin(name: str, config: PluginConfig) -> PluginRecord | None:
                     for record in load_path(cand, config):
                         if record.name == name:
                             return record
-                except PluginError:
+                except (PluginError, SandboxRequested):
                     continue
     report = LoadReport()
     _entry_point_records(config, report, only=name)

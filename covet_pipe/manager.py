@@ -80,6 +80,14 @@ class PluginManager:
         """
         from covet_pipe.discovery import discover
         report = await asyncio.to_thread(discover, self.config, self._registry)
+        known = {r.path for r in self._registry.records()}
+        for spec in report.sandboxed:
+            if spec.path in known:
+                continue
+            try:
+                report.records.append(await self._start_sandboxed(spec))
+            except PluginError as exc:
+                report.failed[spec.path] = str(exc)
         for record in report.records:
             try:
                 self._add_record(record)
@@ -97,16 +105,32 @@ class PluginManager:
 
         :raises PluginLoadError: naming the file and what to fix.
         """
-        from covet_pipe.discovery import load_path
-        if sandbox:
-            raise PluginError(f"{path}: sandboxed plugins are not available in this version of covet-pipe; "
-                              "load it in-process (sandbox=False) only if you trust its code", path=path)
-        records = await asyncio.to_thread(load_path, path, self.config)
+        from pathlib import Path
+
+        from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
+        try:
+            if sandbox:
+                raise SandboxRequested(sandbox_spec(Path(path).expanduser(), self.config))
+            records = await asyncio.to_thread(load_path, path, self.config)
+        except SandboxRequested as req:
+            records = [await self._start_sandboxed(req.spec)]
         for record in records:
             self._add_record(record)
         if self.status == "running":
             await self.initialize_all()
         return [r.name for r in records]
+
+    async def _start_sandboxed(self, spec: Any) -> PluginRecord:
+        """Start a sandboxed plugin's helpers and make the record of its proxy."""
+        from covet_pipe.sandbox.proxy import start_sandboxed
+        proxy = await start_sandboxed(spec)
+        try:
+            return validate(proxy, priority=spec.manifest.get("priority"),
+                            failure_policy=spec.manifest.get("failure_policy"), source="sandbox",
+                            path=spec.path, config=spec.config)
+        except PluginError:
+            await proxy._sup.shutdown()
+            raise
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -366,6 +390,9 @@ class PluginManager:
                 "state": record.state, "version": str(record.version), "error": record.error,
                 **record.stats.as_dict(),
             }
+            sup = getattr(record.plugin, "_sup", None)
+            if sup is not None:
+                plugins[record.name]["sandbox"] = sup.health()
         states = {p["state"] for p in plugins.values()}
         status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
         snap = self._chain.current

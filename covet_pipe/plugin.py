@@ -147,6 +147,8 @@ def plugin_kinds(plugin: object) -> tuple[str, ...]:
     kinds = tuple(k for k, cls in _KINDS if isinstance(plugin, cls))
     if getattr(plugin, "_covet_native", False):
         kinds += ("native",)
+    if getattr(plugin, "_covet_sandboxed", False):
+        kinds += ("sandboxed",)
     return kinds or ("plugin",)
 
 

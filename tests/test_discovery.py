@@ -121,11 +121,14 @@ async def test_bad_manifest_names_file_and_field(tmp_path, content, message):
     assert "thing.covet-plugin.toml" in why
 
 
-async def test_manifest_asking_for_sandbox_is_refused_not_run_in_process(tmp_path):
+async def test_manifest_asking_for_sandbox_never_imports_the_plugin_in_the_host(tmp_path):
+    # Importing this in the host would end the test run: only the helper may import it.
     (tmp_path / "evil.py").write_text("raise SystemExit('imported in the host!')\n")
     (tmp_path / "evil.covet-plugin.toml").write_text("sandbox = true\n")
     report = await PluginManager(PluginConfig(plugin_paths=[str(tmp_path)], entry_points=False)).load_plugins()
-    assert "not loaded in-process" in report.failed[str(tmp_path / "evil.py")]
+    why = report.failed[str(tmp_path / "evil.py")]
+    assert "the sandboxed helper could not start the plugin" in why
+    assert "imported in the host!" in why
 
 
 async def test_broken_native_library_in_plugin_path_is_reported_and_others_load(tmp_path):

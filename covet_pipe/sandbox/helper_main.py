@@ -1,0 +1,198 @@
+"""The sandboxed helper: confine this process, then import one plugin and serve its hooks over IPC.
+
+Started by the host as ``python -I -m covet_pipe.sandbox.helper_main FD`` with an empty
+environment and only the channel's descriptor. The first call (``init``) carries the policy and
+the plugin's path: the confinement layers go on before the plugin's module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+from covet_pipe.sandbox.channel import ChannelClosed, HelperChannel, ProtocolError
+
+#: request contexts kept between a request hook and its response hook (bounded)
+MAX_PENDING = 10000
+
+
+class Helper:
+    """One plugin instance, its event loop for async hooks, and the per-request contexts."""
+
+    def __init__(self, channel: HelperChannel) -> None:
+        self.channel = channel
+        self.plugin: Any = None
+        self.loop = asyncio.new_event_loop()
+        self.contexts: OrderedDict[int, Any] = OrderedDict()
+
+    def run(self, value: Any) -> Any:
+        return self.loop.run_until_complete(value) if inspect.isawaitable(value) else value
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def op_init(self, msg: dict) -> dict:
+        from covet_pipe.sandbox import confine
+        from covet_pipe.sandbox.policy import SandboxPolicy
+        layers = confine.apply(SandboxPolicy.from_dict(msg["policy"]))
+        # Only now, confined, does the plugin's code run.
+        from pathlib import Path
+
+        from covet_pipe.discovery import _import_fresh, _plugins_from
+        from covet_pipe.plugin import plugin_kinds
+        path = Path(msg["path"])
+        module = _import_fresh(path)
+        plugins = _plugins_from(module, msg.get("config") or {}, str(path))
+        if len(plugins) != 1:
+            raise ValueError(f"{path} made {len(plugins)} plugins; a sandboxed file must make exactly one")
+        self.plugin = p = plugins[0]
+        for key, value in (msg.get("manifest") or {}).items():
+            if key in ("name", "version") and getattr(p, key, None) is None:
+                setattr(p, key, value)
+        hooks = [h for h in ("process_request", "process_response", "initialize", "shutdown",
+                             "authenticate", "authorize", "get", "set", "delete", "exists")
+                 if callable(getattr(p, h, None))]
+        style = None
+        if "process_request" in hooks:
+            from covet_pipe.plugin import middleware_style
+            style = middleware_style(p)
+        overridden = [h for h in ("process_request", "process_response")
+                      if h in hooks and _overrides(p, h)]
+        return {"result": {
+            "layers": layers, "pid": os.getpid(),
+            "name": getattr(p, "name", None), "version": str(getattr(p, "version", None)),
+            "priority": getattr(p, "priority", 1000), "dependencies": list(getattr(p, "dependencies", ()) or ()),
+            "protocols": sorted(getattr(p, "protocols", ("http",)) or ("http",)),
+            "failure_policy": getattr(p, "failure_policy", "closed"), "kinds": list(plugin_kinds(p)),
+            "style": style, "hooks": overridden,
+            "async": {h: inspect.iscoroutinefunction(getattr(p, h)) for h in overridden},
+            "needs_body": bool(getattr(p, "needs_body", False)),
+        }}
+
+    def op_initialize(self, msg: dict) -> dict:
+        from covet_pipe.sandbox.context import HelperContext
+        self.run(self.plugin.initialize(HelperContext(self.plugin.name, msg.get("config") or {})))
+        return {}
+
+    def op_shutdown(self, msg: dict) -> dict:
+        self.run(self.plugin.shutdown())
+        return {}
+
+    def op_request(self, msg: dict) -> dict:
+        from covet_pipe._core import Request, _make_context
+        from covet_pipe.plugin import MiddlewareAction  # noqa: F401  (plugins return its actions)
+        r = msg["req"]
+        scope = {
+            "type": r.get("type", "http"), "method": r["method"], "path": r["path"],
+            "raw_path": r["path"].encode("utf-8"), "query_string": r.get("query", b""),
+            "headers": [(bytes(k), bytes(v)) for k, v in r.get("headers", [])],
+            "client": tuple(r["client"]) if r.get("client") else None, "scheme": r.get("scheme", "http"),
+            "http_version": "1.1", "root_path": "",
+        }
+        request = Request(scope, body=r.get("body"))
+        ctx = _make_context(request, r.get("protocol", "http"), None)
+        result = self.run(self.plugin.process_request(request, ctx))
+        if msg.get("keep"):
+            self.contexts[msg["id"]] = ctx
+            while len(self.contexts) > MAX_PENDING:
+                self.contexts.popitem(last=False)
+        response = _response_of(result)
+        if response is not None:
+            return {"action": "respond", "status": response.status, "headers": response.headers.raw,
+                    "body": response.body or b"", "media_type": response.media_type}
+        out: dict[str, Any] = {"action": "continue"}
+        edited = request.build_scope()
+        if edited is not scope:      # the first edit copies the scope
+            out.update(method=edited["method"], path=edited["path"], query=edited["query_string"],
+                       headers=[(k, v) for k, v in edited["headers"]])
+        return out
+
+    def op_response(self, msg: dict) -> dict:
+        from covet_pipe._core import Request, Response, _make_context
+        ctx = self.contexts.pop(msg.get("rid"), None) or _make_context(Request(), "http", None)
+        resp = Response(msg["status"], [(bytes(k), bytes(v)) for k, v in msg.get("headers", [])])
+        before = (resp.status, resp.headers.raw)
+        self.run(self.plugin.process_response(resp, ctx))
+        if (resp.status, resp.headers.raw) == before:
+            return {}
+        return {"status": resp.status, "headers": resp.headers.raw}
+
+    def op_forget(self, msg: dict) -> dict:
+        self.contexts.pop(msg.get("rid"), None)
+        return {}
+
+    def op_call(self, msg: dict) -> dict:
+        method = msg["method"]
+        if method not in ("authenticate", "authorize", "get", "set", "delete", "exists"):
+            raise ValueError(f"no such method {method!r}")
+        return {"result": self.run(getattr(self.plugin, method)(*msg.get("args", [])))}
+
+    def op_ping(self, msg: dict) -> dict:
+        return {"result": os.getpid()}
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        while True:
+            try:
+                msg = self.channel.receive()
+            except ChannelClosed:
+                return 0
+            except ProtocolError as exc:
+                print(f"covet-pipe helper: {exc}", file=sys.stderr)
+                return 2
+            op = msg.get("op")
+            handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+            try:
+                if handler is None:
+                    raise ValueError(f"unknown call {op!r}")
+                reply = {"id": msg["id"], "ok": True, **handler(msg)}
+            except BaseException as exc:  # report it; the host applies the failure policy
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                traceback.print_exc(file=sys.stderr)
+                reply = {"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                if op == "init":
+                    self.channel.send(reply)
+                    return 3
+            try:
+                self.channel.send(reply)
+            except (OSError, ValueError) as exc:
+                print(f"covet-pipe helper: cannot answer: {exc}", file=sys.stderr)
+                return 2
+            if op == "shutdown":
+                return 0
+
+
+def _overrides(plugin: Any, name: str) -> bool:
+    from covet_pipe.plugin import MiddlewarePlugin
+    return getattr(type(plugin), name, None) is not getattr(MiddlewarePlugin, name, None)
+
+
+def _response_of(result: Any) -> Any:
+    from covet_pipe._core import CONTINUE, Response
+    if result is None or result is CONTINUE:
+        return None
+    if isinstance(result, Response):
+        return result
+    response = getattr(result, "response", None)
+    if isinstance(response, Response):
+        return response
+    raise TypeError(f"process_request returned {type(result).__name__}; return None, "
+                    "MiddlewareAction.CONTINUE, respond(...) or reject(...)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -I -m covet_pipe.sandbox.helper_main FD (started by covet-pipe)", file=sys.stderr)
+        return 2
+    return Helper(HelperChannel(int(args[0]))).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The host's stand-in for a sandboxed plugin: a hook-style plugin whose hooks are IPC calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
+from covet_pipe.errors import PluginError, PluginLoadError
+from covet_pipe.plugin import AuthPlugin, MiddlewarePlugin, Plugin, StoragePlugin
+from covet_pipe.sandbox.channel import Reply
+from covet_pipe.sandbox.supervisor import SandboxSpec, SandboxUnavailable, Supervisor
+
+__all__ = ["start_sandboxed", "SandboxedPlugin", "SandboxedPluginError"]
+
+_RID = "covet.sandbox.rid"
+
+
+class SandboxedPluginError(Exception):
+    """The plugin raised inside its helper (the message is the helper's one-line report)."""
+
+    #: what a fail-closed failure answers (500; 503 when the sandbox is unavailable)
+    http_status = 500
+
+
+class SandboxUnavailableError(SandboxedPluginError):
+    """The plugin's helper could not take the call."""
+
+    http_status = 503
+
+
+class SandboxedPlugin(Plugin):
+    """Common part of every sandbox proxy: lifecycle and health through the supervisor."""
+
+    _covet_sandboxed = True
+    _sup: Supervisor
+
+    async def initialize(self, ctx: Any) -> None:
+        await self._sup.initialize(ctx.config)
+
+    async def shutdown(self) -> None:
+        await self._sup.shutdown()
+
+    def metadata(self) -> dict[str, Any]:
+        return {"description": f"sandboxed plugin from {self._sup.spec.path}", **self._sup.health()}
+
+    def _unavailable(self, why: str) -> Any:
+        # Fail closed: 503 for an unavailable sandbox; fail open: go on without it.
+        self._sup.logger.error("sandboxed plugin %r unavailable: %s", self.name, why)
+        if self.failure_policy == "open":
+            return None
+        return MiddlewareAction.reject(503, "Service Unavailable")
+
+    async def _checked(self, op: str, helper: Any = None, **fields: Any) -> tuple[Any, Reply]:
+        h, reply = await self._sup.call(op, helper, **fields)
+        if not reply.ok:
+            raise SandboxedPluginError(reply.error or "the plugin failed in its sandbox")
+        return h, reply
+
+
+async def _process_request(self: Any, request: Request, ctx: RequestContext) -> Any:
+    payload: dict[str, Any] = {
+        "type": request.type, "method": request.method, "path": request.path,
+        "query": request.query_string, "headers": request.headers.raw,
+        "client": list(request.client) if request.client else None, "scheme": request.scheme,
+        "protocol": ctx.protocol,
+    }
+    if self.needs_body:
+        payload["body"] = request.body
+    try:
+        h, reply = await self._checked("request", req=payload, keep=self._has_response)
+    except SandboxUnavailable as exc:
+        return self._unavailable(str(exc))
+    if self._has_response:
+        ctx.state[_RID] = (h, reply.id)
+    if reply.action == "respond":
+        if reply.status is None or not 100 <= reply.status <= 999:
+            await self._sup.kill_helper(h, f"sent an invalid status {reply.status!r}")
+            return self._unavailable("the helper sent an invalid reply")
+        return MiddlewareAction.respond(Response(reply.status, reply.headers or [], reply.body or b"",
+                                                 reply.media_type))
+    if reply.action != "continue":
+        await self._sup.kill_helper(h, f"sent an unknown action {reply.action!r}")
+        return self._unavailable("the helper sent an invalid reply")
+    if reply.headers is not None:
+        if reply.method:
+            request.method = reply.method
+        if reply.path and reply.path != request.path:
+            request.path = reply.path
+        if reply.query is not None and reply.query != request.query_string:
+            request.query_string = reply.query
+        _replace_headers(request.headers, reply.headers)
+    return None
+
+
+async def _process_response(self: Any, response: Response, ctx: RequestContext) -> None:
+    where = ctx.state.pop(_RID, None) if _RID in ctx.state else None
+    helper, rid = where if where is not None else (None, None)
+    if helper is not None and not helper.alive:
+        helper = None
+    try:
+        _, reply = await self._checked("response", helper, rid=rid, status=response.status,
+                                       headers=response.headers.raw)
+    except SandboxUnavailable as exc:
+        if self._unavailable(str(exc)) is not None:
+            raise SandboxUnavailableError(f"unavailable: {exc}") from None
+        return
+    if reply.status is not None:
+        if not 100 <= reply.status <= 999:
+            raise SandboxedPluginError(f"the plugin set an invalid status {reply.status!r}")
+        response.status = reply.status
+    if reply.headers is not None:
+        _replace_headers(response.headers, reply.headers)
+
+
+def _replace_headers(headers: Any, new: list) -> None:
+    for name in {k for k, _ in headers.raw}:
+        headers.remove(name)
+    for k, v in new:
+        headers.add(k, v)
+
+
+def _remote(method: str) -> Any:
+    async def call(self: Any, *args: Any) -> Any:
+        try:
+            _, reply = await self._checked("call", method=method, args=list(args))
+        except SandboxUnavailable as exc:
+            raise PluginError(f"sandboxed plugin {self.name!r} is unavailable: {exc}",
+                              plugin_name=self.name) from None
+        return reply.result
+    call.__name__ = method
+    return call
+
+
+async def start_sandboxed(spec: SandboxSpec) -> SandboxedPlugin:
+    """Start the helpers of a sandboxed plugin and return the proxy the registry holds.
+
+    :raises PluginLoadError: the helper could not start, a required layer is missing, or the
+        plugin is of a kind that cannot be sandboxed.
+    """
+    sup = Supervisor(spec)
+    meta = await sup.start()
+    kinds = set(meta.get("kinds") or ())
+    name = meta.get("name")
+    try:
+        if "protocol" in kinds:
+            raise PluginLoadError(f"{spec.path}: protocol plugins cannot run sandboxed (they own "
+                                  "connections); load it in-process if you trust it", path=spec.path)
+        if meta.get("style") == "call_next":
+            raise PluginLoadError(f"{spec.path}: plugin {name!r} uses the call_next style, which cannot run "
+                                  "sandboxed; use the hook style (process_request(request, ctx))",
+                                  path=spec.path)
+        bases: list[type] = [SandboxedPlugin]
+        attrs: dict[str, Any] = {}
+        if "middleware" in kinds:
+            bases.append(MiddlewarePlugin)
+            attrs["style"] = "hook"
+            if "process_request" in meta.get("hooks", ()):
+                attrs["process_request"] = _process_request
+            if "process_response" in meta.get("hooks", ()):
+                attrs["process_response"] = _process_response
+        if "auth" in kinds:
+            bases.append(AuthPlugin)
+            attrs.update(authenticate=_remote("authenticate"), authorize=_remote("authorize"))
+        if "storage" in kinds:
+            bases.append(StoragePlugin)
+            attrs.update({m: _remote(m) for m in ("get", "set", "delete", "exists")})
+        cls = type(f"Sandboxed[{name}]", tuple(bases), attrs)
+        proxy = cls()
+    except BaseException:
+        await sup.shutdown()
+        raise
+    proxy._sup = sup
+    proxy.name = name
+    proxy.version = meta.get("version")
+    proxy.priority = meta.get("priority", 1000)
+    proxy.dependencies = meta.get("dependencies", [])
+    proxy.protocols = frozenset(meta.get("protocols") or ("http",))
+    proxy.failure_policy = meta.get("failure_policy", "closed")
+    proxy.needs_body = bool(meta.get("needs_body"))
+    proxy._has_response = "process_response" in meta.get("hooks", ())
+    return proxy
