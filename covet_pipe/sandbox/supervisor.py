@@ -91,12 +91,11 @@ class HelperProcess:
                 config=self.spec.config, manifest={k: v for k, v in self.spec.manifest.items()
                                                    if k in ("name", "version")})
         except (asyncio.TimeoutError, ChannelClosed) as exc:
-            await self.kill("did not start")
-            why = await self._exit_reason()
+            why = await self._abandon("did not start")
             raise PluginLoadError(f"{self.spec.path}: the sandboxed helper did not start ({why or exc}); "
                                   "see the log above for its error output", path=self.spec.path) from None
         if not reply.ok:
-            await self.kill("failed to start")
+            await self._abandon("failed to start")
             raise PluginLoadError(f"{self.spec.path}: the sandboxed helper could not start the plugin: "
                                   f"{reply.error}", path=self.spec.path)
         self.meta = dict(reply.result or {})
@@ -110,14 +109,13 @@ class HelperProcess:
                 return
             logger.warning("[sandbox pid %s] %s", self.proc.pid, line.decode("utf-8", "replace").rstrip()[:2000])
 
-    async def _exit_reason(self) -> str | None:
-        if self.proc is None:
-            return None
+    async def _abandon(self, because: str) -> str | None:
+        """Kill a helper that did not start and reap it (no process or pipe left behind)."""
+        await self.kill(because)
         try:
-            code = await asyncio.wait_for(self.proc.wait(), 2)
+            return describe_exit(await asyncio.wait_for(self.wait(), 5))
         except asyncio.TimeoutError:
             return None
-        return describe_exit(code)
 
     async def call(self, op: str, timeout: float, **fields: Any) -> Reply:
         if self.channel is None:
@@ -209,8 +207,12 @@ class Supervisor:
 
     async def start(self) -> dict[str, Any]:
         """Start every helper of the pool; return the plugin's metadata."""
-        for i in range(len(self.helpers)):
-            await self._start_one(i)
+        try:
+            for i in range(len(self.helpers)):
+                await self._start_one(i)
+        except BaseException:
+            await self.shutdown()      # the helpers that did start
+            raise
         return self.meta
 
     async def _start_one(self, i: int) -> HelperProcess:
