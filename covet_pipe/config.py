@@ -72,6 +72,9 @@ class PluginConfig:
     sandbox_pool_size: int = 1
     #: seconds a sandboxed hook may take; past it the helper is killed and the request gets 503
     sandbox_call_timeout: float = 5.0
+    #: sandbox layers without which a helper stops before importing its plugin; None: seccomp,
+    #: no_new_privs, landlock, rlimits (also netns, caps_dropped, cgroup: docs/sandbox.md)
+    sandbox_require: list[str] | None = None
     #: allow reloading plugins at all (``reload_plugin``)
     hot_reload: bool = False
     #: watch plugin files and reload on change (needs ``hot_reload``)
@@ -102,6 +105,11 @@ class PluginConfig:
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name}: expected a list of str, got {value!r}", field=name)
             setattr(self, name, list(value))
+        if self.sandbox_require is not None:
+            if isinstance(self.sandbox_require, str) or not all(isinstance(v, str) for v in self.sandbox_require):
+                raise ConfigError(f"sandbox_require: expected a list of layer names such as ['seccomp', "
+                                  f"'landlock'], got {self.sandbox_require!r}", field="sandbox_require")
+            self.sandbox_require = list(self.sandbox_require)
         self.memory_limit_bytes = parse_size(self.memory_limit)
         if self.cpu_limit is not None:
             if isinstance(self.cpu_limit, bool) or not isinstance(self.cpu_limit, (int, float)) \

@@ -259,6 +259,9 @@ class PluginManager:
                 record = self._registry.get(name)
                 if record is not None:
                     await self._registry.stop(record)
+            for record in self._registry.records():
+                if record not in running:
+                    await _end_helpers(record)
 
     async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]:
         """Stop and remove a plugin; returns the names unloaded.
@@ -282,6 +285,8 @@ class PluginManager:
             await self._drain(old, [record.plugin])
             if was_running:
                 await self._registry.stop(record)
+            else:
+                await _end_helpers(record)
             self._registry.remove(name)
         log.info("unloaded plugin %r", name)
         return unloaded + [name]
@@ -299,8 +304,20 @@ class PluginManager:
             raise PluginError(f"cannot reload {name!r}: it was registered as an instance, so there is no "
                               "file to load it from; unload it and register the new instance",
                               plugin_name=name)
-        from covet_pipe.discovery import load_path
-        fresh = [r for r in await asyncio.to_thread(load_path, old.path, self.config) if r.name == name]
+        from pathlib import Path
+
+        from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
+        try:
+            if getattr(old.plugin, "_sup", None) is not None:
+                # It runs sandboxed: so does its new version (a new helper generation), never imported here.
+                raise SandboxRequested(sandbox_spec(Path(old.path), self.config))
+            loaded = await asyncio.to_thread(load_path, old.path, self.config)
+        except SandboxRequested as req:
+            loaded = [await self._start_sandboxed(req.spec)]
+        fresh = [r for r in loaded if r.name == name]
+        for record in loaded:
+            if record.name != name:
+                await _end_helpers(record)
         if not fresh:
             raise PluginError(f"cannot reload {name!r}: {old.path} no longer defines a plugin of that name",
                               plugin_name=name, path=old.path)
@@ -312,6 +329,7 @@ class PluginManager:
             started = problem is None and await self._registry.start(new, self)
             if not started:
                 self._registry._records[name] = old
+                await _end_helpers(new)
                 raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
                                   f"{problem or new.error}", plugin_name=name, path=old.path)
             new.state = "active"
@@ -398,3 +416,10 @@ class PluginManager:
         snap = self._chain.current
         return {"status": status, "manager": self.status, "chain_generation": snap.generation,
                 "inflight": snap.inflight, "plugins": plugins}
+
+
+async def _end_helpers(record: PluginRecord) -> None:
+    """End the helper processes of a sandboxed plugin that never started (or failed to)."""
+    sup = getattr(record.plugin, "_sup", None)
+    if sup is not None and not sup.closing:
+        await sup.shutdown(call_plugin=False)

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import socket
 import struct
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -64,6 +64,11 @@ def encode_frame(obj: Any) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
+def _expire(fut: asyncio.Future[Reply]) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
 class HostChannel:
     """The host's end: send calls, match replies by id, time out, fail everything on close."""
 
@@ -75,8 +80,14 @@ class HostChannel:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
+        #: calls whose caller gave up (timed out or was cancelled): a late reply to one is dropped
+        self._abandoned: set[int] = set()
         #: why the channel closed (None while open)
         self.closed_reason: str | None = None
+        #: True when the helper broke the protocol (as opposed to closing the channel)
+        self.broken = False
+        #: called once, as ``on_close(reason, broken)``, when the helper's side ends the channel
+        self.on_close: Callable[[str, bool], None] | None = None
 
     async def start(self) -> None:
         self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock, limit=self._max + 8)
@@ -95,35 +106,48 @@ class HostChannel:
         if self.closed_reason is not None or self._writer is None:
             raise ChannelClosed(self.closed_reason or "not started")
         rid = next(self._ids)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = fut
+        # One timer per call, on the reply's own future (asyncio.wait_for costs a second future and
+        # a callback more per call).
+        timer = loop.call_later(timeout, _expire, fut)
         try:
             self._writer.write(encode_frame({"id": rid, "op": op, **fields}))
-            await asyncio.wait_for(fut, timeout)
-            return fut.result()
+            return await fut
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            # The helper may still answer: that reply is expected, not a protocol violation.
+            if self.closed_reason is None:
+                self._abandoned.add(rid)
+            raise
         finally:
+            timer.cancel()
             self._pending.pop(rid, None)
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
         reason = "the helper closed the channel"
+        broken = False
         try:
             while True:
                 head = await self._reader.readexactly(4)
                 (size,) = _LEN.unpack(head)
                 if size > self._max:
-                    reason = f"the helper sent a frame of {size} bytes (cap {self._max})"
+                    reason, broken = f"the helper sent a frame of {size} bytes, over the cap of {self._max}", True
                     return
                 payload = await self._reader.readexactly(size)
                 try:
                     reply = _reply_decoder.decode(payload)
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                     # ValueError covers the UnicodeDecodeError msgspec raises on some bad input.
-                    reason = f"the helper sent a malformed frame ({exc})"
+                    reason, broken = f"the helper sent a malformed frame ({exc})", True
                     return
                 fut = self._pending.get(reply.id)
                 if fut is None:
-                    reason = f"the helper answered call {reply.id}, which is not in flight"
+                    if reply.id in self._abandoned:
+                        self._abandoned.discard(reply.id)
+                        continue
+                    reason, broken = f"the helper answered call {reply.id}, which is not in flight", True
                     return
                 if not fut.done():
                     fut.set_result(reply)
@@ -133,7 +157,11 @@ class HostChannel:
             reason = "the channel was closed by the host"
             raise
         finally:
+            notify = self.closed_reason is None and reason != "the channel was closed by the host"
+            self.broken = self.broken or broken
             self._fail_all(reason)
+            if notify and self.on_close is not None:
+                self.on_close(reason, broken)
 
     def _fail_all(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -161,22 +189,29 @@ class HelperChannel:
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(True)
         self._max = max_frame
+        #: bytes received and not yet taken: one recv() usually brings a whole frame, or several
+        self._buf = bytearray()
 
-    def _read_exact(self, n: int) -> bytes:
-        chunks = []
-        while n:
-            chunk = self._sock.recv(min(n, 1 << 20))
+    def _fill(self, n: int) -> None:
+        buf = self._buf
+        while len(buf) < n:
+            chunk = self._sock.recv(max(n - len(buf), 1 << 16))
             if not chunk:
                 raise ChannelClosed("the host closed the channel")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+            buf += chunk
 
     def receive(self) -> dict[str, Any]:
-        (size,) = _LEN.unpack(self._read_exact(4))
+        buf = self._buf
+        if len(buf) < 4:
+            self._fill(4)
+        (size,) = _LEN.unpack_from(buf)
         if size > self._max:
-            raise ProtocolError(f"the host sent a frame of {size} bytes (cap {self._max})")
-        message = _any_decoder.decode(self._read_exact(size))
+            raise ProtocolError(f"the host sent a frame of {size} bytes, over the cap of {self._max}")
+        if len(buf) < 4 + size:
+            self._fill(4 + size)
+        payload = bytes(buf[4:4 + size])
+        del buf[:4 + size]
+        message = _any_decoder.decode(payload)
         if not isinstance(message, dict) or not isinstance(message.get("id"), int):
             raise ProtocolError("the host sent a frame that is not a call")
         return message

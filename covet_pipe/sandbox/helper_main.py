@@ -83,13 +83,12 @@ class Helper:
         return {}
 
     def op_request(self, msg: dict) -> dict:
-        from covet_pipe._core import Request, _make_context
-        from covet_pipe.plugin import MiddlewareAction  # noqa: F401  (plugins return its actions)
+        Request, _make_context, _ = _core()
         r = msg["req"]
         scope = {
             "type": r.get("type", "http"), "method": r["method"], "path": r["path"],
             "raw_path": r["path"].encode("utf-8"), "query_string": r.get("query", b""),
-            "headers": [(bytes(k), bytes(v)) for k, v in r.get("headers", [])],
+            "headers": [(k, v) for k, v in r.get("headers", ())],
             "client": tuple(r["client"]) if r.get("client") else None, "scheme": r.get("scheme", "http"),
             "http_version": "1.1", "root_path": "",
         }
@@ -112,7 +111,7 @@ class Helper:
         return out
 
     def op_response(self, msg: dict) -> dict:
-        from covet_pipe._core import Request, Response, _make_context
+        Request, _make_context, Response = _core()
         ctx = self.contexts.pop(msg.get("rid"), None) or _make_context(Request(), "http", None)
         resp = Response(msg["status"], [(bytes(k), bytes(v)) for k, v in msg.get("headers", [])])
         before = (resp.status, resp.headers.raw)
@@ -168,14 +167,28 @@ class Helper:
                 return 0
 
 
+_CORE: Any = None
+
+
+def _core() -> Any:
+    """covet_pipe._core's Request, _make_context and Response, imported once (after confinement)."""
+    global _CORE
+    if _CORE is None:
+        from covet_pipe._core import Request, Response, _make_context
+        _CORE = (Request, _make_context, Response)
+    return _CORE
+
+
 def _overrides(plugin: Any, name: str) -> bool:
     from covet_pipe.plugin import MiddlewarePlugin
     return getattr(type(plugin), name, None) is not getattr(MiddlewarePlugin, name, None)
 
 
 def _response_of(result: Any) -> Any:
+    if result is None:
+        return None
     from covet_pipe._core import CONTINUE, Response
-    if result is None or result is CONTINUE:
+    if result is CONTINUE:
         return None
     if isinstance(result, Response):
         return result

@@ -15,7 +15,9 @@ from covet_pipe.errors import ConfigError
 __all__ = ["SandboxPolicy", "LAYERS", "DEFAULT_REQUIRE", "DEFAULT_MEMORY_LIMIT"]
 
 #: layer names that ``require`` may list (``cgroup`` is set up and checked by the host, the rest in the helper)
-LAYERS = frozenset({"rlimits", "netns", "no_new_privs", "landlock", "privileges", "seccomp", "cgroup"})
+LAYERS = frozenset({"rlimits", "netns", "no_new_privs", "landlock", "caps_dropped", "seccomp", "cgroup"})
+#: older names of layers, still accepted in ``require``
+_LAYER_ALIASES = {"privileges": "caps_dropped"}
 #: without these the helper refuses to import the plugin
 DEFAULT_REQUIRE = frozenset({"seccomp", "no_new_privs", "landlock", "rlimits"})
 #: RLIMIT_AS when no memory_limit is set (address space, not memory: threads reserve more than they use)
@@ -161,10 +163,17 @@ class SandboxPolicy:
         cpu = _tighter(_check_cpu(config.cpu_limit, "cpu_limit"),
                        _check_cpu(perms.get("cpu_limit"), "permissions.cpu_limit"))
         networks = tuple(dict.fromkeys(nets))
+        configured = getattr(config, "sandbox_require", None)
+        if require is not None:
+            required = _check_require(require, bool(networks))
+        elif configured is not None:
+            required = _check_require(configured, bool(networks), "sandbox_require")
+        else:
+            required = _check_require(DEFAULT_REQUIRE, bool(networks))
         return cls(
             read_paths=tuple(reads), write_paths=tuple(writes), networks=networks,
             memory_limit=memory, cpu_limit=cpu, allowed_syscalls=tuple(dict.fromkeys(syscalls)),
-            require=_check_require(DEFAULT_REQUIRE if require is None else require, bool(networks)),
+            require=required,
         )
 
 
@@ -280,18 +289,18 @@ def _check_syscalls(names: Iterable[Any], name: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _check_require(names: Iterable[str], network: bool) -> frozenset[str]:
+def _check_require(names: Iterable[str], network: bool, field: str = "require") -> frozenset[str]:
     if isinstance(names, str):
         names = [names]
-    names = frozenset(names)
-    bad = sorted(names - LAYERS)
+    names = frozenset(_LAYER_ALIASES.get(n, n) for n in names)
+    bad = sorted(names - LAYERS, key=str)
     if bad:
-        raise ConfigError(f"require: unknown layer(s) {', '.join(repr(n) for n in bad)}; known: "
-                          f"{', '.join(sorted(LAYERS))}, e.g. require={{'seccomp', 'landlock'}}", field="require")
+        raise ConfigError(f"{field}: unknown layer(s) {', '.join(repr(n) for n in bad)}; known: "
+                          f"{', '.join(sorted(LAYERS))}, e.g. {field}={{'seccomp', 'landlock'}}", field=field)
     if network and "netns" in names:
-        raise ConfigError("require: 'netns' cannot be in force when allowed_networks grants TCP (the plugin then "
+        raise ConfigError(f"{field}: 'netns' cannot be in force when allowed_networks grants TCP (the plugin then "
                           "shares the host's network, limited to its ports by Landlock); drop one of them",
-                          field="require")
+                          field=field)
     return names
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
@@ -13,6 +14,13 @@ from covet_pipe.sandbox.supervisor import SandboxSpec, SandboxUnavailable, Super
 __all__ = ["start_sandboxed", "SandboxedPlugin", "SandboxedPluginError"]
 
 _RID = "covet.sandbox.rid"
+#: ctx.state[_RID] when the request hook could not reach a helper: the response hook does not either
+_SKIP = ("skip", None)
+#: what a header from a helper may contain (RFC 9110 token names; values without CR, LF, NUL, controls)
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class SandboxedPluginError(Exception):
@@ -35,7 +43,15 @@ class SandboxedPlugin(Plugin):
     _sup: Supervisor
 
     async def initialize(self, ctx: Any) -> None:
-        await self._sup.initialize(ctx.config)
+        try:
+            await self._sup.initialize(ctx.config)
+        except Exception:
+            # A plugin that failed to start is marked failed and never called: end its helpers.
+            await self._sup.shutdown(call_plugin=False)
+            raise
+        except BaseException:
+            self._sup.abort("initialize() was cancelled")
+            raise
 
     async def shutdown(self) -> None:
         await self._sup.shutdown()
@@ -69,18 +85,20 @@ async def _process_request(self: Any, request: Request, ctx: RequestContext) -> 
     try:
         h, reply = await self._checked("request", req=payload, keep=self._has_response)
     except SandboxUnavailable as exc:
+        if self._has_response:
+            ctx.state[_RID] = _SKIP
         return self._unavailable(str(exc))
     if self._has_response:
         ctx.state[_RID] = (h, reply.id)
+    problem = _invalid(reply)
+    if problem is not None:
+        if self._has_response:
+            ctx.state[_RID] = _SKIP
+        await self._sup.kill_helper(h, problem)
+        return self._unavailable(f"the helper {problem}")
     if reply.action == "respond":
-        if reply.status is None or not 100 <= reply.status <= 999:
-            await self._sup.kill_helper(h, f"sent an invalid status {reply.status!r}")
-            return self._unavailable("the helper sent an invalid reply")
         return MiddlewareAction.respond(Response(reply.status, reply.headers or [], reply.body or b"",
                                                  reply.media_type))
-    if reply.action != "continue":
-        await self._sup.kill_helper(h, f"sent an unknown action {reply.action!r}")
-        return self._unavailable("the helper sent an invalid reply")
     if reply.headers is not None:
         if reply.method:
             request.method = reply.method
@@ -94,22 +112,53 @@ async def _process_request(self: Any, request: Request, ctx: RequestContext) -> 
 
 async def _process_response(self: Any, response: Response, ctx: RequestContext) -> None:
     where = ctx.state.pop(_RID, None) if _RID in ctx.state else None
+    if where is _SKIP:
+        return      # the request hook already answered by the failure policy
     helper, rid = where if where is not None else (None, None)
     if helper is not None and not helper.alive:
-        helper = None
+        # Another helper takes it, without the request's state (its call ids are not this one's).
+        helper = rid = None
     try:
-        _, reply = await self._checked("response", helper, rid=rid, status=response.status,
+        h, reply = await self._checked("response", helper, rid=rid, status=response.status,
                                        headers=response.headers.raw)
     except SandboxUnavailable as exc:
         if self._unavailable(str(exc)) is not None:
             raise SandboxUnavailableError(f"unavailable: {exc}") from None
         return
+    problem = _invalid(reply, response=True)
+    if problem is not None:
+        await self._sup.kill_helper(h, problem)
+        if self._unavailable(f"the helper {problem}") is not None:
+            raise SandboxUnavailableError(f"unavailable: the helper {problem}") from None
+        return
     if reply.status is not None:
-        if not 100 <= reply.status <= 999:
-            raise SandboxedPluginError(f"the plugin set an invalid status {reply.status!r}")
         response.status = reply.status
     if reply.headers is not None:
         _replace_headers(response.headers, reply.headers)
+
+
+def _invalid(reply: Reply, response: bool = False) -> str | None:
+    """What is wrong with a hook's reply from a helper (None: nothing); the helper is then killed."""
+    if response:
+        if reply.status is not None and not 100 <= reply.status <= 999:
+            return f"sent an invalid status {reply.status!r}"
+    elif reply.action == "respond":
+        if reply.status is None or not 100 <= reply.status <= 999:
+            return f"sent an invalid status {reply.status!r}"
+        if reply.media_type is not None and _CONTROL.search(reply.media_type):
+            return "sent an invalid media type"
+    elif reply.action != "continue":
+        return f"sent an unknown action {reply.action!r}"
+    elif reply.headers is not None:
+        if reply.method is not None and not _TOKEN.fullmatch(reply.method):
+            return f"sent an invalid method {reply.method[:40]!r}"
+        if reply.path is not None and (not reply.path.startswith(("/", "*")) or _CONTROL.search(reply.path)):
+            return f"sent an invalid path {reply.path[:80]!r}"
+    if reply.headers is not None:
+        for k, v in reply.headers:
+            if not k or _BAD_NAME.search(k) or _BAD_VALUE.search(v):
+                return f"sent an invalid header {k[:40]!r}: {v[:80]!r}"
+    return None
 
 
 def _replace_headers(headers: Any, new: list) -> None:

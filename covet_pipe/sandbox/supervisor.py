@@ -23,7 +23,9 @@ log = logging.getLogger("covet_pipe.sandbox")
 #: a helper that crashes this often is quarantined (VS Code's extension host rule)
 CRASH_BUDGET = 3
 CRASH_WINDOW = 300.0
-#: restart delays: doubled per consecutive crash, capped
+#: seconds a helper that closed its channel gets to exit by itself before it is killed
+EXIT_GRACE = 1.0
+#: restart delays: doubled per end within the crash window, capped
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
@@ -82,9 +84,14 @@ class HelperProcess:
         finally:
             child.close()
         self._stderr_task = asyncio.get_running_loop().create_task(self._relay_stderr(logger))
-        self.cgroup = _cgroup_for(self.spec, self.proc.pid, self.index)
+        self.cgroup, cgroup_missing = _cgroup_for(self.spec, self.proc.pid, self.index)
         self.channel = HostChannel(parent)
+        self.channel.on_close = self._channel_closed
         await self.channel.start()
+        if cgroup_missing is not None and "cgroup" in getattr(self.spec.policy, "require", ()):
+            await self._abandon("a required layer is missing")
+            raise PluginLoadError(f"{self.spec.path}: sandbox layer 'cgroup' is required but could not be put in "
+                                  f"force: {cgroup_missing}; the plugin was not imported", path=self.spec.path)
         try:
             reply = await self.channel.call(
                 "init", self.spec.start_timeout, policy=self.spec.policy.as_dict(), path=self.spec.path,
@@ -99,7 +106,34 @@ class HelperProcess:
             raise PluginLoadError(f"{self.spec.path}: the sandboxed helper could not start the plugin: "
                                   f"{reply.error}", path=self.spec.path)
         self.meta = dict(reply.result or {})
+        layers = self.meta.get("layers")
+        if isinstance(layers, dict):
+            layers["cgroup"] = self.cgroup.report() if self.cgroup is not None else False
+            if cgroup_missing is not None and isinstance(layers.get("missing"), dict):
+                layers["missing"]["cgroup"] = cgroup_missing
         return self.meta
+
+    def _channel_closed(self, reason: str, broken: bool) -> None:
+        """The helper's side ended the channel: a helper without its channel is of no use.
+
+        A protocol violation ends it at once; a closed channel gets a moment to exit by itself (so its
+        own exit status is what health reports), then it is killed too.
+        """
+        if broken:
+            self._kill_now(reason)
+        elif self.proc is not None and self.proc.returncode is None:
+            asyncio.get_running_loop().call_later(
+                EXIT_GRACE, self._kill_now, f"{reason} but did not exit")
+
+    def _kill_now(self, because: str) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.killed_because is None:
+            self.killed_because = because
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     async def _relay_stderr(self, logger: logging.Logger) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -167,23 +201,24 @@ def describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def _cgroup_for(spec: SandboxSpec, pid: int, index: int) -> Any:
+def _cgroup_for(spec: SandboxSpec, pid: int, index: int) -> tuple[Any, str | None]:
+    """The helper's cgroup, or None and why there is none."""
     policy = spec.policy
     try:
         from covet_pipe.sandbox import cgroups
-    except ImportError:
-        return None
+    except ImportError as exc:
+        return None, f"cgroups support cannot be imported: {exc}"
     if not cgroups.available():
-        return None
+        return None, f"cgroup v1 controllers missing: {cgroups.missing_controllers()}"
     try:
         group = cgroups.CgroupLimits.create(
             f"{os.getpid()}-{pid}-{index}", getattr(policy, "cpu_limit", None),
             getattr(policy, "memory_limit", None), getattr(policy, "pids_max", 8) or 8)
         group.add(pid)
-        return group
+        return group, None
     except OSError as exc:
         log.warning("cgroup limits for helper %s not applied: %s", pid, exc)
-        return None
+        return None, str(exc)
 
 
 class Supervisor:
@@ -198,12 +233,13 @@ class Supervisor:
         self.crashes: deque[float] = deque()
         self.restarts = 0
         self.quarantined: str | None = None
+        #: why the last helper ended unexpectedly (None until one does)
+        self.last_failure: str | None = None
         self.closing = False
         self.initialized = False
         self._init_config: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._restarting: set[int] = set()
-        self._backoff = BACKOFF_FIRST
 
     async def start(self) -> dict[str, Any]:
         """Start every helper of the pool; return the plugin's metadata."""
@@ -211,7 +247,7 @@ class Supervisor:
             for i in range(len(self.helpers)):
                 await self._start_one(i)
         except BaseException:
-            await self.shutdown()      # the helpers that did start
+            await self.shutdown(call_plugin=False)      # the helpers that did start
             raise
         return self.meta
 
@@ -268,12 +304,15 @@ class Supervisor:
         code = await helper.wait()
         if self.closing or self.helpers[i] is not helper:
             return
+        self.helpers[i] = None
+        if self.quarantined:            # a pool member ended with its quarantined plugin
+            return
         why = helper.killed_because or describe_exit(code)
+        self.last_failure = f"helper {helper.pid}: {why}"
         now = time.monotonic()
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > CRASH_WINDOW:
             self.crashes.popleft()
-        self.helpers[i] = None
         if code == -signal.SIGSYS:
             self.quarantined = f"helper {helper.pid} broke a kill rule ({describe_exit(code)})"
         elif len(self.crashes) >= CRASH_BUDGET:
@@ -282,48 +321,73 @@ class Supervisor:
         if self.quarantined:
             self.logger.error("sandboxed plugin %r quarantined: %s; it answers by its failure policy until "
                               "reloaded", self.name, self.quarantined)
+            for other in self.helpers:  # the rest of its pool goes too
+                if other is not None:
+                    other._kill_now("its plugin was quarantined")
             return
+        # 0.1 s after one end within the crash window, doubled for each further one, capped.
+        delay = min(BACKOFF_FIRST * 2 ** (len(self.crashes) - 1), BACKOFF_MAX)
         self.logger.error("sandboxed plugin %r: helper %s ended (%s); restarting in %.1f s", self.name,
-                          helper.pid, why, self._backoff)
-        await asyncio.sleep(self._backoff)
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                          helper.pid, why, delay)
+        await asyncio.sleep(delay)
         if self.closing:
             return
         try:
             new = await self._start_one(i)
+            if self.closing or self.quarantined:    # shut down or quarantined while it started
+                new._kill_now("shut down" if self.closing else "its plugin was quarantined")
+                return
             if self.initialized:
                 await self._initialize_helper(new)
             self.restarts += 1
-            self._backoff = BACKOFF_FIRST if self.restarts and len(self.crashes) <= 1 else self._backoff
         except Exception as exc:
             self.logger.error("sandboxed plugin %r: restart failed: %s", self.name, exc)
             self.quarantined = f"restart failed: {exc}"
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
-        """Call the plugin's shutdown() in each helper, then end them (killing what lingers)."""
+    async def shutdown(self, timeout: float = 5.0, *, call_plugin: bool = True) -> None:
+        """Call the plugin's shutdown() in each helper (at once), then end them, killing what lingers.
+
+        With ``call_plugin=False`` (a plugin that never started) the helpers are only ended. Cancelling
+        the shutdown still kills every helper.
+        """
         self.closing = True
-        for helper in self.helpers:
-            if helper is None:
-                continue
-            if helper.alive:
+        try:
+            await asyncio.gather(*(self._stop(h, timeout, call_plugin) for h in self.helpers if h is not None))
+        finally:
+            self.abort("shut down")
+        # Collect the exits (each watcher removes its helper's cgroup), bounded.
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [t for t in self._watchers if not t.done()]
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                break
+            await asyncio.wait(pending, timeout=left)
+        for task in self._watchers:
+            if not task.done():
+                task.cancel()
+
+    async def _stop(self, helper: HelperProcess, timeout: float, call_plugin: bool) -> None:
+        if helper.alive:
+            if call_plugin:
                 try:
                     await helper.call("shutdown", timeout)
                 except (asyncio.TimeoutError, ChannelClosed):
                     pass
-            if helper.proc is not None:
-                try:
-                    await asyncio.wait_for(helper.proc.wait(), timeout)
-                except asyncio.TimeoutError:
-                    await helper.kill("did not exit after shutdown")
-        for task in self._watchers:
+            elif helper.channel is not None:
+                await helper.channel.close()        # the helper reads the end of its channel and exits
+        if helper.proc is not None:
             try:
-                await asyncio.wait_for(task, timeout)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                task.cancel()
-        # A helper that exits takes its channel's in-flight calls with it.
+                await asyncio.wait_for(helper.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                await helper.kill("did not exit after shutdown")
+
+    def abort(self, because: str) -> None:
+        """Kill every helper now (no await): the plugin's failure policy answers from then on."""
+        self.closing = True
         for helper in self.helpers:
-            if helper is not None and helper.proc is not None and helper.proc.returncode is None:
-                await helper.kill("shut down")
+            if helper is not None:
+                helper._kill_now(because)
 
     def health(self) -> dict[str, Any]:
         live = [h for h in self.helpers if h is not None and h.alive]
@@ -336,5 +400,8 @@ class Supervisor:
             "layers": self.meta.get("layers"),
             "restarts": self.restarts,
             "recent_crashes": len(self.crashes),
+            "last_failure": self.last_failure,
+            "call_timeout": self.spec.call_timeout,
+            "pool_size": len(self.helpers),
             "policy": self.spec.policy.as_dict(),
         }
