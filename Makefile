@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test bench bench-native bench-micro bench-e2e typecheck clean debug fuzz-native
+.PHONY: all build run test bench bench-native bench-micro bench-e2e bench-sandbox typecheck clean debug fuzz-native
 
 all: build
 
@@ -60,6 +60,11 @@ bench-micro: build
 bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) benchmarks/e2e_wrk.py
+
+# The sandboxed hook call against a raw socketpair ping-pong, latency and 64-in-flight throughput (~1 min).
+bench-sandbox: build
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/bench_sandbox.py -o benchmarks/results/sandbox.json
 
 clean:
 	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html

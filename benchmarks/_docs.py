@@ -22,7 +22,8 @@ HEADER = """# Benchmarks
 
 Measured on the machine named in each section, peers and covet-pipe in the same run; ratios within one
 run are what count (absolute speeds move between machines and days). Each section is rewritten by its
-own script: `make bench` (per-layer suite + micro suite), `make bench-e2e` (uvicorn under wrk).
+own script: `make bench` (per-layer suite + micro suite), `make bench-e2e` (uvicorn under wrk),
+`make bench-sandbox` (the sandboxed hook call against a raw socketpair round trip).
 Method: DESIGN.md section 3 "How we measure".
 
 """

@@ -82,7 +82,8 @@ cdef bint _hook_failed(Entry e, str where, object exc):
         "plugin %r %s raised in %s: %s: %s -- %s", e.name, e.version, where,
         type(exc).__name__, exc,
         "skipped for this request (failure_policy='open')" if e.fail_open
-        else "the client got a 500 (failure_policy='closed'); fix the plugin or set failure_policy='open'",
+        else f"the client got a {_failure_status(exc)} (failure_policy='closed'); fix the plugin or set "
+             "failure_policy='open'",
         exc_info=exc)
     return e.fail_open
 
