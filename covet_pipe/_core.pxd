@@ -21,6 +21,9 @@ cdef class Headers:
     @staticmethod
     cdef Headers wrap(object raw)
     cdef void _own(self)
+    cdef Py_ssize_t _c_remove(self, bytes key) except -1
+    cdef int _c_add(self, bytes key, bytes value) except -1
+    cdef int _c_set(self, bytes key, bytes value) except -1
 
 
 cdef class Request:

@@ -29,6 +29,13 @@ cdef inline unsigned long _next_version() noexcept:
     return _headers_clock
 
 
+cdef inline bint _name_is(object k, bytes key) except -1:
+    # Servers send lower-case names; lower() only a name of the same length.
+    if type(k) is not bytes:
+        k = _enc(k)
+    return k == key or (len(<bytes>k) == len(key) and (<bytes>k).lower() == key)
+
+
 @cython.freelist(64)
 cdef class Headers:
     """Request or response headers: a multi-map, case-insensitive, order kept.
@@ -99,17 +106,34 @@ cdef class Headers:
         return [(<bytes>v).decode("latin-1") for k, v in self._raw
                 if k == key or k.lower() == key]
 
+    # C-level edits (keys already lower-case bytes): the Python methods and the
+    # native host functions share them.
+    cdef Py_ssize_t _c_remove(self, bytes key) except -1:
+        cdef Py_ssize_t found = 0
+        for item in self._raw:
+            if _name_is(item[0], key):
+                found += 1
+        if found:
+            self._own()
+            self._raw = [item for item in self._raw if not _name_is(item[0], key)]
+        return found
+
+    cdef int _c_add(self, bytes key, bytes value) except -1:
+        self._own()
+        self._raw.append((key, value))
+        return 0
+
+    cdef int _c_set(self, bytes key, bytes value) except -1:
+        self._c_remove(key)
+        return self._c_add(key, value)
+
     def add(self, name, value):
         """Append a header, keeping any others of the same name."""
-        self._own()
-        self._raw.append((_key(name), _enc(value)))
+        self._c_add(_key(name), _enc(value))
 
     def set(self, name, value):
         """Replace every header *name* with one of *value*."""
-        cdef bytes key = _key(name)
-        self._own()
-        self._raw = [(k, v) for k, v in self._raw if k.lower() != key]
-        self._raw.append((key, _enc(value)))
+        self._c_set(_key(name), _enc(value))
 
     def setdefault(self, name, value):
         """Set header *name* unless present; return its (first) value."""
@@ -121,11 +145,7 @@ cdef class Headers:
 
     def remove(self, name):
         """Remove every header *name*; return how many were removed."""
-        cdef bytes key = _key(name)
-        cdef Py_ssize_t before = len(self._raw)
-        self._own()
-        self._raw = [(k, v) for k, v in self._raw if k.lower() != key]
-        return before - len(self._raw)
+        return self._c_remove(_key(name))
 
     def __getitem__(self, name):
         v = self.get(name)

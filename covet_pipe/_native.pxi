@@ -87,13 +87,16 @@ cdef int _h_edit_header(covet_request_host_ptr h, covet_plugin_str name, covet_p
     cdef RequestContext ctx = _ctx_of(h)
     if name.ptr == NULL or name.len == 0:
         return COVET_E_INVALID
+    cdef Headers headers
+    cdef bytes key
     try:
         headers = _phase_headers(ctx)
+        key = _raw_bytes(name).lower()
         if op == 0:
-            headers.set(_raw_bytes(name), _raw_bytes(value))
+            headers._c_set(key, _raw_bytes(value))
         elif op == 1:
-            headers.add(_raw_bytes(name), _raw_bytes(value))
-        elif headers.remove(_raw_bytes(name)) == 0:
+            headers._c_add(key, _raw_bytes(value))
+        elif headers._c_remove(key) == 0:
             return COVET_E_NOTFOUND
         ctx._host_edited = True
         return COVET_OK
