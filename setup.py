@@ -25,7 +25,7 @@ extensions = [
     Extension(
         "covet_pipe._core",
         ["covet_pipe/_core.pyx"],
-        include_dirs=["native_abi"],
+        include_dirs=["native_abi", "covet_pipe"],
         define_macros=[("COVET_PIPE_DEBUG", "1" if DEBUG else "0")],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,

@@ -16,6 +16,11 @@ from cpython.ref cimport PyObject, Py_XDECREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from covet_pipe.covet_plugin cimport *
 
+cdef extern from "_apprun.h":
+    ctypedef void (*covet_release_fn)(PyObject *snap) noexcept
+    int covet_apprun_ready() except -1
+    object covet_apprun_new(object coro, object snap, covet_release_fn release)
+
 cdef extern from "Python.h":
     # 3.10+: step a coroutine without a method lookup; -1 error, 0 returned, 1 yielded.
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1

@@ -600,7 +600,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
             send = sw
         if seg.any_native_done:
             return _app_run_done(app(scope, receive, send), snap, seg, ctx)
-        return _app_run(app(scope, receive, send), snap)
+        return covet_apprun_new(app(scope, receive, send), snap, _release_cb)
     except BaseException:
         if seg.any_native_done:
             _native_done(seg, ctx)
@@ -608,12 +608,15 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
         raise
 
 
-async def _app_run(coro, Snapshot snap):
-    """Await the app's coroutine, counting the request in flight until it ends."""
+cdef void _release_cb(PyObject *snap) noexcept:
+    # Called by _apprun.h when the app's coroutine ends (or is dropped).
     try:
-        await coro
-    finally:
-        _release(snap)
+        _release(<Snapshot>snap)
+    except BaseException:
+        pass  # an on_idle callback failed: the drain times out instead
+
+
+covet_apprun_ready()
 
 
 async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx):

@@ -207,3 +207,63 @@ plugin = Versioned()
     await reloading
     assert first.events == ["shutdown 1.0.0"]
     assert [p["version"] for p in manager.list_plugins() if p["name"] == "versioned"] == ["2.0.0"]
+
+
+async def test_simple_chain_releases_the_snapshot_when_the_app_is_cancelled_dropped_or_raises():
+    # A chain of sync hooks runs no coroutine of its own: the app's coroutine is awaited
+    # through a small C awaitable that must still count the request out in every case.
+    import asyncio
+    import gc
+
+    import pytest
+
+    from covet_pipe import MiddlewarePlugin, PluginManager, wrap
+    from tests._helpers import http_scope
+
+    class Sync(MiddlewarePlugin):
+        name = "sync"
+        version = "1.0.0"
+
+        def process_request(self, request, ctx):
+            return None
+
+    manager = PluginManager()
+    manager.register(Sync())
+    await manager.initialize_all()
+    snap = manager._chain.current
+    entered = asyncio.Event()
+
+    async def waits(scope, receive, send):
+        entered.set()
+        await asyncio.Event().wait()
+
+    async def raises(scope, receive, send):
+        raise LookupError("the app's own error")
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        pass
+
+    task = asyncio.ensure_future(wrap(waits, manager)(http_scope("/"), receive, send))
+    await asyncio.wait_for(entered.wait(), 10)
+    assert snap.inflight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert snap.inflight == 0
+
+    dropped = wrap(waits, manager)(http_scope("/"), receive, send)
+    assert snap.inflight == 1
+    dropped.close()                     # a server that gives up on a request before awaiting it
+    assert snap.inflight == 0
+    never = wrap(waits, manager)(http_scope("/"), receive, send)
+    with pytest.warns(RuntimeWarning, match="was never awaited"):   # Python's word on the app's coroutine
+        del never
+        gc.collect()
+    assert snap.inflight == 0
+
+    with pytest.raises(LookupError, match="the app's own error"):
+        await wrap(raises, manager)(http_scope("/"), receive, send)
+    assert snap.inflight == 0
