@@ -43,9 +43,10 @@ class PluginManager:
         self._retired: list[Snapshot] = []
         #: "new" until initialize_all, "running", then "closed" after shutdown_all
         self.status = "new"
-        if self.config.reload_on_change:
-            log.warning("reload_on_change=True: this version of covet-pipe does not watch plugin files yet; "
-                        "reload a plugin with reload_plugin(name)")
+        #: plugin name -> why its last hot reload failed (cleared by the next good one)
+        self._reload_errors: dict[str, str] = {}
+        #: the file watcher (reload_on_change), started by initialize_all on the running loop
+        self._watcher: Any = None
 
     # -- registration --------------------------------------------------------
 
@@ -118,6 +119,8 @@ class PluginManager:
             self._add_record(record)
         if self.status == "running":
             await self.initialize_all()
+        if self._watcher is not None:
+            self._watcher.refresh()
         return [r.name for r in records]
 
     async def _start_sandboxed(self, spec: Any) -> PluginRecord:
@@ -173,6 +176,11 @@ class PluginManager:
                 self._rebuild()
             self.status = "running"
             self._chain.ready = True
+            if self.config.hot_reload and self.config.reload_on_change:
+                if self._watcher is None:
+                    from covet_pipe.reload import PluginWatcher
+                    self._watcher = PluginWatcher(self)
+                self._watcher.start()  # idempotent
 
     async def _resolve_missing(self) -> None:
         if not self.config.auto_resolve_dependencies:
@@ -246,6 +254,10 @@ class PluginManager:
 
     async def shutdown_all(self) -> None:
         """Stop every plugin in reverse dependency order, after in-flight requests finish."""
+        if self._watcher is not None:
+            # outside the lock: a reload under way holds it and finishes first
+            await self._watcher.stop(self.config.drain_timeout + self.config.initialize_timeout
+                                     + self.config.shutdown_timeout)
         async with self._get_lock():
             self._chain.ready = False
             self.status = "closed"
@@ -288,6 +300,7 @@ class PluginManager:
             else:
                 await _end_helpers(record)
             self._registry.remove(name)
+        self._reload_errors.pop(name, None)
         log.info("unloaded plugin %r", name)
         return unloaded + [name]
 
@@ -337,6 +350,7 @@ class PluginManager:
             snap = self._rebuild()
             await self._drain(snap, [old.plugin])
             await self._registry.stop(old)
+        self._reload_errors.pop(name, None)
         log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
 
     # -- inspection ----------------------------------------------------------
@@ -408,14 +422,20 @@ class PluginManager:
                 "state": record.state, "version": str(record.version), "error": record.error,
                 **record.stats.as_dict(),
             }
+            if record.name in self._reload_errors:
+                plugins[record.name]["reload_error"] = self._reload_errors[record.name]
             sup = getattr(record.plugin, "_sup", None)
             if sup is not None:
                 plugins[record.name]["sandbox"] = sup.health()
         states = {p["state"] for p in plugins.values()}
         status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
         snap = self._chain.current
-        return {"status": status, "manager": self.status, "chain_generation": snap.generation,
-                "inflight": snap.inflight, "plugins": plugins}
+        out = {"status": status, "manager": self.status, "chain_generation": snap.generation,
+               "inflight": snap.inflight, "plugins": plugins}
+        if self._watcher is not None:
+            out["watcher"] = {"running": self._watcher.running, "reloads": self._watcher.reloads,
+                              "errors": dict(self._watcher.errors)}
+        return out
 
 
 async def _end_helpers(record: PluginRecord) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from covet_pipe import Pipeline, PluginConfig, PluginManager
+from covet_pipe import Pipeline, PluginConfig, PluginManager, wrap
 from covet_pipe.native import NativePlugin, load_native
 from covet_pipe.testing import call
 from tests._helpers import echo_app
@@ -132,3 +132,46 @@ async def test_unloaded_plugin_library_stays_mapped_while_a_snapshot_holds_it(tm
     assert isinstance(entry.plugin, NativePlugin) and entry.plugin._keep is not None
     assert copy is not None and _mapped(copy)
     assert await _tag_of(load_native(path)) == "v1"
+
+
+def test_watcher_reloads_a_rebuilt_library_and_keeps_it_on_a_wrong_abi(tmp_path: Path, serve: Any) -> None:
+    import os
+    import time
+
+    import httpx
+
+    v1, v2 = _builds()
+    wrong = probe("reloadable", tag="v9", VERSION='"9.0.0"', ABI_VERSION=99).read_bytes()
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    path = folder / "reloadable.so"
+    path.write_bytes(v1)
+
+    def rebuild(data: bytes) -> None:   # as a build writes it: a new file moved over the old one
+        tmp = folder / ".reloadable.so.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False, hot_reload=True,
+                                         reload_on_change=True))
+    assert asyncio.run(manager.load_plugins()).loaded == ["reloadable"]
+    with serve(wrap(echo_app, manager)) as s, httpx.Client(base_url=s.url) as client:
+        def health() -> dict:
+            return asyncio.run_coroutine_threadsafe(manager.get_health_status(), s.loop).result(5)
+
+        def until(check: Any, what: str) -> None:
+            deadline = time.monotonic() + 5
+            while not check():
+                assert time.monotonic() < deadline, f"{what}: not within 5 s"
+                time.sleep(0.02)
+
+        assert client.get("/").headers["x-resp-order"] == "v1"
+        rebuild(v2)
+        until(lambda: client.get("/").headers["x-resp-order"] == "v2", "v2 served")
+        rebuild(wrong)
+        until(lambda: "reload_error" in health()["plugins"]["reloadable"], "ABI error in health")
+        assert "99" in health()["plugins"]["reloadable"]["reload_error"]
+        assert client.get("/").headers["x-resp-order"] == "v2"
+        rebuild(v1)
+        until(lambda: client.get("/").headers["x-resp-order"] == "v1", "v1 served again")
+        assert "reload_error" not in health()["plugins"]["reloadable"]

@@ -598,3 +598,42 @@ def test_sandboxed_auth_provider() -> None:
         assert gone(pid)
 
     asyncio.run(use())
+
+
+SANDBOXED_VERSIONED = '''
+from covet_pipe import MiddlewarePlugin
+
+
+class Versioned(MiddlewarePlugin):
+    name = "versioned"
+    version = "{version}"
+
+    def process_response(self, response, ctx):
+        response.headers.add("x-version", "{tag}")
+
+
+def create_plugin(config):
+    return Versioned()
+'''
+
+
+def test_watcher_reloads_an_edited_sandboxed_plugin_in_a_new_helper(site: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    path = folder / "versioned.py"
+    (folder / "versioned.covet-plugin.toml").write_text("sandbox = true\n")
+    path.write_text(SANDBOXED_VERSIONED.format(version="1.0.0", tag="v1"))
+    config = PluginConfig(plugin_paths=[str(folder)], entry_points=False, hot_reload=True, reload_on_change=True)
+    with site(config) as s:
+        report = s.run(s.manager.load_plugins())
+        assert report.loaded == ["versioned"], report.failed
+        [old] = s.pids("versioned")
+        assert s.get("/").headers.get_list("x-version") == ["v1"]
+        tmp = folder / ".versioned.py.tmp"
+        tmp.write_text(SANDBOXED_VERSIONED.format(version="2.0.0", tag="v2"))
+        os.replace(tmp, path)
+        s.wait("v2 served", lambda: s.get("/").headers.get_list("x-version") == ["v2"], timeout=10)
+        [new] = s.pids("versioned")
+        assert new != old and s.health("versioned")["version"] == "2.0.0"
+        assert s.wait("old helper gone", lambda: gone(old, 0.1), timeout=10)
+        assert "versioned" not in {m.split(".")[0] for m in sys.modules}      # never imported in the host

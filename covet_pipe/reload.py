@@ -1,0 +1,248 @@
+"""Hot reload on change: watch the plugin paths and reload a plugin when its content changes.
+
+``PluginWatcher(manager)`` runs ``watchfiles.awatch`` on the server's event loop over the folders
+of ``plugin_paths`` and of plugins loaded by path. A change is mapped to the plugin whose file or
+package it touches; when the content hash differs from the last one seen, the plugin is reloaded
+(``manager.reload_plugin``), or, for a new file in a plugin folder, loaded. A failed reload is
+logged and shown in health (``plugins[name]["reload_error"]``) while the old version serves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PluginWatcher"]
+
+log = logging.getLogger("covet_pipe.reload")
+
+_MANIFEST = "covet-plugin.toml"
+
+
+def _manifest_of(unit: Path) -> Path:
+    """Where discovery reads the manifest of a plugin file or package."""
+    if unit.is_dir():
+        return unit / _MANIFEST
+    if unit.suffix == ".so":  # x.cpython-311-x86_64-linux-gnu.so -> x.covet-plugin.toml
+        return unit.with_name(f"{unit.name.split('.', 1)[0]}.{_MANIFEST}")
+    return unit.with_name(f"{unit.stem}.{_MANIFEST}")
+
+
+def content_hash(unit: Path) -> str | None:
+    """sha256 of a plugin file (with its manifest) or of every file of a package; None if gone."""
+    h = hashlib.sha256()
+    try:
+        if unit.is_dir():
+            for f in sorted(unit.rglob("*")):
+                if not f.is_file() or "__pycache__" in f.parts or f.suffix == ".pyc":
+                    continue
+                h.update(str(f.relative_to(unit)).encode() + b"\0")
+                h.update(f.read_bytes() + b"\0")
+        elif unit.is_file():
+            h.update(unit.read_bytes() + b"\0")
+            manifest = _manifest_of(unit)
+            if manifest.is_file():
+                h.update(manifest.read_bytes())
+        else:
+            return None
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+class PluginWatcher:
+    """Watches plugin files and reloads changed plugins on the running loop.
+
+    :param manager: the PluginManager whose plugins are watched.
+    :param debounce_ms: the longest time changes are grouped before they are handled.
+    """
+
+    def __init__(self, manager: Any, *, debounce_ms: int = 150, step_ms: int = 50) -> None:
+        self.manager = manager
+        self.debounce_ms = debounce_ms
+        self.step_ms = step_ms
+        #: plugin unit (file or package folder) -> content hash last seen
+        self._hashes: dict[str, str | None] = {}
+        #: path of a new file that failed to load -> why
+        self.errors: dict[str, str] = {}
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._roots: list[Path] = []
+        #: reloads and loads done (for tests and health)
+        self.reloads = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- what to watch -------------------------------------------------------
+
+    def _plugin_folders(self) -> list[Path]:
+        """plugin_paths entries that are plain folders (a new file there is a new plugin)."""
+        out = []
+        for base in self.manager.config.plugin_paths:
+            p = Path(base)
+            if p.is_dir() and not (p / "__init__.py").is_file():
+                out.append(p.resolve())
+        return out
+
+    def _units(self) -> dict[Path, list[str]]:
+        """Plugin file or package -> names of the plugins loaded from it."""
+        units: dict[Path, list[str]] = {}
+        for record in self.manager._registry.records():
+            if record.path:
+                units.setdefault(Path(record.path).resolve(), []).append(record.name)
+        return units
+
+    def _compute_roots(self) -> list[Path]:
+        dirs = set(self._plugin_folders())
+        for base in self.manager.config.plugin_paths:
+            p = Path(base)
+            if p.is_file() or (p.is_dir() and (p / "__init__.py").is_file()):
+                dirs.add(p.resolve().parent)
+        for unit in self._units():
+            dirs.add(unit.parent)
+        dirs = {d for d in dirs if d.is_dir()}
+        # watch recursively, so drop folders inside another watched folder
+        return sorted(d for d in dirs if not any(o != d and o in d.parents for o in dirs))
+
+    def _unit_of(self, changed: Path, units: dict[Path, list[str]]) -> Path | None:
+        """The plugin file or package a changed path belongs to (known or new), or None."""
+        for unit in units:
+            if changed == unit or unit in changed.parents:
+                return unit
+            if not unit.is_dir() and changed == _manifest_of(unit):
+                return unit
+        for folder in self._plugin_folders():
+            if changed.parent == folder:
+                if changed.name.startswith(("_", ".")) or changed.suffix not in (".py", ".so"):
+                    return None
+                return changed
+            if folder in changed.parents:
+                top = folder / changed.relative_to(folder).parts[0]
+                if not top.name.startswith(("_", ".")) and (top / "__init__.py").is_file():
+                    return top
+        return None
+
+    def _baseline(self) -> None:
+        units = list(self._units())
+        for folder in self._plugin_folders():
+            for child in folder.iterdir():
+                if child.name.startswith(("_", ".")):
+                    continue
+                if (child.is_file() and child.suffix in (".py", ".so")) or (child / "__init__.py").is_file():
+                    units.append(child.resolve())
+        for unit in units:
+            self._hashes.setdefault(str(unit), content_hash(unit))
+
+    # -- start and stop -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching on the running loop (idempotent)."""
+        if self.running:
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._baseline()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="covet-pipe plugin watcher")
+
+    def refresh(self) -> None:
+        """Watch again with the current folders (a plugin was loaded from a new place)."""
+        if self.running and self._wake is not None and self._compute_roots() != self._roots:
+            self._wake.set()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching and wait for the watcher (a reload under way finishes first, bounded)."""
+        task, self._task = self._task, None
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        except Exception as exc:
+            log.error("the plugin watcher ended with %s: %s", type(exc).__name__, exc)
+
+    # -- the loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        import watchfiles
+        assert self._wake is not None
+        while not self._stopping:
+            self._roots = self._compute_roots()
+            self._wake.clear()
+            if not self._roots:
+                await self._wake.wait()
+                continue
+            log.info("watching plugin folders %s for changes", ", ".join(map(str, self._roots)))
+            try:
+                async for changes in watchfiles.awatch(*self._roots, stop_event=self._wake,
+                                                       debounce=self.debounce_ms, step=self.step_ms,
+                                                       rust_timeout=1000, yield_on_timeout=False):
+                    await self._handle({Path(p) for _, p in changes})
+                    if self._stopping:
+                        break
+                    if self._compute_roots() != self._roots:
+                        break
+            except Exception as exc:  # a folder vanished, inotify limits ...: retry after a pause
+                log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__, exc)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _handle(self, changed: set[Path]) -> None:
+        units = self._units()
+        todo: list[Path] = []
+        for path in sorted(changed):
+            unit = self._unit_of(path.resolve() if path.exists() else path, units)
+            if unit is not None and unit not in todo:
+                todo.append(unit)
+        for unit in todo:
+            if self._stopping:
+                return
+            digest = await asyncio.to_thread(content_hash, unit)
+            if digest is None:  # removed: unloading on delete is not built; keep serving
+                continue
+            if self._hashes.get(str(unit)) == digest:
+                continue  # touched, or written with the same content
+            self._hashes[str(unit)] = digest
+            names = units.get(unit)
+            if names:
+                for name in names:
+                    await self._reload(name)
+            else:
+                await self._load(unit)
+
+    async def _reload(self, name: str) -> None:
+        manager = self.manager
+        try:
+            await manager.reload_plugin(name)
+        except Exception as exc:
+            manager._reload_errors[name] = str(exc)
+            log.error("hot reload of plugin %r: %s", name, exc)
+        else:
+            manager._reload_errors.pop(name, None)
+            self.reloads += 1
+
+    async def _load(self, unit: Path) -> None:
+        try:
+            names = await self.manager.load_plugin_from_path(str(unit))
+        except Exception as exc:
+            self.errors[str(unit)] = str(exc)
+            log.error("could not load new plugin file %s: %s", unit, exc)
+        else:
+            self.errors.pop(str(unit), None)
+            self.reloads += 1
+            log.info("loaded new plugin(s) %s from %s", ", ".join(names), unit)
