@@ -32,6 +32,7 @@ include "_headers.pxi"
 include "_messages.pxi"
 include "_chain.pxi"
 include "_native.pxi"
+include "_phases.pxi"
 include "_dispatch.pxi"
 
 CONTINUE = _CONTINUE

@@ -1,0 +1,335 @@
+# The hook phases: request hooks in (priority, name) order, response hooks reversed,
+# and what a failing hook turns into. Included by _core.pyx.
+
+
+cdef object _log = _logging.getLogger("covet_pipe.plugins")
+
+cdef enum:
+    #: Hook timing is sampled: one request in (SAMPLE_MASK + 1) is timed.
+    SAMPLE_MASK = 63
+    #: A plugin that declares needs_body gets at most this many bytes (else 413).
+    MAX_BODY = 16 * 1024 * 1024
+
+cdef unsigned long long _tick = 0
+
+
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef class _Done:
+    """An awaitable that is already complete (for sends the pipeline swallows)."""
+    def __await__(self):
+        return iter(())
+
+
+cdef _Done _DONE = _Done()
+
+
+cdef class _Resume:
+    """Await the rest of a hook's coroutine that suspended when first stepped."""
+    cdef object coro
+    cdef object first
+
+    def __await__(self):
+        return _resume(self.coro, self.first)
+
+
+def _resume(coro, first):
+    # Hand the loop what the coroutine yielded, then drive it to its end.
+    value = first
+    while True:
+        try:
+            sent = yield value
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                value = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                value = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+cdef inline object _take(PyObject* res):
+    # PyIter_Send hands back a new reference; own it as an object.
+    cdef object o = <object>res
+    Py_XDECREF(res)
+    return o
+
+
+cdef _Resume _resume_of(object coro, object first):
+    cdef _Resume w = _Resume.__new__(_Resume)
+    w.coro = coro
+    w.first = first
+    return w
+
+
+cdef bint _hook_failed(Entry e, str where, object exc):
+    # Rare path: count, log under the plugin's name, say what the client got.
+    e.stats.errors += 1
+    if e.fail_open:
+        e.stats.skipped_open += 1
+    _log.error(
+        "plugin %r %s raised in %s: %s: %s -- %s", e.name, e.version, where,
+        type(exc).__name__, exc,
+        "skipped for this request (failure_policy='open')" if e.fail_open
+        else f"the client got a {_failure_status(exc)} (failure_policy='closed'); fix the plugin or set "
+             "failure_policy='open'",
+        exc_info=exc)
+    return e.fail_open
+
+
+cdef int _failure_status(object exc):
+    # 500, or the status an exception asks for (503 from an unavailable sandbox).
+    status = getattr(exc, "http_status", 500)
+    return status if type(status) is int and 500 <= status <= 599 else 500
+
+
+cdef Response _as_response(Entry e, object r):
+    # r is neither None nor CONTINUE.
+    if type(r) is _Action:
+        if (<_Action>r).kind == ACT_CONTINUE:
+            return None
+        return (<_Action>r).response
+    if isinstance(r, Response):
+        return <Response>r
+    raise TypeError(
+        f"process_request of plugin {e.name!r} returned {type(r).__name__} ({r!r}); "
+        "return None, MiddlewareAction.CONTINUE, MiddlewareAction.respond(...) or "
+        "MiddlewareAction.reject(...)")
+
+
+cdef inline void _skip(RequestContext ctx, Entry e):
+    if ctx._skipped is None:
+        ctx._skipped = set()
+    ctx._skipped.add(e.name)
+
+
+cdef inline bint _is_skipped(RequestContext ctx, Entry e):
+    return ctx._skipped is not None and e.name in ctx._skipped
+
+
+cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
+    """Run the request hooks of a segment whose hooks are all sync.
+
+    Returns None to go on to the app, or the Response that answers now.
+    Sets ctx._ran: the response phase unwinds exactly hooks[:ctx._ran].
+    """
+    global _tick
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef object r
+    cdef Response resp
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef bint fresh = False      # the native view matches the request (no edit since)
+    cdef long long t0 = 0
+    cdef bint sample
+    _tick += 1
+    sample = (_tick & SAMPLE_MASK) == 0
+    ctx._seg = seg
+    for i in range(seg.count):
+        slot = &seg.slots[i]
+        ctx._ran = ctx._reached = i + 1
+        if slot.req != NULL:
+            # Native: a direct C call; runs of them touch no Python object.
+            if not fresh:
+                _ensure_view(ctx)
+                fresh = True
+            slot.calls[0] += 1
+            ctx._cur_i = i
+            rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if ctx._host_edited:
+                ctx._host_edited = fresh = False
+            if rc != COVET_OK:
+                resp = _native_request_outcome(seg, ctx, i, rc)
+                if resp is not None:
+                    return resp
+            continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
+        if e.req_hook is None:
+            continue
+        fresh = False
+        ctx._cur = e
+        e.stats.calls += 1
+        if sample:
+            t0 = _now_ns()
+        try:
+            r = e.req_hook(req, ctx)
+            if sample:
+                e.stats.sampled_ns += _now_ns() - t0
+                e.stats.sampled_calls += 1
+            if r is None or r is _CONTINUE:
+                continue
+            resp = _as_response(e, r)
+        except Exception as exc:
+            if _hook_failed(e, "process_request", exc):
+                _skip(ctx, e)
+                continue
+            ctx._ran = i
+            return _error_response(_failure_status(exc))
+        if resp is not None:
+            e.stats.short_circuits += 1
+            return resp
+    return None
+
+
+async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
+    """_req_phase_sync for a segment with async hooks: awaits those, calls the rest."""
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef object r
+    cdef Response resp
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef PyObject* res = NULL
+    ctx._seg = seg
+    for i in range(seg.count):
+        slot = &seg.slots[i]
+        ctx._ran = ctx._reached = i + 1
+        if slot.req != NULL:
+            _ensure_view(ctx)
+            slot.calls[0] += 1
+            ctx._cur_i = i
+            rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            ctx._host_edited = False
+            if rc != COVET_OK:
+                resp = _native_request_outcome(seg, ctx, i, rc)
+                if resp is not None:
+                    return resp
+            continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
+        if e.req_hook is None:
+            continue
+        ctx._cur = e
+        e.stats.calls += 1
+        try:
+            r = e.req_hook(req, ctx)
+            if e.req_async:
+                # Eager: most async hooks finish without waiting; only a real
+                # suspension goes through the event loop.
+                if PyIter_Send(r, None, &res):
+                    r = await _resume_of(r, _take(res))
+                else:
+                    r = _take(res)
+            if r is None or r is _CONTINUE:
+                continue
+            resp = _as_response(e, r)
+        except Exception as exc:
+            if _hook_failed(e, "process_request", exc):
+                _skip(ctx, e)
+                continue
+            ctx._ran = i
+            return _error_response(_failure_status(exc))
+        if resp is not None:
+            e.stats.short_circuits += 1
+            return resp
+    return None
+
+
+cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
+    """Response hooks, reversed, for the plugins that ran; an error Response or None.
+
+    A fail-closed failure replaces the response with a 500, and the hooks outside
+    the failed one still unwind on that 500 (their request hooks ran).
+    """
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef Response err = None
+    cdef Response failed
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef bint fresh = False
+    ctx._seg = seg
+    for i in range(ctx._ran - 1, -1, -1):
+        slot = &seg.slots[i]
+        if slot.resp != NULL:
+            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+                continue
+            if not fresh:
+                ctx._phase = 1
+                ctx._resp = resp
+                _ensure_view(ctx)
+                fresh = True
+            ctx._cur_i = i
+            rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if ctx._host_edited:
+                ctx._host_edited = fresh = False
+            if rc != COVET_OK:
+                failed = _native_failed(<Entry>seg.hooks[i], ctx, rc, "on_response")
+                if failed is not None:
+                    err = resp = failed
+                    fresh = False
+            continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
+        if e.resp_hook is None or _is_skipped(ctx, e):
+            continue
+        fresh = False
+        ctx._cur = e
+        try:
+            e.resp_hook(resp, ctx)
+        except Exception as exc:
+            if _hook_failed(e, "process_response", exc):
+                continue
+            err = resp = _error_response(_failure_status(exc))
+    return err
+
+
+async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
+    """_resp_phase_sync for a segment with async response hooks."""
+    cdef Py_ssize_t i
+    cdef Entry e
+    cdef Response err = None
+    cdef Response failed
+    cdef NativeSlot *slot
+    cdef int rc
+    cdef PyObject* res = NULL
+    ctx._seg = seg
+    for i in range(ctx._ran - 1, -1, -1):
+        slot = &seg.slots[i]
+        if slot.resp != NULL:
+            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+                continue
+            ctx._phase = 1
+            ctx._resp = resp
+            _ensure_view(ctx)
+            ctx._cur_i = i
+            rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            ctx._host_edited = False
+            if rc != COVET_OK:
+                failed = _native_failed(<Entry>seg.hooks[i], ctx, rc, "on_response")
+                if failed is not None:
+                    err = resp = failed
+            continue
+        if slot.native:
+            continue
+        e = <Entry>seg.hooks[i]
+        if e.resp_hook is None or _is_skipped(ctx, e):
+            continue
+        ctx._cur = e
+        try:
+            r = e.resp_hook(resp, ctx)
+            if e.resp_async:
+                if PyIter_Send(r, None, &res):
+                    await _resume_of(r, _take(res))
+                else:
+                    _take(res)
+        except Exception as exc:
+            if _hook_failed(e, "process_response", exc):
+                continue
+            err = resp = _error_response(_failure_status(exc))
+    return err
