@@ -336,6 +336,13 @@ class PluginManager:
                               plugin_name=name, path=old.path)
         new = fresh[0]
         new.stats = old.stats
+        broken = self._broken_dependents(name, new.version)
+        if broken:
+            await _end_helpers(new)
+            raise PluginError(
+                f"reload of {name!r} refused, the old version {old.version} keeps serving: the new version "
+                f"{new.version} does not satisfy {'; '.join(broken)}; release a version that does, or "
+                "update those plugins' dependencies first", plugin_name=name, path=old.path)
         async with self._get_lock():
             self._registry._records[name] = new
             problem = self._registry.dependency_problem(new)
@@ -352,6 +359,17 @@ class PluginManager:
             await self._registry.stop(old)
         self._reload_errors.pop(name, None)
         log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
+
+    def _broken_dependents(self, name: str, version: Any) -> list[str]:
+        """The running plugins whose constraint on *name* a *version* would break (as messages)."""
+        out = []
+        for record in self._registry.records():
+            if record.state not in ("active", "initialized"):
+                continue
+            for req in record.requires:
+                if req.name == name and req.specifier and not req.specifier.contains(version, prereleases=True):
+                    out.append(f"{record.name}'s {record.specs.get(req.name, str(req))!r}")
+        return out
 
     # -- inspection ----------------------------------------------------------
 

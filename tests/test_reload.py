@@ -290,3 +290,45 @@ def test_an_edit_inside_a_package_reloads_it(tmp_path: Path, serve: Any) -> None
         write_atomic(pkg / "helper.py", "TAG = 'b'\n")
         wait_for(lambda: client.get("/").headers.get_list("x-pkg") == ["b"], "package edit served")
         assert health(s, manager)["watcher"]["reloads"] == 1
+
+
+CLOCK = """
+from covet_pipe import MiddlewarePlugin
+
+class Clock(MiddlewarePlugin):
+    name = "clock"
+    version = "{version}"
+
+def create_plugin(config):
+    return Clock()
+"""
+
+
+async def test_reload_that_breaks_a_dependents_constraint_is_refused_and_the_old_version_serves(tmp_path):
+    import pytest
+
+    from covet_pipe import MiddlewarePlugin, PluginConfig, PluginError, PluginManager
+
+    class Needer(MiddlewarePlugin):
+        name = "needer"
+        version = "1.0.0"
+        dependencies = ["clock>=1,<2"]
+
+    path = tmp_path / "clock.py"
+    path.write_text(CLOCK.format(version="1.0.0"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+    await manager.load_plugin_from_path(str(path))
+    manager.register(Needer())
+    await manager.initialize_all()
+
+    path.write_text(CLOCK.format(version="2.0.0"))
+    with pytest.raises(PluginError, match=r"reload of 'clock' refused, the old version 1\.0\.0 keeps serving: "
+                                          r"the new version 2\.0\.0 does not satisfy needer's 'clock>=1,<2'"):
+        await manager.reload_plugin("clock")
+    assert manager.get_plugin("clock").version == "1.0.0"
+    assert {e.name: e.state for e in manager.get_middleware_chain()} == {"clock": "active", "needer": "active"}
+
+    path.write_text(CLOCK.format(version="1.5.0"))            # within the constraint: reloads
+    await manager.reload_plugin("clock")
+    assert manager.get_plugin("clock").version == "1.5.0"
+    await manager.shutdown_all()
