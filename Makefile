@@ -54,6 +54,9 @@ bench-native: build
 	rm -f benchmarks/results/native.json
 	$(PY) benchmarks/bench_native.py --fast --quiet -o benchmarks/results/native.json
 
+bench-reload: build
+	$(PY) benchmarks/bench_reload.py
+
 bench-micro: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
 
