@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test bench bench-native bench-micro bench-e2e bench-sandbox typecheck clean debug fuzz-native
+.PHONY: all build run test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload typecheck clean debug fuzz-native
 
 all: build
 
