@@ -44,6 +44,7 @@ class Helper:
 
         from covet_pipe.discovery import _import_fresh, _plugins_from
         from covet_pipe.plugin import plugin_kinds
+        from covet_pipe.registry import _hook
         path = Path(msg["path"])
         module = _import_fresh(path)
         plugins = _plugins_from(module, msg.get("config") or {}, str(path))
@@ -61,7 +62,7 @@ class Helper:
             from covet_pipe.plugin import middleware_style
             style = middleware_style(p)
         overridden = [h for h in ("process_request", "process_response")
-                      if h in hooks and _overrides(p, h)]
+                      if h in hooks and _hook(p, h) is not None]
         return {"result": {
             "layers": layers, "pid": os.getpid(),
             "name": getattr(p, "name", None), "version": str(getattr(p, "version", None)),
@@ -177,11 +178,6 @@ def _core() -> Any:
         from covet_pipe._core import Request, Response, _make_context
         _CORE = (Request, _make_context, Response)
     return _CORE
-
-
-def _overrides(plugin: Any, name: str) -> bool:
-    from covet_pipe.plugin import MiddlewarePlugin
-    return getattr(type(plugin), name, None) is not getattr(MiddlewarePlugin, name, None)
 
 
 def _response_of(result: Any) -> Any:
