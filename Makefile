@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload typecheck clean debug fuzz-native
+.PHONY: all build redis run test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload typecheck clean debug fuzz-native
 
 all: build
 
@@ -28,7 +28,12 @@ debug: $(STAMP)
 run: build
 	$(PY) -m uvicorn examples.app:app --host $(HOST) --port $(PORT) --loop uvloop --http httptools
 
-test: build
+# redis-server (and redis-cli, redis-benchmark) for the RESP protocol's differential tests:
+# the tests start their own on a free 127.0.0.1 port.
+redis: 
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+test: build redis
 	$(PY) -m pytest -q
 
 # Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.

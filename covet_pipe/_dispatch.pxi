@@ -337,4 +337,12 @@ cdef class PipelineCore:
                         chain.services, None)
         if t == "lifespan":
             return self._lifespan(scope, receive, send)
-        return self.app(scope, receive, send)
+        # another protocol of covet-pipe's own listener ("resp" ...): the
+        # plugins that list it run; its answers use the http.response messages
+        if not chain.ready:
+            return self._first_request(scope, receive, send)
+        snap = chain.current
+        segs = snap._by_protocol.get(t)
+        if not segs:
+            return self.app(scope, receive, send)
+        return _run(self.app, snap, segs, 0, t, scope, receive, send, chain.services, None)

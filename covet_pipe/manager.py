@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import logging
 from typing import Any, NamedTuple
 
@@ -39,6 +41,7 @@ class PluginManager:
         self._chain = Chain(self._registry.services)
         self._lock: asyncio.Lock | None = None
         self._generation = 0
+        self._protocols: tuple[PluginRecord, ...] = ()
         #: replaced snapshots that still had requests in flight (drains wait on these too)
         self._retired: list[Snapshot] = []
         #: "new" until initialize_all, "running", then "closed" after shutdown_all
@@ -213,6 +216,9 @@ class PluginManager:
                 # Fail closed: a guard that could not start must not leave its requests unguarded.
                 entries.append(unavailable_entry(r))
         self._generation += 1
+        self._protocols = tuple(sorted(
+            (r for r in self._registry.records() if "protocol" in r.kinds and r.state == "active"),
+            key=lambda r: (r.priority, r.name)))
         old = self._chain.swap(Snapshot(entries, self._generation))
         # A request runs to its end on the snapshot it started with, however many swaps
         # happen meanwhile: keep every replaced snapshot that is still in use.
@@ -304,10 +310,11 @@ class PluginManager:
         log.info("unloaded plugin %r", name)
         return unloaded + [name]
 
-    async def reload_plugin(self, name: str) -> None:
+    async def reload_plugin(self, name: str, *, path: str | None = None) -> None:
         """Load a plugin's file again beside the running version, start it, swap, drain the old.
 
         If the new version fails, the old one keeps serving and the error is raised.
+        A ``path`` loads the new version from another file (a renamed plugin file).
         """
         if not self.config.hot_reload:
             raise PluginError(f"cannot reload {name!r}: hot_reload is off; set PluginConfig(hot_reload=True)",
@@ -321,10 +328,11 @@ class PluginManager:
 
         from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
         try:
+            source = path or old.path
             if getattr(old.plugin, "_sup", None) is not None:
                 # It runs sandboxed: so does its new version (a new helper generation), never imported here.
-                raise SandboxRequested(sandbox_spec(Path(old.path), self.config))
-            loaded = await asyncio.to_thread(load_path, old.path, self.config)
+                raise SandboxRequested(sandbox_spec(Path(source), self.config))
+            loaded = await asyncio.to_thread(load_path, source, self.config)
         except SandboxRequested as req:
             loaded = [await self._start_sandboxed(req.spec)]
         fresh = [r for r in loaded if r.name == name]
@@ -332,8 +340,8 @@ class PluginManager:
             if record.name != name:
                 await _end_helpers(record)
         if not fresh:
-            raise PluginError(f"cannot reload {name!r}: {old.path} no longer defines a plugin of that name",
-                              plugin_name=name, path=old.path)
+            raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
+                              plugin_name=name, path=source)
         new = fresh[0]
         new.stats = old.stats
         broken = self._broken_dependents(name, new.version)
@@ -352,6 +360,13 @@ class PluginManager:
                 await _end_helpers(new)
                 raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
                                   f"{problem or new.error}", plugin_name=name, path=old.path)
+            handoff = await _hand_state(old, new)
+            if handoff is not None:
+                self._registry._records[name] = old
+                await self._registry.stop(new)
+                await _end_helpers(new)
+                raise PluginError(f"reload of {name!r} failed, the old version keeps serving: {handoff}",
+                                  plugin_name=name, path=old.path)
             new.state = "active"
             old.state = "draining"
             snap = self._rebuild()
@@ -398,9 +413,21 @@ class PluginManager:
         """The AuthPlugin named *name*."""
         return self._of_kind(name, "auth", "auth provider")
 
-    def get_storage_engine(self, name: str) -> Any:
-        """The StoragePlugin named *name*."""
+    def get_storage_engine(self, name: str | None = None) -> Any:
+        """The StoragePlugin named *name*; without a name, the first in (priority, name) order."""
+        if name is None:
+            ready = sorted((r for r in self._registry.records()
+                            if "storage" in r.kinds and r.state != "failed"),
+                           key=lambda r: (r.priority, r.name))
+            if not ready:
+                raise PluginNotFoundError("no storage engine is registered: register a StoragePlugin "
+                                          "(covet_pipe.builtin.MemoryStorage, for one)", plugin_name=None)
+            return ready[0].plugin
         return self._of_kind(name, "storage", "storage engine")
+
+    def protocol_records(self) -> tuple[PluginRecord, ...]:
+        """The active protocol plugins in (priority, name) order, as of the last chain swap."""
+        return self._protocols
 
     def get_protocol_handler(self, protocol: str) -> Any:
         """The first ProtocolPlugin, in (priority, name) order, that speaks *protocol*."""
@@ -438,7 +465,7 @@ class PluginManager:
         for record in self._registry.records():
             plugins[record.name] = {
                 "state": record.state, "version": str(record.version), "error": record.error,
-                **record.stats.as_dict(),
+                "path": record.path, **record.stats.as_dict(),
             }
             if record.name in self._reload_errors:
                 plugins[record.name]["reload_error"] = self._reload_errors[record.name]
@@ -454,6 +481,34 @@ class PluginManager:
             out["watcher"] = {"running": self._watcher.running, "reloads": self._watcher.reloads,
                               "errors": dict(self._watcher.errors)}
         return out
+
+
+async def _hand_state(old: PluginRecord, new: PluginRecord) -> str | None:
+    """Move the old version's exported state into the new one; a message if the new one refused it.
+
+    An old version that cannot export (it raised, its helper is gone, the state is not
+    JSON-safe) does not block the reload that may be fixing it: the new version starts
+    without state and the log says why.
+    """
+    try:
+        state = old.plugin.export_state()
+        if inspect.isawaitable(state):
+            state = await state
+        if state is None:
+            return None
+        state = json.loads(json.dumps(state))
+    except Exception as exc:
+        log.warning("reload of %r: export_state() of version %s failed (%s: %s); version %s starts "
+                    "without the old state (export dicts, lists, strings, numbers, booleans and None)",
+                    old.name, old.version, type(exc).__name__, exc, new.version)
+        return None
+    try:
+        done = new.plugin.import_state(state)
+        if inspect.isawaitable(done):
+            await done
+    except Exception as exc:
+        return f"import_state() of version {new.version} raised {type(exc).__name__}: {exc}"
+    return None
 
 
 async def _end_helpers(record: PluginRecord) -> None:

@@ -51,6 +51,18 @@ class Plugin(ABC):
     async def shutdown(self) -> None:
         """Called once, in reverse dependency order, after the plugin stopped serving."""
 
+    def export_state(self) -> Any:
+        """JSON-safe state a reload hands to the new version (None: nothing to hand on).
+
+        Called on the running version after the new one initialised, just before the
+        swap; may be ``async``. The value goes through JSON on its way, so the new
+        version gets plain dicts, lists, strings, numbers, booleans and None.
+        """
+        return None
+
+    def import_state(self, state: Any) -> None:
+        """Take the state the old version exported (only called when it exported some); may be ``async``."""
+
     def metadata(self) -> dict[str, Any]:
         """Descriptive data shown by ``list_plugins()``."""
         doc = inspect.getdoc(type(self)) or ""
@@ -113,25 +125,65 @@ class StoragePlugin(Plugin):
     @abstractmethod
     async def exists(self, key: str) -> bool: ...
 
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Make *key* expire *ttl* seconds from now (``None``: never); False if there is no such key.
+
+        Optional: engines without expiry leave it out, and RESP's EXPIRE then answers an error.
+        """
+        raise NotImplementedError(f"storage engine {type(self).__name__} does not support expire(); "
+                                  "implement expire(key, ttl) and ttl(key) to serve EXPIRE and TTL")
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until *key* expires: ``None`` if there is no such key, ``math.inf`` if it never does.
+
+        (RESP's TTL maps these to -2 and -1.) Optional, like :meth:`expire`.
+        """
+        raise NotImplementedError(f"storage engine {type(self).__name__} does not support ttl(); "
+                                  "implement expire(key, ttl) and ttl(key) to serve EXPIRE and TTL")
+
 
 class ProtocolPlugin(Plugin):
-    """A wire protocol for covet-pipe's own listener (interface only for now)."""
+    """A wire protocol for covet-pipe's own listener (seed section 2; contract in covet_pipe.protocol).
 
-    @abstractmethod
+    A *layer* (``layer = True``, such as PROXY) consumes a prefix of the stream and
+    hands the rest on; a *terminal* protocol claims the connection and turns its
+    messages into requests that run the middleware chain under ``protocol_name``.
+    """
+
+    #: the name requests of this protocol carry (``scope["type"]``, ``ctx.protocol``)
+    protocol_name: str | None = None
+    #: True: unwrap a prefix and hand on; False: own the connection once detected
+    layer: bool = False
+    #: protocols look at the first bytes before any later plugin
+    priority: int = 100
+
     def supported_protocols(self) -> list[str]:
         """Protocol names this plugin speaks, such as ``["http/1.1"]``."""
+        return [self.protocol_name] if self.protocol_name else []
+
+    def detect(self, data: bytes) -> str:
+        """``MATCH``, ``NEED_MORE`` or ``NO`` for a connection's first bytes."""
+        return "no"
+
+    def unwrap(self, data: bytes, conn: Any) -> int | None:
+        """A layer: bytes consumed from *data* (None: need more); may record facts on *conn*."""
+        raise NotImplementedError(f"{type(self).__name__} is not a layer protocol")
+
+    def connection_protocol(self, conn: Any, server: Any) -> Any:
+        """An ``asyncio.Protocol`` that owns the connection, or None to use ``handle_connection``."""
+        return None
 
     async def handle_connection(self, reader: Any, writer: Any, protocol: str) -> None:
-        """Own a whole connection (protocols that are not request/response)."""
+        """Own a whole connection through asyncio streams."""
         raise NotImplementedError(f"{type(self).__name__} does not own whole connections")
 
-    @abstractmethod
     async def parse_request(self, data: bytes) -> Request:
         """Bytes from the wire into the Request the middleware chain sees."""
+        raise NotImplementedError(f"{type(self).__name__} does not parse single messages")
 
-    @abstractmethod
     async def serialize_response(self, response: Response) -> bytes:
         """A Response into bytes for the wire."""
+        raise NotImplementedError(f"{type(self).__name__} does not serialize single messages")
 
 
 _KINDS = (

@@ -67,6 +67,7 @@ class PluginRecord:
             "style": self.style,
             "state": self.state,
             "source": self.source,
+            "path": self.path,
             "dependencies": [self.specs.get(r.name, str(r)) for r in self.requires],
             "protocols": sorted(self.protocols),
             "failure_policy": self.failure_policy,

@@ -3,8 +3,11 @@
 ``PluginWatcher(manager)`` runs ``watchfiles.awatch`` on the server's event loop over the folders
 of ``plugin_paths`` and of plugins loaded by path. A change is mapped to the plugin whose file or
 package it touches; when the content hash differs from the last one seen, the plugin is reloaded
-(``manager.reload_plugin``), or, for a new file in a plugin folder, loaded. A failed reload is
-logged and shown in health (``plugins[name]["reload_error"]``) while the old version serves on.
+(``manager.reload_plugin``), or, for a new file in a plugin folder, loaded. A deleted file
+unloads its plugins (refused, and reported, while others depend on them); a renamed one reloads
+from its new path. A plugin folder created after start is picked up within about a second. A
+failed reload is logged and shown in health (``plugins[name]["reload_error"]``) while the old
+version serves on.
 """
 
 from __future__ import annotations
@@ -180,27 +183,46 @@ class PluginWatcher:
         import watchfiles
         assert self._wake is not None
         while not self._stopping:
-            self._roots = self._compute_roots()
+            roots = self._compute_roots()
+            if roots != self._roots and self._roots:
+                await self._scan_new()      # a plugin folder appeared: what is in it already loads
+            self._roots = roots
             self._wake.clear()
             if not self._roots:
-                await self._wake.wait()
+                try:    # nothing to watch yet: look again for plugin folders created meanwhile
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                self._roots = [Path("/nonexistent")]   # so the next round scans what appeared
                 continue
             log.info("watching plugin folders %s for changes", ", ".join(map(str, self._roots)))
             try:
                 async for changes in watchfiles.awatch(*self._roots, stop_event=self._wake,
                                                        debounce=self.debounce_ms, step=self.step_ms,
-                                                       rust_timeout=1000, yield_on_timeout=False):
-                    await self._handle({Path(p) for _, p in changes})
+                                                       rust_timeout=1000, yield_on_timeout=True):
+                    if changes:
+                        await self._handle({Path(p) for _, p in changes})
                     if self._stopping:
                         break
                     if self._compute_roots() != self._roots:
-                        break
+                        break       # a plugin folder was created or removed
             except Exception as exc:  # a folder vanished, inotify limits ...: retry after a pause
                 log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__, exc)
                 try:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
+
+    async def _scan_new(self) -> None:
+        """Load the plugin files and packages in plugin folders that were never seen."""
+        for folder in self._plugin_folders():
+            for child in sorted(folder.iterdir()):
+                unit = child.resolve()
+                if str(unit) in self._hashes or child.name.startswith(("_", ".")):
+                    continue
+                if (child.is_file() and child.suffix in (".py", ".so")) or (child / "__init__.py").is_file():
+                    self._hashes[str(unit)] = await asyncio.to_thread(content_hash, unit)
+                    await self._load(unit)
 
     async def _handle(self, changed: set[Path]) -> None:
         units = self._units()
@@ -209,11 +231,16 @@ class PluginWatcher:
             unit = self._unit_of(path.resolve() if path.exists() else path, units)
             if unit is not None and unit not in todo:
                 todo.append(unit)
+        gone: list[tuple[Path, list[str]]] = []
+        fresh: list[Path] = []
         for unit in todo:
             if self._stopping:
                 return
             digest = await asyncio.to_thread(content_hash, unit)
-            if digest is None:  # removed: unloading on delete is not built; keep serving
+            if digest is None:      # deleted (or renamed away)
+                self._hashes.pop(str(unit), None)
+                if units.get(unit):
+                    gone.append((unit, units[unit]))
                 continue
             if self._hashes.get(str(unit)) == digest:
                 continue  # touched, or written with the same content
@@ -223,18 +250,49 @@ class PluginWatcher:
                 for name in names:
                     await self._reload(name)
             else:
-                await self._load(unit)
+                fresh.append(unit)
+        if len(gone) == 1 and len(fresh) == 1:
+            # a rename: the plugin reloads from its new path, with no moment without it
+            (old_unit, names), new_unit = gone[0], fresh[0]
+            results = [await self._reload(name, path=new_unit) for name in names]
+            if all(results):
+                log.info("plugin file %s renamed to %s: %s reloaded from there", old_unit, new_unit,
+                         ", ".join(names))
+                return
+        for unit, names in gone:
+            await self._unload(unit, names)
+        for unit in fresh:
+            await self._load(unit)
 
-    async def _reload(self, name: str) -> None:
+    async def _unload(self, unit: Path, names: list[str]) -> None:
+        manager = self.manager
+        for name in names:
+            record = manager._registry.get(name)
+            if record is None or record.path is None or Path(record.path).resolve() != unit:
+                continue        # already reloaded from elsewhere
+            try:
+                await manager.unload_plugin(name)
+            except Exception as exc:
+                manager._reload_errors[name] = (f"{unit} was deleted, but the plugin keeps serving: {exc}")
+                log.error("plugin file %s deleted; plugin %r not unloaded: %s", unit, name, exc)
+            else:
+                manager._reload_errors.pop(name, None)
+                self.reloads += 1
+                log.info("plugin file %s deleted: plugin %r unloaded", unit, name)
+
+    async def _reload(self, name: str, path: Path | None = None) -> bool:
         manager = self.manager
         try:
-            await manager.reload_plugin(name)
+            await manager.reload_plugin(name, path=None if path is None else str(path))
         except Exception as exc:
+            if path is not None:
+                return False        # not a rename of this plugin: the caller unloads and loads
             manager._reload_errors[name] = str(exc)
             log.error("hot reload of plugin %r: %s", name, exc)
-        else:
-            manager._reload_errors.pop(name, None)
-            self.reloads += 1
+            return False
+        manager._reload_errors.pop(name, None)
+        self.reloads += 1
+        return True
 
     async def _load(self, unit: Path) -> None:
         try:

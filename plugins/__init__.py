@@ -8,6 +8,7 @@ from covet_pipe.builtin.cors import CORS, CORSMiddleware
 from covet_pipe.builtin.jwt_auth import JWTAuth
 from covet_pipe.builtin.jwt_handler import JWTHandler
 from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
+from covet_pipe.builtin.proxy_protocol import ProxyProtocol
 from covet_pipe.builtin.request_id import RequestId
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "JWTAuth",
     "JWTHandler",
     "MemoryStorage",
+    "ProxyProtocol",
     "RequestId",
     "StorageFullError",
 ]

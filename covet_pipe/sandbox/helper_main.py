@@ -55,7 +55,7 @@ class Helper:
             if key in ("name", "version") and getattr(p, key, None) is None:
                 setattr(p, key, value)
         hooks = [h for h in ("process_request", "process_response", "initialize", "shutdown",
-                             "authenticate", "authorize", "get", "set", "delete", "exists")
+                             "authenticate", "authorize", "get", "set", "delete", "exists", "expire", "ttl")
                  if callable(getattr(p, h, None))]
         style = None
         if "process_request" in hooks:
@@ -127,9 +127,16 @@ class Helper:
 
     def op_call(self, msg: dict) -> dict:
         method = msg["method"]
-        if method not in ("authenticate", "authorize", "get", "set", "delete", "exists"):
+        if method not in ("authenticate", "authorize", "get", "set", "delete", "exists", "expire", "ttl"):
             raise ValueError(f"no such method {method!r}")
         return {"result": self.run(getattr(self.plugin, method)(*msg.get("args", [])))}
+
+    def op_export_state(self, msg: dict) -> dict:
+        return {"result": self.run(self.plugin.export_state())}
+
+    def op_import_state(self, msg: dict) -> dict:
+        self.run(self.plugin.import_state(msg.get("state")))
+        return {}
 
     def op_ping(self, msg: dict) -> dict:
         return {"result": os.getpid()}

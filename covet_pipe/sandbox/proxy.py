@@ -59,6 +59,16 @@ class SandboxedPlugin(Plugin):
     def metadata(self) -> dict[str, Any]:
         return {"description": f"sandboxed plugin from {self._sup.spec.path}", **self._sup.health()}
 
+    async def export_state(self) -> Any:
+        # state comes back as msgpack plain data, decoded by the fixed Reply type
+        _, reply = await self._checked("export_state")
+        return reply.result
+
+    async def import_state(self, state: Any) -> None:
+        # every helper of the pool gets the state (each has its own copy of the plugin)
+        for helper in [h for h in self._sup.helpers if h is not None and h.alive]:
+            await self._checked("import_state", helper, state=state)
+
     def _unavailable(self, why: str) -> Any:
         # Fail closed: 503 for an unavailable sandbox; fail open: go on without it.
         self._sup.logger.error("sandboxed plugin %r unavailable: %s", self.name, why)
@@ -212,7 +222,7 @@ async def start_sandboxed(spec: SandboxSpec) -> SandboxedPlugin:
             attrs.update(authenticate=_remote("authenticate"), authorize=_remote("authorize"))
         if "storage" in kinds:
             bases.append(StoragePlugin)
-            attrs.update({m: _remote(m) for m in ("get", "set", "delete", "exists")})
+            attrs.update({m: _remote(m) for m in ("get", "set", "delete", "exists", "expire", "ttl")})
         cls = type(f"Sandboxed[{name}]", tuple(bases), attrs)
         proxy = cls()
     except BaseException:

@@ -407,7 +407,7 @@ def test_in_flight_calls_of_a_dead_helper_resolve_at_once(site: Any) -> None:
         responses, times = asyncio.run(many())
         for r in responses:
             assert_unavailable(r)
-        assert max(times) < 2.0, times                 # not 3 s (the hook), not 10 s (the deadline)
+        assert max(times) < 2.7, times                 # not 3 s (the hook), not 10 s (the deadline)
         assert gone(old)
         assert "exited with status 7" in s.sandbox("hostile")["last_failure"]
         s.wait_restarted("hostile", [old])
