@@ -476,7 +476,8 @@ class PluginManager:
         status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
         snap = self._chain.current
         out = {"status": status, "manager": self.status, "chain_generation": snap.generation,
-               "inflight": snap.inflight, "plugins": plugins}
+               "inflight": snap.inflight, "plugins": plugins,
+               "protocol_chain": [r.name for r in self._protocols]}
         if self._watcher is not None:
             out["watcher"] = {"running": self._watcher.running, "reloads": self._watcher.reloads,
                               "errors": dict(self._watcher.errors)}

@@ -304,3 +304,47 @@ def test_claim_reports_layers_and_refusals() -> None:
     strict = ProxyProtocol(required=True)
     with pytest.raises(ProtocolError, match="required"):
         strict.detect(b"GET / HTTP/1.1\r\n")
+
+
+async def test_a_third_party_protocol_runs_the_middleware_chain_for_its_requests(tmp_path: Any) -> None:
+    """examples/line_protocol.py, loaded as a user would: its lines run the 'line' middleware."""
+    from pathlib import Path
+
+    from covet_pipe import MiddlewarePlugin, PluginConfig
+
+    class HttpOnly(MiddlewarePlugin):
+        name = "http_only"
+        version = "1.0"
+
+        def process_request(self, request: Any, ctx: Any) -> Any:
+            raise AssertionError("an http-only middleware ran on a line request")
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "line_protocol.py"
+    m = PluginManager(PluginConfig(entry_points=False))
+    assert sorted(await m.load_plugin_from_path(str(example))) == ["line_echo", "no_secrets"]
+    m.register(HttpOnly())
+    server, port = await _serve(m)
+    async with server:
+        assert await _talk(port, b"ECHO hello\n") == b"hello\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ECHO one\nECHO my secret\nPING x\nECHO two\n")
+        writer.write_eof()
+        out = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    lines = out.decode().splitlines()
+    assert lines[0] == "one" and lines[3] == "two"
+    assert lines[1].startswith("ERR 403") and "no secrets over line" in lines[1]
+    assert lines[2].startswith("ERR 400")
+    assert m.get_plugin("no_secrets") is not None
+    health = await m.get_health_status()
+    assert health["plugins"]["no_secrets"]["calls"] >= 5
+    assert health["plugins"]["http_only"]["calls"] == 0
+
+
+async def test_health_lists_the_protocol_chain_in_order() -> None:
+    m = PluginManager()
+    m.register(Hello())
+    m.register(ProxyProtocol())
+    await m.initialize_all()
+    assert (await m.get_health_status())["protocol_chain"] == ["proxy_protocol", "hello"]
+    await m.shutdown_all()
