@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
 import logging
 from typing import Any, NamedTuple
 
@@ -315,76 +313,10 @@ class PluginManager:
 
         If the new version fails, the old one keeps serving and the error is raised.
         A ``path`` loads the new version from another file (a renamed plugin file).
+        State the old version exports is handed to the new one (``export_state``/``import_state``).
         """
-        if not self.config.hot_reload:
-            raise PluginError(f"cannot reload {name!r}: hot_reload is off; set PluginConfig(hot_reload=True)",
-                              plugin_name=name)
-        old = self._need(name)
-        if old.path is None:
-            raise PluginError(f"cannot reload {name!r}: it was registered as an instance, so there is no "
-                              "file to load it from; unload it and register the new instance",
-                              plugin_name=name)
-        from pathlib import Path
-
-        from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
-        try:
-            source = path or old.path
-            if getattr(old.plugin, "_sup", None) is not None:
-                # It runs sandboxed: so does its new version (a new helper generation), never imported here.
-                raise SandboxRequested(sandbox_spec(Path(source), self.config))
-            loaded = await asyncio.to_thread(load_path, source, self.config)
-        except SandboxRequested as req:
-            loaded = [await self._start_sandboxed(req.spec)]
-        fresh = [r for r in loaded if r.name == name]
-        for record in loaded:
-            if record.name != name:
-                await _end_helpers(record)
-        if not fresh:
-            raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
-                              plugin_name=name, path=source)
-        new = fresh[0]
-        new.stats = old.stats
-        broken = self._broken_dependents(name, new.version)
-        if broken:
-            await _end_helpers(new)
-            raise PluginError(
-                f"reload of {name!r} refused, the old version {old.version} keeps serving: the new version "
-                f"{new.version} does not satisfy {'; '.join(broken)}; release a version that does, or "
-                "update those plugins' dependencies first", plugin_name=name, path=old.path)
-        async with self._get_lock():
-            self._registry._records[name] = new
-            problem = self._registry.dependency_problem(new)
-            started = problem is None and await self._registry.start(new, self)
-            if not started:
-                self._registry._records[name] = old
-                await _end_helpers(new)
-                raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
-                                  f"{problem or new.error}", plugin_name=name, path=old.path)
-            handoff = await _hand_state(old, new)
-            if handoff is not None:
-                self._registry._records[name] = old
-                await self._registry.stop(new)
-                await _end_helpers(new)
-                raise PluginError(f"reload of {name!r} failed, the old version keeps serving: {handoff}",
-                                  plugin_name=name, path=old.path)
-            new.state = "active"
-            old.state = "draining"
-            snap = self._rebuild()
-            await self._drain(snap, [old.plugin])
-            await self._registry.stop(old)
-        self._reload_errors.pop(name, None)
-        log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
-
-    def _broken_dependents(self, name: str, version: Any) -> list[str]:
-        """The running plugins whose constraint on *name* a *version* would break (as messages)."""
-        out = []
-        for record in self._registry.records():
-            if record.state not in ("active", "initialized"):
-                continue
-            for req in record.requires:
-                if req.name == name and req.specifier and not req.specifier.contains(version, prereleases=True):
-                    out.append(f"{record.name}'s {record.specs.get(req.name, str(req))!r}")
-        return out
+        from covet_pipe._swap import reload_plugin
+        await reload_plugin(self, name, path)
 
     # -- inspection ----------------------------------------------------------
 
@@ -482,34 +414,6 @@ class PluginManager:
             out["watcher"] = {"running": self._watcher.running, "reloads": self._watcher.reloads,
                               "errors": dict(self._watcher.errors)}
         return out
-
-
-async def _hand_state(old: PluginRecord, new: PluginRecord) -> str | None:
-    """Move the old version's exported state into the new one; a message if the new one refused it.
-
-    An old version that cannot export (it raised, its helper is gone, the state is not
-    JSON-safe) does not block the reload that may be fixing it: the new version starts
-    without state and the log says why.
-    """
-    try:
-        state = old.plugin.export_state()
-        if inspect.isawaitable(state):
-            state = await state
-        if state is None:
-            return None
-        state = json.loads(json.dumps(state))
-    except Exception as exc:
-        log.warning("reload of %r: export_state() of version %s failed (%s: %s); version %s starts "
-                    "without the old state (export dicts, lists, strings, numbers, booleans and None)",
-                    old.name, old.version, type(exc).__name__, exc, new.version)
-        return None
-    try:
-        done = new.plugin.import_state(state)
-        if inspect.isawaitable(done):
-            await done
-    except Exception as exc:
-        return f"import_state() of version {new.version} raised {type(exc).__name__}: {exc}"
-    return None
 
 
 async def _end_helpers(record: PluginRecord) -> None:
