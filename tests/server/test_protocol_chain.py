@@ -348,3 +348,29 @@ async def test_health_lists_the_protocol_chain_in_order() -> None:
     await m.initialize_all()
     assert (await m.get_health_status())["protocol_chain"] == ["proxy_protocol", "hello"]
     await m.shutdown_all()
+
+
+async def test_a_native_plugin_guards_a_non_http_protocol() -> None:
+    """A C plugin that lists 'line' in its descriptor runs on the line protocol's requests."""
+    from pathlib import Path
+
+    from covet_pipe import PluginConfig
+    from tests.native._cplugins import cc
+
+    so = cc("protocol_guard.c", "protocol_guard.so")
+    example = Path(__file__).resolve().parents[2] / "examples" / "line_protocol.py"
+    m = PluginManager(PluginConfig(entry_points=False))
+    await m.load_plugin_from_path(str(example))
+    assert await m.load_plugin_from_path(str(so)) == ["protocol_guard"]
+    server, port = await _serve(m)
+    async with server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ECHO fine\nECHO top-secret\nECHO also fine\n")
+        writer.write_eof()
+        out = (await asyncio.wait_for(reader.read(), 5)).decode().splitlines()
+        writer.close()
+    assert out[0] == "fine" and out[2] == "also fine"
+    assert out[1] == "ERR 403 refused by protocol_guard"
+    health = await m.get_health_status()
+    assert health["plugins"]["protocol_guard"]["short_circuits"] == 1
+    assert health["plugins"]["protocol_guard"]["calls"] == 3
