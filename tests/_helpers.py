@@ -70,7 +70,8 @@ async def asgi_call(app: Any, path: str = "/", *, method: str = "GET", headers: 
     return Result(start["status"], headers_out, data, sent)
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan: startup and shutdown complete."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -83,7 +84,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
 async def echo_app(scope: dict, receive: Any, send: Any) -> None:
     """200 JSON describing the scope and body the app received (method, path, headers ...)."""
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     body = b""
     while True:
