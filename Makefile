@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis run test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload typecheck clean debug fuzz-native
+.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native
 
 all: build
 
@@ -26,6 +26,10 @@ debug: $(STAMP)
 	COVET_PIPE_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
 run: build
+	$(VENV)/bin/covet-pipe serve examples.app:app --host $(HOST) --port $(PORT)
+
+# The same example embedded in uvicorn (uvloop + httptools) instead of covet-pipe's own listener.
+run-uvicorn: build
 	$(PY) -m uvicorn examples.app:app --host $(HOST) --port $(PORT) --loop uvloop --http httptools
 
 # redis-server (and redis-cli, redis-benchmark) for the RESP protocol's differential tests:
@@ -69,10 +73,22 @@ bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) benchmarks/e2e_wrk.py
 
+# covet-pipe serve vs uvicorn+httptools vs granian under wrk, bare app and 10 no-op plugins (~2 min).
+bench-serve: build
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -c "import granian" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check granian
+	$(PY) benchmarks/bench_serve.py
+
 # The sandboxed hook call against a raw socketpair ping-pong, latency and 64-in-flight throughput (~1 min).
 bench-sandbox: build
 	mkdir -p benchmarks/results
 	$(PY) benchmarks/bench_sandbox.py -o benchmarks/results/sandbox.json
 
 clean:
-	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html
+	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/*.so \
+		covet_pipe/server/_http11.c covet_pipe/server/*.html
+
+# redis-benchmark -t get,set against the RESP protocol (bare, and behind one no-op plugin) and a real
+# redis-server in the same run (~2 min); writes the "resp" section of docs/benchmarks.md.
+bench-resp: build redis
+	$(PY) benchmarks/bench_resp.py

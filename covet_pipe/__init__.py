@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 try:
     from covet_pipe import _core
 except ImportError as exc:  # pragma: no cover - only without a build
@@ -43,8 +45,20 @@ from covet_pipe.plugin import (
     ProtocolPlugin,
     StoragePlugin,
 )
+from covet_pipe.server.config import ServeConfig
 
 __version__ = "0.1.0"
+
+
+def serve(app: Any, manager: PluginManager | None = None, *, host: str = "127.0.0.1", port: int = 8000,
+          plugins: list[str] | None = None, **options: Any) -> None:
+    """Serve *app* behind *manager*'s chain on covet-pipe's own listener (blocking until SIGTERM/SIGINT).
+
+    ``covet_pipe.serve(app, manager, host="127.0.0.1", port=8000, workers=2)``; the other keyword
+    options are :class:`ServeConfig`'s (limits, timeouts, ``trusted_proxies``, ``loop`` ...).
+    """
+    from covet_pipe.server.listener import serve as _serve   # uvloop and httptools load only here
+    _serve(app, manager, host=host, port=port, plugins=plugins, **options)
 
 
 def get_include() -> str:
@@ -80,9 +94,11 @@ __all__ = [
     "Request",
     "RequestContext",
     "Response",
+    "ServeConfig",
     "ServiceNotFoundError",
     "Snapshot",
     "StoragePlugin",
     "get_include",
+    "serve",
     "wrap",
 ]

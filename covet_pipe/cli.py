@@ -1,4 +1,4 @@
-"""The covet-pipe command line: ``covet-pipe build`` compiles native plugins."""
+"""The covet-pipe command line: ``covet-pipe build`` compiles native plugins; ``covet-pipe serve`` serves an app."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -147,6 +148,94 @@ def _build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_app(spec: str, app_dir: str) -> object:
+    """The object named by ``module:attribute`` (``module`` alone means ``module:app``)."""
+    import importlib
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise _UsageError(f"{spec!r}: give the app as module:attribute, e.g. myapp:app")
+    path = os.path.abspath(app_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise _UsageError(f"{spec!r}: no module named {module_name!r} under {path} or on sys.path; "
+                              "run from the app's folder or pass --app-dir") from None
+        raise
+    obj: object = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _UsageError(f"{spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise _UsageError(f"{spec!r}: {attr} is a {type(obj).__name__}, not an ASGI app (a callable)")
+    return obj
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from covet_pipe.server.config import ServeConfig
+    from covet_pipe.server.listener import run
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for folder in args.plugins:
+        if not os.path.isdir(folder):
+            raise _UsageError(f"--plugins {folder}: no such folder; give a folder of plugin files")
+    options = {name: getattr(args, name) for name in (
+        "host", "port", "workers", "backlog", "max_header_bytes", "max_body_bytes", "header_timeout",
+        "body_timeout", "keepalive_timeout", "shutdown_timeout", "max_detect_bytes", "loop",
+        "access_log", "lifespan", "root_path")}
+    options["trusted_proxies"] = [p for arg in args.trusted_proxies for p in arg.split(",") if p]
+    try:
+        config = ServeConfig(**options)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    app = _load_app(args.app, args.app_dir)
+    run(app, None, config, plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+    return EXIT_OK
+
+
+def _add_serve(sub: Any) -> None:
+    from covet_pipe.server.config import ServeConfig
+    d = ServeConfig()
+    serve = sub.add_parser(
+        "serve", help="serve an ASGI app on covet-pipe's own listener (uvloop, HTTP/1.1, protocol plugins)",
+        description="Serve an ASGI 3 app behind the plugin chain: covet-pipe serve myapp:app "
+                    "--host 127.0.0.1 --port 8000 --plugins ./plugins. An app that is already a "
+                    "covet_pipe.Pipeline keeps its manager; --plugins loads folders into it.",
+    )
+    serve.add_argument("app", help="the app as module:attribute (e.g. myapp:app)")
+    serve.add_argument("--host", default=d.host, help=f"address to bind (default {d.host})")
+    serve.add_argument("--port", type=int, default=d.port, help=f"port to bind, 0 for any (default {d.port})")
+    serve.add_argument("--workers", type=int, default=d.workers,
+                       help="worker processes sharing the port with SO_REUSEPORT, supervised (default 1)")
+    serve.add_argument("--plugins", action="append", default=[], metavar="DIR",
+                       help="a folder of plugins to load (repeatable)")
+    serve.add_argument("--app-dir", default=".", help="folder to import the app from (default: .)")
+    serve.add_argument("--loop", choices=("uvloop", "asyncio"), default=d.loop)
+    serve.add_argument("--lifespan", choices=("auto", "on", "off"), default=d.lifespan)
+    serve.add_argument("--root-path", default=d.root_path)
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=d.access_log)
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", default=[],
+                       metavar="IP/CIDR", help="a peer whose PROXY protocol header is believed (repeatable)")
+    limits = serve.add_argument_group("limits", "sizes in bytes, times in seconds")
+    limits.add_argument("--backlog", type=int, default=d.backlog)
+    limits.add_argument("--max-header-bytes", type=int, default=d.max_header_bytes, help="above: 431")
+    limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="above: 413")
+    limits.add_argument("--header-timeout", type=float, default=d.header_timeout, help="slow head: 408")
+    limits.add_argument("--body-timeout", type=float, default=d.body_timeout, help="stalled body: 408")
+    limits.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout)
+    limits.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout)
+    limits.add_argument("--max-detect-bytes", type=int, default=d.max_detect_bytes)
+    serve.set_defaults(run=_serve)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="covet-pipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -159,6 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", metavar="OUT",
                        help="the .so to write, or a folder for NAME.so (default: NAME.so beside the source)")
     build.set_defaults(run=_build)
+    _add_serve(sub)
     return parser
 
 

@@ -1,1 +1,14 @@
 """covet-pipe's own listener: the protocol chain, HTTP/1.1 and ``covet_pipe.serve``."""
+
+from __future__ import annotations
+
+from covet_pipe.server.config import ServeConfig
+
+__all__ = ["Listener", "ServeConfig", "run", "serve"]
+
+
+def __getattr__(name: str):  # the listener imports uvloop and httptools: only when asked
+    if name in ("serve", "run", "Listener"):
+        from covet_pipe.server import listener
+        return getattr(listener, name)
+    raise AttributeError(f"module 'covet_pipe.server' has no attribute {name!r}")

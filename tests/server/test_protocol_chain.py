@@ -319,7 +319,7 @@ async def test_a_third_party_protocol_runs_the_middleware_chain_for_its_requests
         def process_request(self, request: Any, ctx: Any) -> Any:
             raise AssertionError("an http-only middleware ran on a line request")
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "line_protocol.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "protocol_plugins" / "line_protocol.py"
     m = PluginManager(PluginConfig(entry_points=False))
     assert sorted(await m.load_plugin_from_path(str(example))) == ["line_echo", "no_secrets"]
     m.register(HttpOnly())
@@ -329,7 +329,7 @@ async def test_a_third_party_protocol_runs_the_middleware_chain_for_its_requests
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"ECHO one\nECHO my secret\nPING x\nECHO two\n")
         writer.write_eof()
-        out = await asyncio.wait_for(reader.read(), 5)
+        out = await asyncio.wait_for(reader.read(), 15)
         writer.close()
     lines = out.decode().splitlines()
     assert lines[0] == "one" and lines[3] == "two"
@@ -358,7 +358,7 @@ async def test_a_native_plugin_guards_a_non_http_protocol() -> None:
     from tests.native._cplugins import cc
 
     so = cc("protocol_guard.c", "protocol_guard.so")
-    example = Path(__file__).resolve().parents[2] / "examples" / "line_protocol.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "protocol_plugins" / "line_protocol.py"
     m = PluginManager(PluginConfig(entry_points=False))
     await m.load_plugin_from_path(str(example))
     assert await m.load_plugin_from_path(str(so)) == ["protocol_guard"]
@@ -367,7 +367,7 @@ async def test_a_native_plugin_guards_a_non_http_protocol() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"ECHO fine\nECHO top-secret\nECHO also fine\n")
         writer.write_eof()
-        out = (await asyncio.wait_for(reader.read(), 5)).decode().splitlines()
+        out = (await asyncio.wait_for(reader.read(), 15)).decode().splitlines()
         writer.close()
     assert out[0] == "fine" and out[2] == "also fine"
     assert out[1] == "ERR 403 refused by protocol_guard"

@@ -1,0 +1,145 @@
+"""HTTP/1.1 as a built-in protocol plugin: detection on the request line, the compiled connection."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from covet_pipe.plugin import ProtocolPlugin
+from covet_pipe.protocol import MATCH, NEED_MORE, NO
+from covet_pipe.server import _http11
+
+__all__ = ["HTTP11Protocol", "settings_for"]
+
+#: RFC 9110 tchar: the bytes a method token may hold
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_MAX_METHOD = 32
+_ABSOLUTE = (b"http://", b"https://")
+#: a first line that ends like a request line, whatever its method: HTTP's to answer (400)
+_REQUEST_LINE_END = re.compile(rb"[^\r\n]* HTTP/\d\.\d\r?$")
+
+
+def settings_for(server: Any) -> _http11.Settings:
+    """The compiled connections' shared settings for *server* (a ServerContext), made once."""
+    settings = server.__dict__.get("_http11_settings")
+    if settings is None:
+        from covet_pipe.server._ws import WebSocketProtocol
+        settings = _http11.Settings(server, WebSocketProtocol)
+        server._http11_settings = settings
+    return settings
+
+
+class HTTP11Protocol(ProtocolPlugin):
+    """HTTP/1.1 on httptools for any ASGI 3 app (keep-alive, pipelining, websockets).
+
+    It claims a connection whose first bytes start a request line: a method
+    token followed by a space and a target that starts with ``/``, ``*`` or
+    ``http(s)://``, or a ``CONNECT``; or a whole first line that ends in ``HTTP/x.y``
+    (so a malformed request line still gets its 400). An inline Redis command such as
+    ``PING\\r\\n`` or ``GET key\\r\\n`` is not claimed.
+    """
+
+    name = "http11"
+    version = "1.0.0"
+    protocol_name = "http"
+    priority = 100
+
+    def supported_protocols(self) -> list[str]:
+        return ["http/1.1", "http/1.0"]
+
+    def detect(self, data: bytes) -> str:
+        """``MATCH`` on a request line's start, ``NEED_MORE`` while it could still be one."""
+        start = 0
+        while start < len(data) and start < 4 and data[start] in b"\r\n":
+            start += 1             # RFC 9112 2.2: a server ignores CRLFs before the request line
+        i = start
+        end = min(len(data), start + _MAX_METHOD + 1)
+        while i < end and data[i] in _TCHAR:
+            i += 1
+        length = i - start
+        if i == len(data):
+            return NEED_MORE if length <= _MAX_METHOD else NO
+        if length == 0 or length > _MAX_METHOD or data[i] != 0x20:
+            return self._request_line(data, start)
+        if data[start:i] == b"CONNECT":
+            return MATCH
+        target = data[i + 1:i + 1 + 8]
+        if not target:
+            return NEED_MORE
+        if target[0] in b"/*":
+            return MATCH
+        for prefix in _ABSOLUTE:
+            if target.startswith(prefix):
+                return MATCH
+            if prefix.startswith(target):
+                return NEED_MORE
+        return self._request_line(data, start)
+
+    @staticmethod
+    def _request_line(data: bytes, start: int) -> str:
+        # A malformed request line that still ends in " HTTP/x.y" is HTTP's to refuse with a
+        # 400; anything else is left to the other protocols (no waiting on it).
+        eol = data.find(b"\n", start)
+        if eol >= 0 and _REQUEST_LINE_END.fullmatch(data, start, eol):
+            return MATCH
+        return NO
+
+    def connection_protocol(self, conn: Any, server: Any) -> Any:
+        """The compiled HTTP/1.1 connection (an asyncio.Protocol) for *conn*."""
+        return _http11.connection_factory(conn, settings_for(server))
+
+
+class UvicornHTTP:
+    """covet-pipe's HTTP/1.1 as uvicorn's ``http`` class: ``uvicorn.run(app, http=UvicornHTTP)``.
+
+    Also ``uvicorn --http covet_pipe.server.http11:UvicornHTTP myapp:app``. Built on uvicorn's
+    public surface (``Config(http=<class>)``, which uvicorn calls with ``config``,
+    ``server_state``, ``app_state``): each connection is served by the same compiled
+    connection as ``covet-pipe serve`` (no protocol chain: uvicorn has chosen HTTP already),
+    registered in uvicorn's ``server_state.connections`` so its graceful shutdown waits for it.
+    Limits and timeouts are ServeConfig's defaults, except uvicorn's ``root_path`` and
+    ``timeout_keep_alive``.
+    """
+
+    def __new__(cls, config: Any, server_state: Any, app_state: dict, _loop: Any = None) -> Any:
+        import asyncio
+
+        key = "_covet_http11_settings"
+        settings = getattr(config, key, None)
+        if settings is None or settings.state is not app_state:
+            from types import SimpleNamespace
+
+            from covet_pipe.server._ws import WebSocketProtocol
+            from covet_pipe.server.config import ServeConfig
+            if not config.loaded:
+                config.load()
+            serve_config = ServeConfig(root_path=config.root_path or "",
+                                       keepalive_timeout=float(config.timeout_keep_alive) or 5.0)
+            server = SimpleNamespace(app=config.loaded_app, config=serve_config,
+                                     loop=_loop or asyncio.get_event_loop(),
+                                     connections=server_state.connections, state=app_state)
+            settings = _http11.Settings(server, WebSocketProtocol)
+            setattr(config, key, settings)
+        return _UvicornBridge(settings)
+
+
+class _UvicornBridge:
+    """Steps aside at connection_made: the compiled connection takes the transport."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def connection_made(self, transport: Any) -> None:
+        from covet_pipe.protocol import ConnectionInfo
+
+        def addr(value: Any) -> tuple[str, int] | None:
+            return (str(value[0]), int(value[1])) if isinstance(value, tuple) and len(value) >= 2 else None
+
+        info = ConnectionInfo(peer=addr(transport.get_extra_info("peername")),
+                              server=addr(transport.get_extra_info("sockname")),
+                              scheme="https" if transport.get_extra_info("sslcontext") else "http")
+        conn = _http11.connection_factory(info, self.settings)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)

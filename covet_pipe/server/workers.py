@@ -1,0 +1,136 @@
+"""``--workers N``: N forked processes, each with its own SO_REUSEPORT socket, supervised.
+
+The parent binds nothing that accepts: it reserves the port (a bound, non-listening
+SO_REUSEPORT socket, so ``port=0`` resolves once for all workers), forks the workers and
+waits on them. A worker that dies is forked again (with a back-off when it keeps dying at
+start). SIGTERM or SIGINT to the parent sends SIGTERM to every worker, waits for their
+graceful shutdown (``shutdown_timeout`` plus a margin), then kills what is left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+from covet_pipe.server.config import ServeConfig
+
+__all__ = ["supervise"]
+
+log = logging.getLogger("covet_pipe.server")
+
+#: a worker that dies sooner than this after its start counts as a crash at start
+QUICK_DEATH = 1.0
+#: the longest pause between restarts of a worker that keeps crashing at start
+MAX_BACKOFF = 5.0
+
+
+def _reserve_port(config: ServeConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"covet-pipe serve: cannot bind {config.host}:{config.port}: "
+                                 f"{exc.strerror}; pick another --port or stop what holds it") from None
+    return sock
+
+
+def _worker(app: Any, manager: Any, config: ServeConfig, plugin_dirs: list[str] | None) -> None:
+    from covet_pipe.server.listener import run
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    run(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
+
+
+class _Supervisor:
+    def __init__(self, app: Any, manager: Any, config: ServeConfig, plugin_dirs: list[str] | None) -> None:
+        self.ctx = multiprocessing.get_context("fork")
+        self.app = app
+        self.manager = manager
+        self.plugin_dirs = plugin_dirs
+        self.reserved = _reserve_port(config)
+        port = self.reserved.getsockname()[1]
+        # each worker: one process, the resolved port
+        self.config = dataclasses.replace(config, workers=1, port=port)
+        self.stopping = False
+        self.procs: dict[int, Any] = {}          # slot -> Process
+        self.started_at: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+
+    def spawn(self, slot: int) -> None:
+        proc = self.ctx.Process(target=_worker, name=f"covet-pipe-worker-{slot}",
+                                args=(self.app, self.manager, self.config, self.plugin_dirs))
+        proc.start()
+        self.procs[slot] = proc
+        self.started_at[slot] = time.monotonic()
+        log.info("covet-pipe worker %d started (pid %d) on http://%s:%d", slot, proc.pid,
+                 self.config.host, self.config.port)
+
+    def run(self, workers: int) -> None:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for slot in range(workers):
+                self.spawn(slot)
+            while not self.stopping:
+                wait([p.sentinel for p in self.procs.values()], timeout=0.5)
+                if self.stopping:
+                    break
+                for slot, proc in list(self.procs.items()):
+                    if proc.is_alive():
+                        continue
+                    proc.join(0)
+                    log.warning("covet-pipe worker %d (pid %d) exited with %s; starting a new one",
+                                slot, proc.pid, proc.exitcode)
+                    self._restart(slot)
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.reserved.close()
+
+    def _restart(self, slot: int) -> None:
+        lived = time.monotonic() - self.started_at[slot]
+        if lived < QUICK_DEATH:
+            delay = min(MAX_BACKOFF, max(0.1, self.backoff.get(slot, 0.05) * 2))
+            self.backoff[slot] = delay
+            deadline = time.monotonic() + delay
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.stopping:
+                return
+        else:
+            self.backoff.pop(slot, None)
+        self.spawn(slot)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+
+    def _stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + self.config.shutdown_timeout + 5.0
+        for proc in self.procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("covet-pipe worker pid %d did not stop in time; killing it", proc.pid)
+                proc.kill()
+                proc.join(5)
+
+
+def supervise(app: Any, manager: Any, config: ServeConfig, *, plugin_dirs: list[str] | None = None) -> None:
+    """Run ``config.workers`` worker processes until SIGTERM/SIGINT (blocking)."""
+    _Supervisor(app, manager, config, plugin_dirs).run(config.workers)

@@ -1,0 +1,150 @@
+"""Differential: the same raw requests to uvicorn+httptools and to covet-pipe's listener, same app.
+
+Each case goes over a fresh raw socket to both servers; status codes and bodies must be equal,
+and a malformed request must get a 400 and a closed connection (never a traceback, never a
+second, smuggled request answered). The differences below are by design and listed with why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.server.conftest import echo_app, exchange
+
+H = b"Host: example.com\r\n"
+
+#: id -> (raw bytes, replies expected from uvicorn, HEAD flags)
+CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
+    "get": (b"GET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "get-query-percent": (b"GET /a%20b/c%2Fd?x=1&y=%41 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "get-fragment": (b"GET /frag?q=1#top HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "absolute-form": (b"GET http://example.com/abs?z=9 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "asterisk-options": (b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "header-case-and-repeat": (b"GET / HTTP/1.1\r\n" + H + b"X-Dup: 1\r\nx-dup: 2\r\nX-Mixed-CASE: V\r\n\r\n",
+                               1, None),
+    "post-content-length": (b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 11\r\n\r\nhello world", 1, None),
+    "post-chunked": (b"POST /c HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n", 1, None),
+    "post-chunked-trailer": (b"POST /t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                             b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n", 1, None),
+    "head": (b"HEAD /h HTTP/1.1\r\n" + H + b"\r\n", 1, [True]),
+    "pipelined-3": (b"GET /1 HTTP/1.1\r\n" + H + b"\r\nPOST /2 HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc"
+                    b"GET /3 HTTP/1.1\r\n" + H + b"\r\n", 3, None),
+    "pipelined-head-then-get": (b"HEAD /a HTTP/1.1\r\n" + H + b"\r\nGET /b HTTP/1.1\r\n" + H + b"\r\n", 2,
+                                [True, False]),
+    "expect-100-continue": (b"POST /e HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 4\r\n\r\nbody",
+                            1, None),
+    "http10": (b"GET /old HTTP/1.0\r\n\r\n", 1, None),
+    "connection-close": (b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n", 1, None),
+    "upgrade-not-websocket": (b"GET /up HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 1, None),
+    "empty-body-post": (b"POST /z HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n", 1, None),
+    # malformed and smuggling shapes: 400 and close
+    "cl-and-te": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "te-and-cl": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+                  b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "duplicate-content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 30\r\n\r\n"
+                                 b"abcGET /smuggled HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "te-not-chunked": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabc", 1, None),
+    "te-obfuscated": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n"
+                      b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "bare-lf": (b"GET / HTTP/1.1\n" + b"Host: example.com\n\n", 1, None),
+    "obs-fold": (b"GET / HTTP/1.1\r\n" + H + b"X-Folded: a\r\n b\r\n\r\n", 1, None),
+    "space-before-colon": (b"GET / HTTP/1.1\r\nHost : example.com\r\n\r\n", 1, None),
+    "nul-in-header": (b"GET / HTTP/1.1\r\n" + H + b"X-Nul: a\x00b\r\n\r\n", 1, None),
+    "bad-chunk-size": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+                       1, None),
+    "bad-version": (b"GET / HTTP/9.9\r\n" + H + b"\r\n", 1, None),
+    "garbage-method": (b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "non-ascii-target": (b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "negative-content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 1, None),
+}
+
+#: by design, covet-pipe answers differently (uvicorn has no header or body size limit)
+LIMITS = {"max_header_bytes": 8 * 1024, "max_body_bytes": 64 * 1024}
+DIFFERENCES: dict[str, tuple[bytes, list[int], str]] = {
+    "header-too-large": (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 16 * 1024 + b"\r\n\r\n", [431],
+                         "max_header_bytes: uvicorn (httptools) has no limit and answers 200"),
+    "declared-body-too-large": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 100000\r\n\r\n" + b"x" * 100000,
+                                [413], "max_body_bytes (declared): uvicorn reads any size and answers 200"),
+    "chunked-body-too-large": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                               + (b"4000\r\n" + b"y" * 0x4000 + b"\r\n") * 6 + b"0\r\n\r\n", [413],
+                               "max_body_bytes (received): uvicorn answers 200"),
+    "valid-then-malformed": (b"GET /ok HTTP/1.1\r\n" + H + b"\r\nGET / HTTP/1.1\n\n", [200, 400],
+                             "uvicorn writes the 400 at once, ahead of (and instead of) the response to the "
+                             "valid request before it; covet-pipe answers the valid request first, in order"),
+}
+
+
+@pytest.fixture(scope="module")
+def servers() -> Any:
+    """uvicorn+httptools and covet-pipe serving echo_app, each on its own port."""
+    from tests.conftest import Served
+    from tests.server.conftest import CovetServer
+    with Served(echo_app, http="httptools", lifespan="on") as uv, CovetServer(echo_app, **LIMITS) as cp:
+        yield uv.port, cp.port
+
+
+def _shape(replies: list[Any]) -> list[tuple[int, Any]]:
+    out = []
+    for r in replies:
+        body: Any = r.body
+        if r.body and r.header("content-type") == "application/json":
+            body = json.loads(body)
+        out.append((r.status, body))
+    return out
+
+
+@pytest.mark.parametrize("case", list(CORPUS), ids=list(CORPUS))
+def test_same_status_and_body_as_uvicorn(servers: Any, case: str) -> None:
+    raw, expect, heads = CORPUS[case]
+    uv_port, cp_port = servers
+    uv, uv_closed = exchange(uv_port, raw, expect=expect, heads=heads)
+    cp, cp_closed = exchange(cp_port, raw, expect=expect, heads=heads)
+    assert len(uv) == expect, f"uvicorn answered {uv}"
+    assert _shape(cp) == _shape(uv)
+    if uv[-1].status == 400:
+        assert cp_closed, "a malformed request must close the connection"
+        assert b"Traceback" not in cp[-1].body
+        assert len(cp) == expect, "a smuggled request must not be answered"
+
+
+@pytest.mark.parametrize("case", list(DIFFERENCES), ids=list(DIFFERENCES))
+def test_listed_differences_from_uvicorn(servers: Any, case: str) -> None:
+    raw, statuses, _why = DIFFERENCES[case]
+    _, cp_port = servers
+    cp, closed = exchange(cp_port, raw, expect=len(statuses))
+    assert [r.status for r in cp] == statuses
+    assert closed
+
+
+def _scope_app() -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        shown = {k: v for k, v in scope.items() if k not in ("client", "server")}
+        shown["client_host"] = scope["client"][0]
+        shown["server_host"] = scope["server"][0]
+        shown["client_type"] = type(scope["client"]).__name__
+        shown["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
+        for k in ("raw_path", "query_string"):
+            shown[k] = scope[k].decode("latin-1")
+        body = json.dumps(shown, sort_keys=True).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
+@pytest.mark.parametrize("target", [b"/", b"/a%2Fb%20c?x=1&y=", b"/unicode/%C3%A9?q=%C3%A9", b"http://h/abs?k=v"])
+def test_scope_matches_uvicorn(target: bytes) -> None:
+    from tests.conftest import Served
+    from tests.server.conftest import CovetServer
+    app = _scope_app()
+    raw = b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nUser-Agent: diff\r\nX-A: 1\r\n\r\n"
+    with Served(app, http="httptools", lifespan="off") as uv, CovetServer(app, lifespan="off") as cp:
+        (u,), _ = exchange(uv.port, raw)
+        (c,), _ = exchange(cp.port, raw)
+    assert json.loads(c.body) == json.loads(u.body)

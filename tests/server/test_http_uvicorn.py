@@ -1,0 +1,28 @@
+"""covet-pipe's HTTP/1.1 handed to uvicorn as its ``http`` class (``uvicorn.run(app, http=UvicornHTTP)``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from covet_pipe.server.http11 import UvicornHTTP
+from tests.server.conftest import echo_app, exchange
+
+
+def test_uvicorn_serves_through_covet_http11(serve: Any) -> None:
+    raw = (b"GET /a?x=1 HTTP/1.1\r\nHost: u\r\n\r\n"
+           b"POST /b HTTP/1.1\r\nHost: u\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    with serve(echo_app, http=UvicornHTTP) as s:
+        replies, _ = exchange(s.port, raw, expect=2)
+        (bad,), closed = exchange(s.port, b"GET / HTTP/1.1\nHost: u\n\n")
+    assert [r.header("server") for r in replies] == ["covet-pipe", "covet-pipe"]
+    first, second = (json.loads(r.body) for r in replies)
+    assert (first["path"], first["query"]) == ("/a", "x=1")
+    assert (second["method"], second["body"]) == ("POST", "abc")
+    assert bad.status == 400 and closed
+
+
+def test_uvicorn_takes_it_as_an_import_string(serve: Any) -> None:
+    with serve(echo_app, http="covet_pipe.server.http11:UvicornHTTP") as s:
+        (r,), _ = exchange(s.port, b"GET /s HTTP/1.1\r\nHost: u\r\n\r\n")
+    assert r.header("server") == "covet-pipe" and json.loads(r.body)["path"] == "/s"
