@@ -10,6 +10,7 @@ from covet_pipe.builtin.jwt_handler import JWTHandler
 from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
 from covet_pipe.builtin.proxy_protocol import ProxyProtocol
 from covet_pipe.builtin.request_id import RequestId
+from covet_pipe.builtin.resp import RespProtocol
 
 __all__ = [
     "AuthGuard",
@@ -20,5 +21,6 @@ __all__ = [
     "MemoryStorage",
     "ProxyProtocol",
     "RequestId",
+    "RespProtocol",
     "StorageFullError",
 ]

@@ -47,8 +47,9 @@ class AuthGuard(MiddlewarePlugin):
     version = "1.0.0"
     # After CORS (50), so preflights are answered without credentials; before ordinary plugins.
     priority = 200
-    # A websocket handshake to a protected path needs the token as much as a request does.
-    protocols = frozenset({"http", "websocket"})
+    # A websocket handshake to a protected path needs the token as much as a request does, and
+    # a RESP command (path = its key) carries AUTH's password as its Bearer token.
+    protocols = frozenset({"http", "websocket", "resp"})
 
     def __init__(self, provider: str = "jwt_auth", *, protect: Iterable[str] | None = None,
                  exempt: Iterable[str] | None = None, name: str | None = None) -> None:

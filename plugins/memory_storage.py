@@ -94,6 +94,35 @@ class MemoryStorage(StoragePlugin):
         """Whether *key* holds a value that has not expired."""
         return self._live(_check_key(key)) is not None
 
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Make *key* expire *ttl* seconds from now, or never (None); False if absent or expired.
+
+        :raises ValueError: if *ttl* is not a positive number of seconds or None.
+        """
+        item = self._live(_check_key(key))
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                                or not math.isfinite(ttl) or ttl <= 0):
+            raise ValueError(f"MemoryStorage.expire({key!r}, ttl=...): expected seconds > 0 such as 60, "
+                             f"or None for no expiry; got {ttl!r}")
+        if item is None:
+            return False
+        deadline = None if ttl is None else time.monotonic() + ttl
+        self._data[key] = (item[0], deadline)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, key))
+            if len(self._deadlines) > 2 * len(self._data) + SWEEP_BATCH:
+                self._rebuild_deadlines()
+        return True
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until *key* expires; None if absent or expired, ``math.inf`` if it never expires."""
+        item = self._live(_check_key(key))
+        if item is None:
+            return None
+        if item[1] is None:
+            return math.inf
+        return max(0.0, item[1] - time.monotonic())
+
     def __len__(self) -> int:
         """How many keys are held, counting expired keys not yet dropped."""
         return len(self._data)

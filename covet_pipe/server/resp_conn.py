@@ -1,0 +1,380 @@
+"""One RESP connection: commands in, the middleware chain and the storage engine, replies out in order.
+
+Commands are answered one at a time, in the order they arrived (pipelining keeps its order). Each
+runs as ``pipeline(scope, receive, send)`` with ``scope["type"] == "resp"``: the plugins that list
+"resp" see it as a Request (method = command, path = key), then :func:`handle` runs the command.
+The coroutine is driven with ``send(None)``: when the chain and the storage complete without
+suspending (the common case: sync hooks, an in-process store) no Task is made and the replies of one
+read go out in one write; a command that suspends gets a Task and the commands after it wait.
+
+Backpressure: reading pauses while more than ``max_pending`` commands wait, and no command runs while
+the transport asked us to pause writing. A protocol error is answered after the commands before it,
+then the connection closes, as redis does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import types
+from collections import deque
+from typing import Any
+
+from covet_pipe.server.resp_codec import OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp_commands import COMMANDS, Command, unknown_command, wrong_arity
+
+__all__ = ["RespConnection", "handle"]
+
+log = logging.getLogger("covet_pipe.resp")
+
+_ids = itertools.count(1)
+
+WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+NO_PASSWORD = (b"-ERR AUTH <password> called without any password configured for the default user. "
+               b"Are you sure your configuration is correct?\r\n")
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+#: replies of one read are joined into one write up to this many bytes
+FLUSH_BYTES = 64 * 1024
+INTERNAL = b"-ERR internal error while running the command (logged by the server)\r\n"
+
+
+class _Done:
+    """An already finished awaitable: what ``send`` returns, so no coroutine is made per message."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+_DONE = _Done()
+
+
+async def handle(scope: dict, receive: Any, send: Any) -> None:
+    """The ASGI-shaped handler behind the chain: run the command, answer with http.response messages."""
+    conn, cmd, args = scope["resp"]
+    if cmd is None:                          # a multi-key command's check of one more key
+        body = b""
+    else:
+        try:
+            body = await cmd.run(conn, args)
+        except Exception as exc:
+            body = conn.failed(cmd, exc)
+    conn._handled = body
+    if send is conn._sender:                 # nothing wraps our send: no response hook to run
+        conn._status = 200
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Any:
+    # Hand what the coroutine waits on to the Task, and its results back, until it returns.
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+class RespConnection(asyncio.Protocol):
+    """The asyncio.Protocol of one RESP connection (made by RespProtocol.connection_protocol)."""
+
+    def __init__(self, plugin: Any, conn: Any, server: Any, pipeline: Any) -> None:
+        self.plugin = plugin
+        self.info = conn
+        self.server = server
+        self.pipeline = pipeline
+        self.id = next(_ids)
+        #: 2 or 3, switched by HELLO
+        self.proto = 2
+        self.client_name: bytes | None = None
+        self.lib_info: dict[str, bytes] = {}
+        self.parser = CommandParser(plugin.max_bulk_bytes, plugin.max_array_len, plugin.max_inline_bytes)
+        self.transport: Any = None
+        self._queue: deque[list[bytes]] = deque()
+        self._busy = False                  # a command is running in a Task
+        self._read_paused = False
+        self._write_paused = False
+        self._closing = False
+        self._quit = False                  # QUIT ran (or shutdown): close once answered
+        self._eof = False
+        self._stopping = False              # graceful shutdown: reading stays paused
+        self._auth: tuple[bytes, bytes] | None = None   # the authorization header AUTH earned
+        self._status = 0
+        self._body = b""
+        self._handled: bytes | None = None
+        self._task: asyncio.Task | None = None
+        self._engine: Any = None            # the storage engine of the current batch
+        self._sender = self._send           # the send handed to the chain (one bound method)
+        #: how often reading was paused because too many commands waited (for tests and stats)
+        self.read_pauses = 0
+        #: how often the transport asked us to stop writing (a client that does not read)
+        self.write_pauses = 0
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._queue.clear()
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        commands = self.parser.feed(data)
+        if commands:
+            self._queue.extend(commands)
+        self._run()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.write_pauses += 1
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._run()
+
+    def eof_received(self) -> bool:
+        # the client sent all it will: answer what is queued, then close
+        self._eof = True
+        self._run()
+        return True
+
+    # -- the command loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._engine = None
+        out: list[bytes] = []
+        size = 0
+        queue = self._queue
+        while queue and not self._busy and not self._write_paused and not self._closing:
+            reply = self._execute(queue.popleft())
+            if reply is None:               # it suspended; its Task writes it and resumes us
+                break
+            out.append(reply)
+            size += len(reply)
+            if self._quit:                  # QUIT answers, then closes: what came after it is dropped
+                queue.clear()
+            elif size >= FLUSH_BYTES:       # write now, so that pause_writing() can stop us
+                self.transport.write(b"".join(out))
+                out.clear()
+                size = 0
+        if out and not self._closing:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if not self._busy and not self._closing and not queue:
+            if self.parser.error is not None:
+                self.transport.write(encode_error("ERR " + self.parser.error))
+                self._close()
+                return
+            if self._quit or self._eof:
+                self._close()
+                return
+        self._flow()
+
+    def _flow(self) -> None:
+        pending = len(self._queue)
+        limit = self.plugin.max_pending
+        if not self._read_paused and pending >= limit and not self._closing:
+            self._read_paused = True
+            self.read_pauses += 1
+            self.transport.pause_reading()
+        elif self._read_paused and pending <= limit // 2 and not self._stopping:
+            self._read_paused = False
+            if not self._closing:
+                self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def quit_after_reply(self) -> None:
+        self._quit = True
+
+    def _execute(self, args: list[bytes]) -> bytes | None:
+        cmd = COMMANDS.get(args[0].lower())
+        if cmd is None:
+            return unknown_command(args)
+        if not cmd.arity_ok(len(args)):
+            return wrong_arity(cmd.name)
+        if cmd.local:
+            coro = cmd.run(self, args)
+        elif cmd.multi_key and len(args) > 2:
+            coro = self._multi(cmd, args)
+        else:
+            coro = self.pipeline(self._scope(cmd, args, args[cmd.key] if cmd.key else b""),
+                                 _receive, self._sender)
+        self._status = 0
+        self._handled = None
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value if stop.value is not None else self._reply()
+        except Exception as exc:
+            return self.failed(cmd, exc)
+        self._busy = True
+        self._engine = None                 # the loop runs other code before this command goes on
+        self._task = asyncio.ensure_future(self._finish(cmd, coro, yielded))
+        return None
+
+    async def _finish(self, cmd: Command, coro: Any, yielded: Any) -> None:
+        try:
+            reply = await _resume(coro, yielded)
+            if reply is None:
+                reply = self._reply()
+        except Exception as exc:
+            reply = self.failed(cmd, exc)
+        self._busy = False
+        self._task = None
+        if not self._closing:
+            self.transport.write(reply)
+        self._run()
+
+    async def _multi(self, cmd: Command, args: list[bytes]) -> bytes:
+        # Every key is checked by the chain before the command touches storage: a plugin that
+        # rejects any one of them rejects the command (keys after the first run a check only).
+        for key in args[2:]:
+            self._status = 0
+            self._handled = None
+            await self.pipeline(self._scope(None, args, key, cmd.method), _receive, self._sender)
+            reply = self._reply()
+            if reply:
+                return reply
+        self._status = 0
+        self._handled = None
+        await self.pipeline(self._scope(cmd, args, args[1]), _receive, self._sender)
+        return self._reply()
+
+    def _scope(self, cmd: Command | None, args: list[bytes], key: bytes, method: str | None = None) -> dict:
+        info = self.info
+        return {
+            "type": "resp", "asgi": _ASGI, "method": method or cmd.method,  # type: ignore[union-attr]
+            "path": key.decode("latin-1"), "raw_path": key, "query_string": b"", "root_path": "",
+            "headers": [self._auth] if self._auth is not None else [],
+            "client": info.client, "server": info.server, "scheme": "redis",
+            "resp": (self, cmd, args),
+        }
+
+    def _send(self, message: dict) -> _Done:
+        t = message["type"]
+        if t == "http.response.start":
+            self._status = message.get("status", 200)
+            self._body = b""
+        elif t == "http.response.body":
+            self._body += message.get("body", b"")
+        return _DONE
+
+    def _reply(self) -> bytes:
+        """The reply to the command just run: the handler's, or a plugin's answer turned into RESP."""
+        status = self._status
+        if status == 0:
+            log.error("RESP command got no response from the chain")
+            return INTERNAL
+        if status < 400:
+            if self._handled is not None:
+                return self._handled
+            return encode_bulk(self._body)       # a plugin answered for the command
+        if status == 401:
+            return NOAUTH
+        # a response hook changed the status of our own reply: its body is RESP, not a reason
+        reason = "" if self._body == self._handled else _reason(self._body)
+        if status == 403:
+            return encode_error("NOPERM " + (reason or "this user has no permissions to run this command"))
+        return encode_error(f"ERR {status} {reason}".rstrip())
+
+    def failed(self, cmd: Command | None, exc: BaseException) -> bytes:
+        """An exception while running *cmd*: logged with its traceback, a plain error to the client."""
+        name = cmd.name if cmd is not None else "?"
+        from covet_pipe.builtin.memory_storage import StorageFullError
+        from covet_pipe.errors import PluginError
+        if isinstance(exc, StorageFullError):  # redis's answer when maxmemory is reached
+            return encode_error(f"OOM {exc}")
+        if isinstance(exc, (PluginError, NotImplementedError)):
+            # no storage engine, a failed provider, an engine without TTLs: say so
+            return encode_error(f"ERR {name}: {exc}")
+        log.exception("RESP command %r failed", name)
+        return INTERNAL
+
+    # -- what commands use: the storage engine, the auth provider ---------------------------
+
+    def storage(self) -> Any:
+        """The StoragePlugin commands run against.
+
+        Looked up once per batch of commands that run without suspending (one read's worth), so a
+        reloaded engine is used from the next batch on.
+        """
+        engine = self._engine
+        if engine is None:
+            engine = self._engine = self.plugin.storage_engine(self.server.manager)
+        return engine
+
+    async def authenticate(self, user: bytes | None, password: bytes) -> bytes:
+        """AUTH: ask the auth provider; on success later commands carry ``Authorization: Bearer``."""
+        provider = await self.plugin.auth_provider(self.server.manager)
+        if provider is None:
+            if user is None:
+                return NO_PASSWORD
+            # redis's default user without a password accepts any password; other users do not exist
+            return OK if user == b"default" else WRONGPASS
+        try:
+            who = await provider.authenticate({"token": password.decode("latin-1"), "scheme": "Bearer"})
+        except Exception:
+            log.exception("RESP AUTH: the auth provider failed")
+            who = None
+        if who is None:
+            return WRONGPASS
+        self._auth = (b"authorization", b"Bearer " + password)
+        return OK
+
+    # -- graceful shutdown ----------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """No command running or waiting."""
+        return not self._busy and not self._queue
+
+    def shutdown(self) -> None:
+        """Stop reading, finish the command running and those queued, then close."""
+        self._eof = True
+        self._stopping = True
+        if not self._closing and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._run()
+
+
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+
+async def _receive() -> dict[str, Any]:
+    # A command has no body stream: a plugin that reads one sees the end at once.
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _reason(body: bytes) -> str:
+    """The text of an error body: the ``error`` field of a JSON body, else the body (200 chars)."""
+    if body[:1] == b"{":
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return data["error"][:200]
+    return body[:200].decode("utf-8", "replace")
+
