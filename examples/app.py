@@ -1,11 +1,14 @@
 """The example served by `make run`: a small ASGI app behind the pipeline and the built-in plugins.
 
-    make run            # http://127.0.0.1:8000/
+    make run            # covet-pipe serve examples.app:app: http://127.0.0.1:8000/
+    make run-uvicorn    # the same app embedded in uvicorn
     curl -i http://127.0.0.1:8000/
     curl -i http://127.0.0.1:8000/private          # 401 without a token
     TOKEN=$(.venv/bin/python -c "import jwt; print(jwt.encode({'permissions': ['/private:GET']}, \
         'covet-pipe-example-secret-change-me', algorithm='HS256'))")
     curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/private   # 200
+    redis-cli -p 8000 set greeting hi        # the RESP protocol plugin, same port (covet-pipe serve)
+    redis-cli -p 8000 get greeting           # "hi", from the MemoryStorage plugin
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 
 from covet_pipe import PluginConfig, PluginManager, wrap
-from covet_pipe.builtin import CORS, AuthGuard, JWTAuth, JWTHandler, MemoryStorage, RequestId
+from covet_pipe.builtin import CORS, AuthGuard, JWTAuth, JWTHandler, MemoryStorage, RequestId, RespProtocol
 
 # HS256 needs a key of 32 bytes or more; set your own outside this example.
 SECRET = os.environ.get("COVET_PIPE_EXAMPLE_SECRET", "covet-pipe-example-secret-change-me")
@@ -43,5 +46,7 @@ manager.register(JWTHandler())
 manager.register(JWTAuth(secret_key=SECRET))
 manager.register(AuthGuard(provider="jwt_auth", protect=["/private"]))
 manager.register(MemoryStorage())
+# covet-pipe's own listener also speaks Redis on the same port (uvicorn ignores protocol plugins)
+manager.register(RespProtocol())
 
 app = wrap(hello, manager)

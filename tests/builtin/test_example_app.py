@@ -17,7 +17,7 @@ def test_example_app_serves_public_guards_private_and_answers_preflight(serve):
         allowed = httpx.get(s.url + "/private", headers={"authorization": f"Bearer {token}"})
         pre = httpx.options(s.url + "/private", headers={"origin": "https://a.example.com",
                                                          "access-control-request-method": "GET"})
-    assert states == dict.fromkeys(["request_id", "cors", "jwt_handler", "jwt_auth", "auth_guard", "memory"],
+    assert states == dict.fromkeys(["request_id", "cors", "jwt_handler", "jwt_auth", "auth_guard", "memory", "resp"],
                                    "active")
     assert public.json() == {"hello": "world", "path": "/"}
     assert public.headers["access-control-allow-origin"] == "*"

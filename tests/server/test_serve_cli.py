@@ -1,0 +1,142 @@
+"""`covet-pipe serve` and `covet_pipe.serve(...)` as a new user runs them, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from covet_pipe.cli import main
+from tests.server.conftest import WAIT, exchange
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = Path(sys.executable).parent / "covet-pipe"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_until_ready(cmd: list[str], port: int, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode}: {log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"no answer on {port} within 20 s: {log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(WAIT + 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_example_app_from_the_repository_root(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _run_until_ready([str(EXE), "serve", "examples.app:app", "--port", str(port)], port, ROOT,
+                            tmp_path / "log")
+    try:
+        (home,), _ = exchange(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        (private,), _ = exchange(port, b"GET /private HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        # the example's RESP plugin answers redis-cli on the same port
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
+        set_out = subprocess.run([*cli, "set", "greeting", "hi"], capture_output=True, timeout=WAIT)
+        get_out = subprocess.run([*cli, "get", "greeting"], capture_output=True, timeout=WAIT)
+    finally:
+        code = _stop(proc)
+    assert home.status == 200 and json.loads(home.body) == {"hello": "world", "path": "/"}
+    assert home.header("x-request-id")                       # the example's RequestId plugin ran
+    assert private.status == 401
+    assert set_out.stdout.strip() == b"OK" and get_out.stdout.strip() == b"hi", (set_out, get_out)
+    assert code == 0
+    assert "Traceback" not in (tmp_path / "log").read_text()
+
+
+def test_serve_loads_a_plugin_folder(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "stamp.py").write_text(textwrap.dedent('''
+        from covet_pipe import MiddlewarePlugin
+
+        class Stamp(MiddlewarePlugin):
+            name = "stamp"
+            version = "1.0.0"
+
+            def process_response(self, response, ctx):
+                response.headers.add("x-stamp", "yes")
+
+        plugin = Stamp()
+    '''))
+    (tmp_path / "plainapp.py").write_text(textwrap.dedent('''
+        async def app(scope, receive, send):
+            if scope["type"] == "http":
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"plain"})
+    '''))
+    port = _free_port()
+    proc = _run_until_ready([str(EXE), "serve", "plainapp:app", "--port", str(port), "--plugins",
+                             str(plugins)], port, tmp_path, tmp_path / "log")
+    try:
+        (r,), _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    finally:
+        _stop(proc)
+    assert r.status == 200 and r.body == b"plain" and r.header("x-stamp") == "yes"
+
+
+def test_serve_from_python(tmp_path: Path) -> None:
+    port = _free_port()
+    script = textwrap.dedent(f'''
+        import covet_pipe
+
+        async def app(scope, receive, send):
+            if scope["type"] == "http":
+                await send({{"type": "http.response.start", "status": 200, "headers": []}})
+                await send({{"type": "http.response.body", "body": b"from python"}})
+
+        covet_pipe.serve(app, covet_pipe.PluginManager(), host="127.0.0.1", port={port}, keepalive_timeout=2)
+    ''')
+    proc = _run_until_ready([sys.executable, "-c", script], port, tmp_path, tmp_path / "log")
+    try:
+        (r,), _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    finally:
+        code = _stop(proc)
+    assert r.body == b"from python" and code == 0
+
+
+def test_serve_with_a_missing_module_says_what_to_do(capsys: object, tmp_path: Path) -> None:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(["serve", "no_such_module:app", "--port", "0"])
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert code == 2
+    assert "no module named 'no_such_module'" in err and "--app-dir" in err
+
+
+def test_serve_with_a_bad_limit_names_it(capsys: object) -> None:
+    code = main(["serve", "examples.app:app", "--header-timeout", "0"])
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert code == 2 and "header_timeout" in err
