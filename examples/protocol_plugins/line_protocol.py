@@ -1,6 +1,6 @@
 """A third-party protocol plugin in one file: 'ECHO <text>' lines, answered through the middleware chain.
 
-    covet-pipe serve examples.app:app --plugins examples/line_protocol.py
+    covet-pipe serve examples.app:app --plugins examples/protocol_plugins
     printf 'ECHO hello\\n' | nc 127.0.0.1 8000          # -> hello
 
 Every line runs the middleware plugins that list "line" in their ``protocols``
