@@ -1,7 +1,7 @@
-"""A third-party protocol plugin in one file: 'ECHO <text>' lines, answered through the middleware chain.
+"""A third-party protocol plugin in one file: 'SAY <text>' lines, answered through the middleware chain.
 
     covet-pipe serve examples.app:app --plugins examples/protocol_plugins
-    printf 'ECHO hello\\n' | nc 127.0.0.1 8000          # -> hello
+    printf 'SAY hello\\n' | nc 127.0.0.1 8000          # -> hello
 
 Every line runs the middleware plugins that list "line" in their ``protocols``
 (see ``NoSecrets`` below), exactly as HTTP requests run the ``http`` ones.
@@ -78,7 +78,7 @@ class LineConnection(asyncio.Protocol):
 
 
 class LineEcho(ProtocolPlugin):
-    """Answers 'ECHO <text>' lines, through the middleware chain."""
+    """Answers 'SAY <text>' lines, through the middleware chain."""
 
     name = "line_echo"
     version = "1.0.0"
@@ -86,15 +86,15 @@ class LineEcho(ProtocolPlugin):
     priority = 300                      # after HTTP (100) and RESP (200)
 
     def detect(self, data: bytes) -> str:
-        if data[:5] == b"ECHO ":
+        if data[:4] == b"SAY ":
             return MATCH
-        return NEED_MORE if b"ECHO ".startswith(data) else NO
+        return NEED_MORE if b"SAY ".startswith(data) else NO
 
     def connection_protocol(self, conn: Any, server: Any) -> asyncio.Protocol:
         return LineConnection(conn, server.pipeline_for(self.answer))
 
     async def answer(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["method"] != "ECHO":
+        if scope["method"] != "SAY":
             await send({"type": "http.response.start", "status": 400, "headers": []})
             await send({"type": "http.response.body", "body": b"unknown verb"})
             return

@@ -325,9 +325,9 @@ async def test_a_third_party_protocol_runs_the_middleware_chain_for_its_requests
     m.register(HttpOnly())
     server, port = await _serve(m)
     async with server:
-        assert await _talk(port, b"ECHO hello\n") == b"hello\n"
+        assert await _talk(port, b"SAY hello\n") == b"hello\n"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"ECHO one\nECHO my secret\nPING x\nECHO two\n")
+        writer.write(b"SAY one\nSAY my secret\nPING x\nSAY two\n")
         writer.write_eof()
         out = await asyncio.wait_for(reader.read(), 15)
         writer.close()
@@ -365,7 +365,7 @@ async def test_a_native_plugin_guards_a_non_http_protocol() -> None:
     server, port = await _serve(m)
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"ECHO fine\nECHO top-secret\nECHO also fine\n")
+        writer.write(b"SAY fine\nSAY top-secret\nSAY also fine\n")
         writer.write_eof()
         out = (await asyncio.wait_for(reader.read(), 15)).decode().splitlines()
         writer.close()
