@@ -140,3 +140,25 @@ def test_serve_with_a_bad_limit_names_it(capsys: object) -> None:
     code = main(["serve", "examples.app:app", "--header-timeout", "0"])
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert code == 2 and "header_timeout" in err
+
+
+def test_serve_with_the_example_protocol_plugin_folder(tmp_path: Path) -> None:
+    """The documented third-party protocol: HTTP, RESP and 'SAY' lines on one port."""
+    port = _free_port()
+    proc = _run_until_ready([str(EXE), "serve", "examples.app:app", "--port", str(port), "--plugins",
+                             "examples/protocol_plugins"], port, ROOT, tmp_path / "log")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+            s.sendall(b"SAY hello\nSAY my secret\n")
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while chunk := s.recv(4096):
+                out += chunk
+        (home,), _ = exchange(port, b"GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    finally:
+        code = _stop(proc)
+    lines = out.decode().splitlines()
+    assert lines[0] == "hello" and lines[1].startswith("ERR 403") and "no secrets over line" in lines[1]
+    assert home.status == 403 and b"no secrets over http" in home.body     # the same middleware on HTTP
+    assert code == 0
+    assert "protocols: http11, resp, line_echo" in (tmp_path / "log").read_text()
