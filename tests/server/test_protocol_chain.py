@@ -374,3 +374,62 @@ async def test_a_native_plugin_guards_a_non_http_protocol() -> None:
     health = await m.get_health_status()
     assert health["plugins"]["protocol_guard"]["short_circuits"] == 1
     assert health["plugins"]["protocol_guard"]["calls"] == 3
+
+
+HELLO_FILE = '''
+import asyncio
+from covet_pipe import ProtocolPlugin
+
+
+class Conn(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"{tag}\\n")
+        self.transport.close()
+
+
+class Hello(ProtocolPlugin):
+    name = "hello_file"
+    version = "{version}"
+    protocol_name = "hello"
+
+    def detect(self, data):
+        return "match" if data[:5] == b"HELLO" else ("need_more" if b"HELLO".startswith(data) else "no")
+
+    def connection_protocol(self, conn, server):
+        return Conn()
+
+
+plugin = Hello()
+'''
+
+
+async def test_a_protocol_plugin_file_reloads_on_change(tmp_path: Any) -> None:
+    import os
+
+    from covet_pipe import PluginConfig
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    path = folder / "hello_file.py"
+    path.write_text(HELLO_FILE.replace("{tag}", "one").replace("{version}", "1.0.0"))
+    m = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False, hot_reload=True,
+                                   reload_on_change=True))
+    assert (await m.load_plugins()).loaded == ["hello_file"]
+    server, port = await _serve(m)
+    loop = asyncio.get_running_loop()
+    try:
+        async with server:
+            assert await _talk(port, b"HELLO") == b"one\n"
+            tmp = folder / ".hello_file.py.tmp"
+            tmp.write_text(HELLO_FILE.replace("{tag}", "two").replace("{version}", "2.0.0"))
+            os.replace(tmp, path)
+            deadline = loop.time() + 10
+            while (out := await _talk(port, b"HELLO")) != b"two\n":
+                assert out == b"one\n" and loop.time() < deadline, out
+                await asyncio.sleep(0.05)
+            assert (await m.get_health_status())["plugins"]["hello_file"]["version"] == "2.0.0"
+    finally:
+        await m.shutdown_all()
