@@ -27,7 +27,7 @@ if HERE not in sys.path:
 
 import _docs  # noqa: E402
 import apps  # noqa: E402
-from e2e_wrk import CLK_TCK, PATH, Server, cpu_ticks, free_port, uvicorn_cmd  # noqa: E402
+from e2e_wrk import CLK_TCK, PATH, Server, cpu_ticks, free_port, interleaved_rounds, uvicorn_cmd  # noqa: E402
 
 TARGET_BARE = 1.3
 TARGET_PLUGINS = 1.2
@@ -178,14 +178,11 @@ def main() -> None:
             servers[name] = CmdServer(name, cmd, app)
         for name in servers:
             wrk(servers[name].url(), args.warmup, args.connections, args.threads)
-        names = list(servers)
-        for rnd in range(args.rounds):
-            order = names[rnd % len(names):] + names[:rnd % len(names)]
-            for name in order:
-                r = measure(servers[name], args.duration, args.connections, args.threads)
-                results[name].append(r)
-                print(f"round {rnd + 1}/{args.rounds} {name:8s} {r['rps']:>10,.0f} req/s  "
-                      f"p99 {r['p99_ms']:6.2f} ms  {r['cpu_us']:6.1f} µs CPU/request", flush=True)
+        results = interleaved_rounds(
+            servers, args.rounds, lambda srv: measure(srv, args.duration, args.connections, args.threads),
+            lambda rnd, name, r: print(f"round {rnd + 1}/{args.rounds} {name:8s} {r['rps']:>10,.0f} req/s  "
+                                       f"p99 {r['p99_ms']:6.2f} ms  {r['cpu_us']:6.1f} µs CPU/request",
+                                       flush=True))
     finally:
         for s in servers.values():
             s.stop()

@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -117,6 +118,18 @@ def measure(server: Server, duration: float, connections: int, threads: int) -> 
     return r
 
 
+def interleaved_rounds(servers: dict, rounds: int, run: Any, show: Any) -> dict[str, list[dict]]:
+    """Measure each server once per round, rotating the order every round so drift spreads evenly."""
+    results: dict[str, list[dict]] = {name: [] for name in servers}
+    names = list(servers)
+    for rnd in range(rounds):
+        for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+            r = run(servers[name])
+            results[name].append(r)
+            show(rnd, name, r)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -140,14 +153,10 @@ def main() -> None:
             servers[name] = Server(name)
         for name, _ in APPS:
             wrk(servers[name].url(), args.warmup, args.connections, args.threads)
-        names = [name for name, _ in APPS]
-        for rnd in range(args.rounds):
-            order = names[rnd % len(names):] + names[:rnd % len(names)]
-            for name in order:
-                r = measure(servers[name], args.duration, args.connections, args.threads)
-                results[name].append(r)
-                print(f"round {rnd + 1}/{args.rounds} {name:12s} {r['rps']:>10,.0f} req/s  "
-                      f"{r['cpu_us']:6.1f} µs CPU/request", flush=True)
+        results = interleaved_rounds(
+            servers, args.rounds, lambda srv: measure(srv, args.duration, args.connections, args.threads),
+            lambda rnd, name, r: print(f"round {rnd + 1}/{args.rounds} {name:12s} {r['rps']:>10,.0f} req/s  "
+                                       f"{r['cpu_us']:6.1f} µs CPU/request", flush=True))
     finally:
         for s in servers.values():
             s.stop()
