@@ -196,7 +196,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     app = _load_app(args.app, args.app_dir)
-    run(app, None, config, plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+    manager = None
+    if args.reload:
+        # plugins reload in place when their files change (the app itself does not)
+        from covet_pipe import Pipeline, PluginConfig, PluginManager
+        manager = app.manager if isinstance(app, Pipeline) else PluginManager(PluginConfig())
+        manager.config.hot_reload = True
+        manager.config.reload_on_change = True
+    run(app, manager, config, plugin_dirs=[os.path.abspath(p) for p in args.plugins])
     return EXIT_OK
 
 
@@ -216,6 +223,8 @@ def _add_serve(sub: Any) -> None:
                        help="worker processes sharing the port with SO_REUSEPORT, supervised (default 1)")
     serve.add_argument("--plugins", action="append", default=[], metavar="DIR",
                        help="a folder of plugins to load (repeatable)")
+    serve.add_argument("--reload", action="store_true",
+                       help="reload plugins in place when their files change (hot_reload and reload_on_change)")
     serve.add_argument("--app-dir", default=".", help="folder to import the app from (default: .)")
     serve.add_argument("--loop", choices=("uvloop", "asyncio"), default=d.loop)
     serve.add_argument("--lifespan", choices=("auto", "on", "off"), default=d.lifespan)

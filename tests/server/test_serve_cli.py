@@ -162,3 +162,41 @@ def test_serve_with_the_example_protocol_plugin_folder(tmp_path: Path) -> None:
     assert home.status == 403 and b"no secrets over http" in home.body     # the same middleware on HTTP
     assert code == 0
     assert "protocols: http11, resp, line_echo" in (tmp_path / "log").read_text()
+
+
+def test_serve_reload_swaps_an_edited_plugin_in_place(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    source = textwrap.dedent('''
+        from covet_pipe import MiddlewarePlugin
+
+        class Stamp(MiddlewarePlugin):
+            name = "stamp"
+            version = "{v}.0.0"
+
+            def process_response(self, response, ctx):
+                response.headers.set("x-stamp", "v{v}")
+
+        plugin = Stamp()
+    ''')
+    (plugins / "stamp.py").write_text(source.replace("{v}", "1"))
+    port = _free_port()
+    proc = _run_until_ready([str(EXE), "serve", "examples.app:app", "--port", str(port), "--plugins",
+                             str(plugins), "--reload"], port, ROOT, tmp_path / "log")
+    try:
+        (first,), _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        tmp = plugins / ".stamp.py.tmp"
+        tmp.write_text(source.replace("{v}", "2"))
+        os.replace(tmp, plugins / "stamp.py")
+        deadline = time.monotonic() + WAIT
+        while True:
+            (r,), _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            if r.header("x-stamp") == "v2" or time.monotonic() > deadline:
+                break
+            assert r.status == 200 and r.header("x-stamp") == "v1"
+            time.sleep(0.05)
+    finally:
+        code = _stop(proc)
+    assert first.header("x-stamp") == "v1"
+    assert r.header("x-stamp") == "v2", (tmp_path / "log").read_text()[-2000:]
+    assert code == 0
