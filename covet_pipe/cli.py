@@ -189,7 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in (
         "host", "port", "workers", "backlog", "max_header_bytes", "max_body_bytes", "header_timeout",
         "body_timeout", "keepalive_timeout", "shutdown_timeout", "max_detect_bytes", "loop",
-        "access_log", "lifespan", "root_path")}
+        "access_log", "lifespan", "root_path", "ws_ping_interval", "ws_ping_timeout")}
     options["trusted_proxies"] = [p for arg in args.trusted_proxies for p in arg.split(",") if p]
     try:
         config = ServeConfig(**options)
@@ -242,6 +242,10 @@ def _add_serve(sub: Any) -> None:
     limits.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout)
     limits.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout)
     limits.add_argument("--max-detect-bytes", type=int, default=d.max_detect_bytes)
+    limits.add_argument("--ws-ping-interval", type=float, default=d.ws_ping_interval,
+                        help="websocket keepalive ping every N s (0: off)")
+    limits.add_argument("--ws-ping-timeout", type=float, default=d.ws_ping_timeout,
+                        help="close a websocket whose pong is N s late, 1011 (0: never)")
     serve.set_defaults(run=_serve)
 
 

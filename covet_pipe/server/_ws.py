@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -62,6 +63,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self.text = False
         self.task: asyncio.Task[None] | None = None
         self.scope: dict[str, Any] = {}
+        config = getattr(settings.server, "config", None)
+        #: keepalive: a ping every ping_interval s; no pong within ping_timeout s closes with 1011
+        self.ping_interval = float(getattr(config, "ws_ping_interval", 20.0) or 0)
+        self.ping_timeout = float(getattr(config, "ws_ping_timeout", 20.0) or 0)
+        self.ping_payload: bytes | None = None
+        self.ping_timer: Any = None
+        self.pong_timer: Any = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -77,6 +85,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
+        self._stop_keepalive()
         if self.task is None or self.task.done():
             self.settings.connections.discard(self)
 
@@ -147,6 +156,14 @@ class WebSocketProtocol(asyncio.Protocol):
             self.frames.append(frame.data)
         elif op == Opcode.PING:
             self._flush()          # the protocol queued the pong
+            return
+        elif op == Opcode.PONG:
+            if self.ping_payload is not None and frame.data == self.ping_payload:
+                self.ping_payload = None
+                if self.pong_timer is not None:
+                    self.pong_timer.cancel()
+                    self.pong_timer = None
+                self._schedule_ping()
             return
         elif op == Opcode.CLOSE:
             self._closed_by_peer()
@@ -279,6 +296,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.handshake_complete = True
                 self.proto.send_response(self.response)
                 self._flush()
+                self._schedule_ping()
         elif t == "websocket.close":
             self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
             self.proto.send_response(self.proto.reject(HTTPStatus.FORBIDDEN, ""))
@@ -294,6 +312,48 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             raise RuntimeError("Expected ASGI message 'websocket.accept', 'websocket.close' or "
                                f"'websocket.http.response.start' but got {t!r}.")
+
+    # -- keepalive -------------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        if self.ping_interval > 0 and not self.disconnected and not self.close_sent:
+            self.ping_timer = self.loop.call_later(self.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self.ping_timer = None
+        if self.disconnected or self.close_sent or self.transport.is_closing():
+            return
+        self.ping_payload = os.urandom(4)
+        try:
+            self.proto.send_ping(self.ping_payload)
+        except InvalidState:
+            return
+        self._flush()
+        if self.ping_timeout > 0:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self._pong_missing)
+        else:
+            self._schedule_ping()
+
+    def _pong_missing(self) -> None:
+        self.pong_timer = None
+        if self.disconnected or self.close_sent:
+            return
+        log.info("websocket from %s: no pong within %.1f s; closing with 1011", self.info.client,
+                 self.ping_timeout)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1011, "reason": "keepalive ping timeout"})
+        try:
+            self.proto.send_close(1011, "keepalive ping timeout")
+            self._flush()
+        except InvalidState:
+            pass
+        self.close_sent = True
+        self.transport.close()
+
+    def _stop_keepalive(self) -> None:
+        for timer in (self.ping_timer, self.pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self.ping_timer = self.pong_timer = None
 
     def _send_denial_body(self, t: str, message: dict) -> None:
         if t != "websocket.http.response.body":

@@ -54,6 +54,10 @@ class ServeConfig:
     root_path: str = ""
     #: largest websocket message accepted (bytes)
     ws_max_size: int = 16 * MiB
+    #: a websocket ping every this many seconds once accepted (0: never)
+    ws_ping_interval: float = 20.0
+    #: a websocket whose pong is this late is closed with 1011 (0: never)
+    ws_ping_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         self._check_positive("port", self.port, allow_zero=True)
@@ -66,6 +70,10 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"ServeConfig.{name}: expected a number of seconds > 0, got {value!r}")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ServeConfig.{name}: expected a number of seconds >= 0 (0: off), got {value!r}")
         if self.loop not in ("uvloop", "asyncio"):
             raise ValueError(f"ServeConfig.loop: expected 'uvloop' or 'asyncio', got {self.loop!r}")
         if self.lifespan not in ("auto", "on", "off"):

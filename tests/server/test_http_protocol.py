@@ -322,3 +322,54 @@ def test_plugin_refusing_a_websocket_handshake_reaches_the_client_with_its_statu
     manager.register(NoSockets())
     with covet_server(ws_app, manager) as s, pytest.raises(InvalidStatus, match="429"):
         connect(f"ws://127.0.0.1:{s.port}/", open_timeout=WAIT)
+
+
+def _keepalive_app() -> Any:
+    async def ws_app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        for _ in range(1000):
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": msg.get("text") or ""})
+    return ws_app
+
+
+def test_websocket_keepalive_closes_a_silent_client_with_1011(covet_server: Any) -> None:
+    """A client that never answers pings is closed once a pong is ping_timeout late."""
+    import base64
+    import os as _os
+    import socket as _socket
+
+    with covet_server(_keepalive_app(), ws_ping_interval=0.2, ws_ping_timeout=0.3) as s:
+        key = base64.b64encode(_os.urandom(16))
+        with _socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as c:
+            c.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            start = time.monotonic()
+            data = b""
+            while True:                     # read (and never answer) until the server closes
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            elapsed = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 101")
+    frames = data.split(b"\r\n\r\n", 1)[1]
+    assert frames[:1] == b"\x89"                               # a ping came first
+    assert b"\x88" in frames and b"keepalive ping timeout" in frames   # then a close, 1011
+    assert 0.4 < elapsed < 0.5 + WAIT
+
+
+def test_websocket_keepalive_keeps_an_answering_client(covet_server: Any) -> None:
+    from websockets.sync.client import connect
+
+    with covet_server(_keepalive_app(), ws_ping_interval=0.1, ws_ping_timeout=0.5) as s, \
+            connect(f"ws://127.0.0.1:{s.port}/ws", open_timeout=WAIT) as ws:
+        for i in range(8):                 # ~1.2 s: several ping rounds, each answered by the client
+            ws.send(f"m{i}")
+            assert ws.recv(timeout=WAIT) == f"m{i}"
+            time.sleep(0.15)
