@@ -194,6 +194,43 @@ cdef void _h_set_request_data(covet_request_host_ptr h, void *data) noexcept:
         pass  # out of memory: the plugin sees NULL next time
 
 
+cdef int _h_get_client(covet_request_host_ptr h, covet_host_str *host, int *port) noexcept:
+    cdef RequestContext ctx = _ctx_of(h)
+    cdef bytes ip
+    host.ptr = NULL
+    host.len = 0
+    port[0] = 0
+    try:
+        client = ctx.request.client
+        if not client:
+            return COVET_E_NOTFOUND
+        ip = str(client[0]).encode("ascii")
+        if ctx._keep_more is None:
+            ctx._keep_more = []
+        ctx._keep_more.append(ip)      # alive until the hook returns
+        host.ptr = PyBytes_AS_STRING(ip)
+        host.len = PyBytes_GET_SIZE(ip)
+        port[0] = int(client[1])
+        return COVET_OK
+    except BaseException:
+        return COVET_E_NOTFOUND
+
+
+cdef int _h_respond_header(covet_request_host_ptr h, covet_plugin_str name, covet_plugin_str value) noexcept:
+    cdef RequestContext ctx = _ctx_of(h)
+    if ctx._phase != 0 or ctx._native_answer is None:
+        return COVET_E_PHASE
+    if name.ptr == NULL or name.len == 0:
+        return COVET_E_INVALID
+    cdef Headers headers
+    try:
+        headers = ctx._native_answer.headers
+        headers._c_add(_raw_bytes(name).lower(), _raw_bytes(value))
+        return COVET_OK
+    except BaseException:
+        return COVET_E_INVALID
+
+
 cdef covet_host_api _HOST_API
 _HOST_API.struct_size = sizeof(covet_host_api)
 _HOST_API.abi_version = COVET_ABI_VERSION
@@ -208,6 +245,8 @@ _HOST_API.log = _h_log
 _HOST_API.config_get = _h_config_get
 _HOST_API.request_data = _h_request_data
 _HOST_API.set_request_data = _h_set_request_data
+_HOST_API.get_client = _h_get_client
+_HOST_API.respond_header = _h_respond_header
 
 
 def host_api_address():

@@ -42,7 +42,7 @@ extern "C" {
 /* ==== Versions ========================================================== */
 
 #define COVET_ABI_MAJOR 1
-#define COVET_ABI_MINOR 0
+#define COVET_ABI_MINOR 1
 /* major in the high 16 bits, minor in the low 16 bits */
 #define COVET_ABI_VERSION ((uint32_t)((COVET_ABI_MAJOR << 16) | COVET_ABI_MINOR))
 #define COVET_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -175,7 +175,20 @@ typedef struct covet_host_api {
   void *(*request_data)(covet_request_host_ptr req);
   void (*set_request_data)(covet_request_host_ptr req, void *data);
 
-  /* ABI 1.1 and later: add new host functions below this line. */
+  /* ---- ABI 1.1 (test with COVET_HOST_HAS before calling; set requires_minor = 1 to need them) */
+
+  /* get_client: the client's address (IP text such as "203.0.113.7" or "::1") into
+  ** *host and its port into *port: the socket peer, or the real client a trusted
+  ** PROXY layer reported. @return COVET_OK, or COVET_E_NOTFOUND (no address: a unix
+  ** socket, a test call) with *host = {NULL, 0} and *port = 0. */
+  int (*get_client)(covet_request_host_ptr req, covet_host_str *host, int *port);
+
+  /* respond_header: request phase, after respond(): add a header to that answer
+  ** (WWW-Authenticate, Retry-After ...). @return COVET_OK, COVET_E_PHASE (no
+  ** respond() yet, or the response phase) or COVET_E_INVALID (an empty name). */
+  int (*respond_header)(covet_request_host_ptr req, covet_plugin_str name, covet_plugin_str value);
+
+  /* ABI 1.2 and later: add new host functions below this line. */
 } covet_host_api;
 
 /* Whether the host's table has function `fn` (it may be an older host). */

@@ -38,7 +38,7 @@ def test_build_c_example_exports_only_the_entry_symbol(built, name):
 def test_build_c_example_descriptor_reads_through_cffi(built, name, priority, flags, hooks):
     lib, d = c_descriptor(built[name])
     assert d != ffi.NULL
-    assert d.abi_version == (1 << 16) | 0 == CONST["COVET_ABI_VERSION"]
+    assert d.abi_version == (1 << 16) | 1 == CONST["COVET_ABI_VERSION"]
     assert d.struct_size == ffi.sizeof("covet_plugin_descriptor")
     assert d.requires_minor == 0
     assert ffi.string(d.name).decode() == name

@@ -308,7 +308,7 @@ async def test_list_plugins_and_health_show_native_kind_and_counters() -> None:
         await call(pipeline)
     info = {p["name"]: p for p in manager.list_plugins()}
     assert "native" in info["alpha"]["kinds"] and "native" not in info["bravo"]["kinds"]
-    assert info["alpha"]["metadata"]["abi"] == "1.0"
+    assert info["alpha"]["metadata"]["abi"] == "1.1"
     assert info["alpha"]["metadata"]["hooks"] == ["init", "shutdown", "on_request", "on_response",
                                                   "on_request_done"]
     assert info["alpha"]["stats"]["calls"] == 3

@@ -41,16 +41,16 @@ def _stub(tmp: Path) -> Path:
 #: id -> (make the bad file, what the message says after naming the file)
 BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "abi-major-2": (lambda tmp: probe("abi_two", ABI_VERSION="((2u<<16)|0)"),
-                    r" was built for covet ABI 2\.0; this covet-pipe provides ABI 1\.0; rebuild it against "
+                    r" was built for covet ABI 2\.0; this covet-pipe provides ABI 1\.1; rebuild it against "
                     r"native_abi/covet_plugin\.h"),
     "descriptor-too-small": (lambda tmp: probe("small", STRUCT_SIZE=8),
                              r"struct_size = 8 bytes, but an ABI 1\.0 descriptor has 96; fill struct_size "
                              r"with sizeof\(covet_plugin_descriptor\)"),
     "newer-minor-needs-more": (lambda tmp: probe("needy", ABI_VERSION="((1u<<16)|5)", REQUIRES_MINOR=3),
                                r" was built for covet ABI 1\.5 and needs the host functions of ABI 1\.3; "
-                               r"this covet-pipe provides ABI 1\.0: upgrade covet-pipe"),
+                               r"this covet-pipe provides ABI 1\.1: upgrade covet-pipe"),
     "requires-above-own-minor": (lambda tmp: probe("overreach", REQUIRES_MINOR=3),
-                                 r"needs the host functions of ABI 1\.3; this covet-pipe provides ABI 1\.0"),
+                                 r"needs the host functions of ABI 1\.3; this covet-pipe provides ABI 1\.1"),
     "missing-entry-symbol": (lambda tmp: cc("no_entry.c", "no_entry.so"),
                              r" exports neither covet_plugin_entry_v1 \(a C plugin\) nor PyInit_no_entry"),
     "entry-returns-null": (lambda tmp: probe("absent", ENTRY_NULL=True),
@@ -92,7 +92,7 @@ def test_load_native_bad_library_raises_naming_file_and_fix(kind: str, tmp_path:
 def test_load_native_older_and_newer_minor_needing_nothing_loads() -> None:
     plugin = load_native(probe("minor_ok", ABI_VERSION="((1u<<16)|5)", REQUIRES_MINOR=0))
     assert isinstance(plugin, NativePlugin)
-    assert (plugin.name, plugin.abi, plugin.metadata()["host_abi"]) == ("minor_ok", (1, 5), "1.0")
+    assert (plugin.name, plugin.abi, plugin.metadata()["host_abi"]) == ("minor_ok", (1, 5), "1.1")
 
 
 def test_load_native_missing_file_names_it(tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_discovery_lists_broken_library_by_path_and_serves_the_others(serve: Any
         report = on_server_loop(s, manager.load_plugins())
         assert sorted(report.loaded) == ["good_native", "pyside"]
         assert list(report.failed) == [str(broken)]
-        assert "was built for covet ABI 2.1; this covet-pipe provides ABI 1.0" in report.failed[str(broken)]
+        assert "was built for covet ABI 2.1; this covet-pipe provides ABI 1.1" in report.failed[str(broken)]
         r = httpx.get(s.url + "/", timeout=10)
         assert r.status_code == 200
         assert r.headers["x-good_native-data"].startswith("good_native#")
