@@ -78,7 +78,6 @@ cdef extern from "covet_plugin.h":
         int (*config_get)(covet_plugin_host_ptr plugin, covet_plugin_str key, covet_host_str *out)
         void *(*request_data)(covet_request_host_ptr req)
         void (*set_request_data)(covet_request_host_ptr req, void *data)
-        # ABI 1.1
         int (*get_client)(covet_request_host_ptr req, covet_host_str *host, int *port)
         int (*respond_header)(covet_request_host_ptr req, covet_plugin_str name, covet_plugin_str value)
 
