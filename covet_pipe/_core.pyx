@@ -22,6 +22,11 @@ cdef extern from "_apprun.h":
     object covet_apprun_new(object coro, object snap, covet_release_fn release)
 
 cdef extern from "Python.h":
+    ctypedef struct PyTypeObject:
+        Py_ssize_t tp_vectorcall_offset
+        unsigned long tp_flags
+    unsigned long Py_TPFLAGS_HAVE_VECTORCALL
+    size_t PY_VECTORCALL_ARGUMENTS_OFFSET
     # 3.10+: step a coroutine without a method lookup; -1 error, 0 returned, 1 yielded.
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL

@@ -63,6 +63,7 @@ async def _answer(Segment seg, RequestContext ctx, Response resp, send):
 @cython.freelist(64)
 cdef class _Send:
     """The app's ``send``, wrapped: runs the response phase at the response start."""
+    cdef void *vectorcall     # the vectorcall slot (PEP 590): apps call send(message) without a tuple
     cdef object send
     cdef Segment seg
     cdef RequestContext ctx
@@ -70,6 +71,9 @@ cdef class _Send:
     cdef bint replaced
 
     def __call__(self, message):
+        return self._call(message)
+
+    cdef object _call(self, message):
         cdef Response resp, err
         if self.started:
             if self.replaced:
@@ -103,6 +107,34 @@ cdef class _Send:
         if resp._changed():
             message = _with_changes(message, resp)
         await self.send(message)
+
+
+cdef object _send_vectorcall(object self, PyObject **args, size_t nargsf, PyObject *kwnames):
+    # PEP 590 signature: borrowed self and args, a new reference back, NULL (an exception) on error
+    if (nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET) != 1 or kwnames != NULL:
+        raise TypeError("send() takes exactly one positional argument (the ASGI message)")
+    return (<_Send>self)._call(<object>args[0])
+
+
+cdef _Send _new_send(object send, Segment seg, RequestContext ctx):
+    cdef _Send sw = _Send.__new__(_Send)
+    sw.vectorcall = <void *>_send_vectorcall
+    sw.send = send
+    sw.seg = seg
+    sw.ctx = ctx
+    return sw
+
+
+cdef void _enable_send_vectorcall():
+    # Cython gives extension types tp_call only; give _Send the vectorcall slot as well
+    # (tp_call stays, consistent with it), so `await send(message)` builds no argument tuple.
+    cdef _Send probe = _Send.__new__(_Send)
+    cdef PyTypeObject *t = <PyTypeObject *>_Send
+    t.tp_vectorcall_offset = <Py_ssize_t>(<char *>&probe.vectorcall - <char *><PyObject *>probe)
+    t.tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL
+
+
+_enable_send_vectorcall()
 
 
 class _BodyTooLarge(Exception):
@@ -181,7 +213,6 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
     cdef Segment seg = <Segment>segs[si]
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
-    cdef _Send sw
     cdef _Downstream down
     if req is None:
         req = Request.__new__(Request)
@@ -210,11 +241,7 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             return
         scope = req.build_scope()
         if seg.any_resp and ctx._ran:
-            sw = _Send.__new__(_Send)
-            sw.send = send
-            sw.seg = seg
-            sw.ctx = ctx
-            send = sw
+            send = _new_send(send, seg, ctx)
         if seg.wrapper is None:
             await app(scope, receive, send)
         else:
@@ -246,7 +273,6 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     cdef Request req = Request.__new__(Request)
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
-    cdef _Send sw
     req.scope = scope
     ctx.request = req
     ctx.protocol = protocol
@@ -259,11 +285,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
         if req._dirty or req._headers is not None:
             scope = req.build_scope()
         if seg.any_resp and ctx._ran:
-            sw = _Send.__new__(_Send)
-            sw.send = send
-            sw.seg = seg
-            sw.ctx = ctx
-            send = sw
+            send = _new_send(send, seg, ctx)
         if seg.any_native_done:
             return _app_run_done(app(scope, receive, send), snap, seg, ctx)
         return covet_apprun_new(app(scope, receive, send), snap, _release_cb)
