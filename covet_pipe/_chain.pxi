@@ -172,6 +172,15 @@ cdef class Snapshot:
         """The segments that run for *protocol* (empty: nothing runs)."""
         return self._by_protocol.get(protocol, _NO_SEGMENTS)
 
+    def may_suspend(self, str protocol="http"):
+        """Whether a request of *protocol* may wait in its hooks (an async hook, a call_next
+        wrapper, a body to read): protocols that step requests inline run those in a Task."""
+        cdef Segment seg
+        for seg in self._by_protocol.get(protocol, _NO_SEGMENTS):
+            if seg.any_async_req or seg.any_async_resp or seg.wrapper is not None or seg.needs_body:
+                return True
+        return False
+
     def order(self, str protocol="http"):
         """Names in request-phase order for *protocol*."""
         return tuple(e.name for e in self.entries if protocol in (<Entry>e).protocols)

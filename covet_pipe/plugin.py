@@ -113,6 +113,9 @@ class AuthPlugin(Plugin):
 class StoragePlugin(Plugin):
     """A key-value storage engine (seed section 2)."""
 
+    #: False when no call ever waits (an in-process engine): protocols may then run it inline
+    suspends: bool = True
+
     @abstractmethod
     async def get(self, key: str) -> bytes | None: ...
 

@@ -33,6 +33,7 @@ class MemoryStorage(StoragePlugin):
     """
 
     name = "memory"
+    suspends = False            # every operation completes without awaiting
     version = "1.0.0"
 
     def __init__(self, max_keys: int | None = None, *, evict: bool = False) -> None:

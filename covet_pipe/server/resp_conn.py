@@ -15,6 +15,7 @@ then the connection closes, as redis does.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -50,6 +51,8 @@ class _Done:
 
 
 _DONE = _Done()
+#: _finish's "the coroutine has not started" marker
+_FRESH = object()
 
 
 async def handle(scope: dict, receive: Any, send: Any) -> None:
@@ -96,6 +99,7 @@ class RespConnection(asyncio.Protocol):
         self.info = conn
         self.server = server
         self.pipeline = pipeline
+        self.loop: Any = None               # the serving loop, from connection_made
         self.id = next(_ids)
         #: 2 or 3, switched by HELLO
         self.proto = 2
@@ -117,6 +121,10 @@ class RespConnection(asyncio.Protocol):
         self._handled: bytes | None = None
         self._task: asyncio.Task | None = None
         self._engine: Any = None            # the storage engine of the current batch
+        self._snap: Any = None              # the chain snapshot _snap_inline was decided for
+        self._snap_inline = False
+        #: this connection's contextvars context: its commands share it, other connections don't
+        self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
         #: how often reading was paused because too many commands waited (for tests and stats)
         self.read_pauses = 0
@@ -127,6 +135,7 @@ class RespConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -222,20 +231,42 @@ class RespConnection(asyncio.Protocol):
                                  _receive, self._sender)
         self._status = 0
         self._handled = None
+        if not self._inline(cmd):
+            # something on the way may wait (an async hook, a storage engine doing I/O, the auth
+            # provider): a real Task, so asyncio.timeout(), current_task() and cancellation work
+            self._busy = True
+            self._engine = None
+            self._task = self.loop.create_task(self._finish(cmd, coro, _FRESH), context=self.context)
+            return None
         try:
-            yielded = coro.send(None)
+            yielded = self.context.run(coro.send, None)
         except StopIteration as stop:
             return stop.value if stop.value is not None else self._reply()
         except Exception as exc:
             return self.failed(cmd, exc)
         self._busy = True
         self._engine = None                 # the loop runs other code before this command goes on
-        self._task = asyncio.ensure_future(self._finish(cmd, coro, yielded))
+        self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
+
+    def _inline(self, cmd: Command) -> bool:
+        """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait."""
+        if cmd.local:
+            return cmd.name not in ("auth", "hello")        # they call the auth provider
+        snap = self.pipeline.chain.current
+        if snap is not self._snap:
+            self._snap = snap
+            self._snap_inline = not snap.may_suspend("resp")
+        if not self._snap_inline:
+            return False
+        try:
+            return not getattr(self.storage(), "suspends", True)
+        except Exception:
+            return False                    # no engine: the command itself says so, from a Task
 
     async def _finish(self, cmd: Command, coro: Any, yielded: Any) -> None:
         try:
-            reply = await _resume(coro, yielded)
+            reply = await (coro if yielded is _FRESH else _resume(coro, yielded))
             if reply is None:
                 reply = self._reply()
         except Exception as exc:

@@ -416,3 +416,71 @@ def test_graceful_shutdown_answers_the_command_in_flight_then_closes():
             stopping.result(10)
     finally:
         served.close()
+
+
+class TimesOut(MiddlewarePlugin):
+    """An async plugin that needs a real Task: asyncio.timeout() and current_task()."""
+    name = "times_out"
+    version = "1.0"
+    protocols = {"resp"}
+
+    def __init__(self) -> None:
+        self.tasks: list[Any] = []             # kept alive, so their ids stay distinct
+
+    async def process_request(self, request: Any, ctx: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None, "no current task"
+        self.tasks.append(task)
+        async with asyncio.timeout(5):           # raises RuntimeError outside a task
+            await asyncio.sleep(0)
+        return None
+
+
+def test_async_hooks_on_resp_run_in_a_real_task(ours):
+    plugin = TimesOut()
+    s = ours(plugin)
+    c = redis.Redis(port=s.port)
+    for i in range(5):
+        assert c.set(f"t{i}", i) is True
+        assert c.get(f"t{i}") == str(i).encode()
+    c.close()
+    # one Task per command (redis-py's CLIENT SETINFO on connect runs the chain too)
+    assert len(plugin.tasks) >= 10 and len({id(t) for t in plugin.tasks}) == len(plugin.tasks)
+
+
+class Slow(StoragePlugin):
+    """A storage engine that waits (as one talking to a server would), using asyncio.timeout()."""
+    name = "slow_store"
+    version = "1.0"
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0.001)
+        return self.data.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0.001)
+        self.data[key] = value
+
+    async def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+    async def exists(self, key: str) -> bool:
+        return key in self.data
+
+
+def test_a_storage_engine_that_waits_runs_in_a_task(ours):
+    s = ours(resp=RespProtocol(storage="slow_store"))
+    s.call(_register(s, Slow()))
+    c = redis.Redis(port=s.port)
+    assert c.set("a", "1") is True and c.get("a") == b"1"
+    c.close()
+
+
+async def _register(s: Any, plugin: Any) -> None:
+    s.manager.register(plugin)
+    await s.manager.initialize_all()
