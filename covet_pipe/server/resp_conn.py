@@ -123,6 +123,7 @@ class RespConnection(asyncio.Protocol):
         self._engine: Any = None            # the storage engine of the current batch
         self._snap: Any = None              # the chain snapshot _snap_inline was decided for
         self._snap_inline = False
+        self._batch_inline: bool | None = None
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
@@ -169,6 +170,7 @@ class RespConnection(asyncio.Protocol):
 
     def _run(self) -> None:
         self._engine = None
+        self._batch_inline = None
         out: list[bytes] = []
         size = 0
         queue = self._queue
@@ -246,13 +248,23 @@ class RespConnection(asyncio.Protocol):
             return self.failed(cmd, exc)
         self._busy = True
         self._engine = None                 # the loop runs other code before this command goes on
+        self._batch_inline = None
         self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
 
     def _inline(self, cmd: Command) -> bool:
-        """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait."""
+        """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait.
+
+        Decided once per batch (one read's commands), like the engine lookup.
+        """
         if cmd.local:
             return cmd.name not in ("auth", "hello")        # they call the auth provider
+        inline = self._batch_inline
+        if inline is None:
+            inline = self._batch_inline = self._decide_inline()
+        return inline
+
+    def _decide_inline(self) -> bool:
         snap = self.pipeline.chain.current
         if snap is not self._snap:
             self._snap = snap
