@@ -17,6 +17,7 @@ import pytest
 
 from covet_pipe.server.config import ServeConfig
 from covet_pipe.server.listener import Listener, new_event_loop
+from tests._helpers import lifespan
 
 #: the bound on every wait in these tests (generous: two cores shared with other work)
 WAIT = 10.0
@@ -197,13 +198,8 @@ def raw() -> Any:
 async def echo_app(scope: dict, receive: Any, send: Any) -> None:
     """Answers with the request as JSON: method, path, raw_path, query, headers, body."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     body = b""
