@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 import uvicorn
+from tests._helpers import lifespan
 
 
 class Served:
@@ -62,13 +63,8 @@ def serve() -> Iterator[Any]:
 async def text_app(scope: dict, receive: Any, send: Any) -> None:
     """200 text/plain echoing method, path and the x-seen header; handles lifespan."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     headers = dict(scope["headers"])
     body = f"{scope['method']} {scope['path']} seen={headers.get(b'x-seen', b'').decode()}".encode()
     await send({"type": "http.response.start", "status": 200,

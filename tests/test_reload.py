@@ -14,6 +14,7 @@ import httpx
 
 from covet_pipe import PluginConfig, PluginManager, wrap
 from covet_pipe.reload import content_hash
+from tests._helpers import lifespan
 
 log = logging.getLogger("tests.reload")
 
@@ -62,13 +63,8 @@ plugin = Second()
 async def slow_app(scope: dict, receive: Any, send: Any) -> None:
     """200 after a short await, so requests are in flight while a reload swaps the chain."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     await asyncio.sleep(0.002)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})

@@ -10,18 +10,13 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from covet_pipe import MiddlewareAction, MiddlewarePlugin, PluginManager, wrap
-from tests._helpers import WAIT, http_scope
+from tests._helpers import WAIT, http_scope, lifespan
 
 async def ws_echo_app(scope, receive, send):
     """Echoes text frames with a prefix; answers HTTP with 200 'http'."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
         await send({"type": "http.response.body", "body": b"http"})

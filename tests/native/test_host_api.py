@@ -14,6 +14,7 @@ from covet_pipe import MiddlewareAction, MiddlewarePlugin, Pipeline, PluginConfi
 from covet_pipe.native import NativePlugin, load_native
 from covet_pipe.testing import call
 from tests.native._cplugins import cplugins, probe, stats  # noqa: F401 (the fixture)
+from tests._helpers import lifespan
 
 #: builds the C test plugins under pytest's temporary folders
 pytestmark = pytest.mark.usefixtures("cplugins")
@@ -24,13 +25,8 @@ COVET_E_INVALID, COVET_E_PHASE, COVET_E_NOTFOUND = -2, -3, -4
 async def app(scope: dict, receive: Any, send: Any) -> None:
     """200 JSON of the request headers the app got; /raise raises."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["path"] == "/raise":
         raise RuntimeError("the app broke")
     body = json.dumps({k.decode(): v.decode() for k, v in scope["headers"]}).encode()

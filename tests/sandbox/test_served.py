@@ -26,6 +26,7 @@ from covet_pipe import MiddlewarePlugin, PluginConfig, PluginManager, wrap
 from covet_pipe.errors import PluginLoadError
 from covet_pipe.sandbox import cgroups
 from covet_pipe.sandbox.proxy import SandboxedPluginError
+from tests._helpers import lifespan
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox layers are Linux kernel features")
 
@@ -56,13 +57,8 @@ class Outer(MiddlewarePlugin):
 async def app(scope: dict, receive: Any, send: Any) -> None:
     """Echoes what it saw (path, x-seen) as JSON and sends an x-drop-me header for plugins to remove."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     headers = dict(scope["headers"])
     body = json.dumps({"path": scope["path"], "seen": headers.get(b"x-seen", b"").decode()}).encode()
     await send({"type": "http.response.start", "status": 200,
