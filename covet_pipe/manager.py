@@ -42,12 +42,17 @@ class PluginManager:
         self._protocols: tuple[PluginRecord, ...] = ()
         #: replaced snapshots that still had requests in flight (drains wait on these too)
         self._retired: list[Snapshot] = []
-        #: "new" until initialize_all, "running", then "closed" after shutdown_all
+        #: "new" until initialize_all, "running", "stopping" during shutdown_all, then "closed" (a later
+        #: initialize_all starts the plugins again)
         self.status = "new"
         #: plugin name -> why its last hot reload failed (cleared by the next good one)
         self._reload_errors: dict[str, str] = {}
         #: the file watcher (reload_on_change), started by initialize_all on the running loop
         self._watcher: Any = None
+        #: load_plugins() has run (initialize_all runs it for plugin_paths that nobody loaded)
+        self._discovered = False
+        #: the event loop of the last initialize_all: a server's loop replaces the one plugins were loaded on
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- registration --------------------------------------------------------
 
@@ -79,8 +84,11 @@ class PluginManager:
         """Discover plugins in ``plugin_paths`` and entry points and register them.
 
         Never raises for one broken plugin: the report lists what loaded and what failed, and why.
+        When nobody calls it, ``initialize_all()`` (lifespan startup, or the first request) does, once,
+        if ``plugin_paths`` is set.
         """
         from covet_pipe.discovery import discover
+        self._discovered = True
         report = await asyncio.to_thread(discover, self.config, self._registry)
         known = {r.path for r in self._registry.records()}
         for spec in report.sandboxed:
@@ -147,8 +155,16 @@ class PluginManager:
         """Start every plugin not yet started, in dependency order; idempotent.
 
         A plugin that fails is marked failed (with the reason in health), its dependents are
-        not started, and the rest serve.
+        not started, and the rest serve. ``plugin_paths`` that nobody loaded are loaded first.
         """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # The first call, or plugins loaded on another loop (asyncio.run() at import): the lock is
+            # made anew on this one (the watcher starts its task here below; sandboxed helpers move
+            # themselves when started, in SandboxedPlugin.initialize).
+            self._loop, self._lock = loop, None
+        if not self._discovered and self.config.plugin_paths:
+            await self.load_plugins()
         async with self._get_lock():
             # Loop: a plugin registered while an initialize() ran is started too, before
             # the chain is marked ready (each round starts or fails everything pending).
@@ -262,9 +278,10 @@ class PluginManager:
             # outside the lock: a reload under way holds it and finishes first
             await self._watcher.stop(self.config.drain_timeout + self.config.initialize_timeout
                                      + self.config.shutdown_timeout)
+        self.status = "stopping"
         async with self._get_lock():
             self._chain.ready = False
-            self.status = "closed"
+            self.status = "stopping"
             running = [r for r in self._registry.records() if r.state in ("active", "initialized")]
             for record in running:
                 record.state = "draining"
@@ -278,6 +295,7 @@ class PluginManager:
             for record in self._registry.records():
                 if record not in running:
                     await _end_helpers(record)
+            self.status = "closed"
 
     async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]:
         """Stop and remove a plugin; returns the names unloaded.

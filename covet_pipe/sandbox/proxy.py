@@ -43,6 +43,9 @@ class SandboxedPlugin(Plugin):
     _sup: Supervisor
 
     async def initialize(self, ctx: Any) -> None:
+        if self._sup.closing or self._sup.moved():
+            # shut down before (a later lifespan startup), or loaded on a loop that is not this one
+            await self._sup.restart()
         try:
             await self._sup.initialize(ctx.config)
         except Exception:
