@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from covet_pipe.errors import PluginLoadError
+from covet_pipe.logsafe import printable
 from covet_pipe.sandbox.channel import ChannelClosed, HostChannel, Reply
 
 __all__ = ["SandboxSpec", "Supervisor", "SandboxUnavailable", "HelperProcess"]
@@ -28,6 +29,9 @@ EXIT_GRACE = 1.0
 #: restart delays: doubled per end within the crash window, capped
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+#: lines of a helper's stderr kept for the error of a helper that dies at start; the longest line logged
+OUTPUT_KEPT = 5
+OUTPUT_LINE_MAX = 2000
 
 
 class SandboxUnavailable(Exception):
@@ -59,6 +63,8 @@ class HelperProcess:
         self.cgroup: Any = None
         self.killed_because: str | None = None
         self._stderr_task: asyncio.Task[None] | None = None
+        #: its last lines of stderr, escaped (a helper that dies at start is reported with them)
+        self.last_output: deque[str] = deque(maxlen=OUTPUT_KEPT)
 
     @property
     def pid(self) -> int | None:
@@ -98,9 +104,12 @@ class HelperProcess:
                 config=self.spec.config, manifest={k: v for k, v in self.spec.manifest.items()
                                                    if k in ("name", "version")})
         except (asyncio.TimeoutError, ChannelClosed) as exc:
-            why = await self._abandon("did not start")
-            raise PluginLoadError(f"{self.spec.path}: the sandboxed helper did not start ({why or exc}); "
-                                  "see the log above for its error output", path=self.spec.path) from None
+            why = await self._abandon("did not start") or str(exc)
+            if "SIGKILL" in why and getattr(self.spec.policy, "memory_limit", None):
+                why += f"; its memory_limit of {self.spec.policy.memory_limit} bytes is the likely cause: raise it"
+            output = " | ".join(self.last_output) if self.last_output else "nothing"
+            raise PluginLoadError(f"{self.spec.path}: the sandboxed helper did not start ({why}); its last "
+                                  f"output on stderr: {output}", path=self.spec.path) from None
         if not reply.ok:
             await self._abandon("failed to start")
             raise PluginLoadError(f"{self.spec.path}: the sandboxed helper could not start the plugin: "
@@ -150,12 +159,23 @@ class HelperProcess:
                 pass
 
     async def _relay_stderr(self, logger: logging.Logger) -> None:
+        """Copy the helper's stderr to the host log a line at a time, escaped: a plugin cannot forge lines."""
         assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
         while True:
-            line = await self.proc.stderr.readline()
+            try:
+                line = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                line = end.partial
+            except asyncio.LimitOverrunError:
+                line = await stream.read(64 * 1024)     # a line longer than the buffer: in pieces
             if not line:
                 return
-            logger.warning("[sandbox pid %s] %s", self.proc.pid, line.decode("utf-8", "replace").rstrip()[:2000])
+            if line.endswith(b"\n"):
+                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            text = printable(line, limit=OUTPUT_LINE_MAX)
+            self.last_output.append(text)
+            logger.warning("[sandbox pid %s] %s", self.proc.pid, text)
 
     async def _abandon(self, because: str) -> str | None:
         """Kill a helper that did not start and reap it (no process or pipe left behind)."""
