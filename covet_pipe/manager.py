@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from covet_pipe._core import Chain, Snapshot
@@ -83,7 +84,8 @@ class PluginManager:
     async def load_plugins(self) -> Any:
         """Discover plugins in ``plugin_paths`` and entry points and register them.
 
-        Never raises for one broken plugin: the report lists what loaded and what failed, and why.
+        Never raises for one broken plugin: the report lists what is loaded (by this call or an earlier
+        one) and what failed, and why.
         When nobody calls it, ``initialize_all()`` (lifespan startup, or the first request) does, once,
         if ``plugin_paths`` is set.
         """
@@ -106,6 +108,13 @@ class PluginManager:
                 report.failed[record.path or record.source] = str(exc)
         for where, why in report.failed.items():
             log.error("could not load plugin %s: %s", where, why)
+        # A second call (after the one initialize_all made at startup, say) reports what is loaded from
+        # plugin_paths and entry points already, as well as what it loaded itself.
+        bases = [Path(b).resolve() for b in self.config.plugin_paths]
+        already = [r.name for r in self._registry.records() if r.name not in report.loaded and (
+            (r.path and any(Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases))
+            or r.source.startswith("entry point"))]
+        report.loaded[:0] = already
         if self.status == "running":
             await self.initialize_all()
         return report
