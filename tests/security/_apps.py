@@ -108,3 +108,23 @@ def _fastapi() -> Any:
 
 
 fastapi_app = _fastapi()
+
+
+def _lenient() -> Any:
+    m = PluginManager()
+    m.register(JWTHandler())
+    m.register(JWTAuth(secret_key=SECRET, require_exp=False))
+    m.register(AuthGuard(protect=["/admin"]))
+    return wrap(Starlette(routes=routes()), m)
+
+
+def _any_origin() -> Any:
+    m = PluginManager()
+    m.register(CORS(allow_origins=["*"], allow_credentials=True, allow_any_origin_with_credentials=True))
+    return wrap(Starlette(routes=routes()), m)
+
+
+#: JWTAuth(require_exp=False): tokens without exp accepted
+lenient_app = _lenient()
+#: CORS with "*" and credentials, asked for explicitly
+any_origin_app = _any_origin()
