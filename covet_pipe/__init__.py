@@ -45,6 +45,7 @@ from covet_pipe.plugin import (
     ProtocolPlugin,
     StoragePlugin,
 )
+from covet_pipe.routing import route_path
 from covet_pipe.server.config import ServeConfig
 
 __version__ = "0.1.0"
@@ -99,6 +100,7 @@ __all__ = [
     "Snapshot",
     "StoragePlugin",
     "get_include",
+    "route_path",
     "serve",
     "wrap",
 ]

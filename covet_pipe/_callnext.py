@@ -12,13 +12,13 @@ take a queue of one, which keeps their order and backpressure.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import Any
 
 from covet_pipe._core import Entry, Request, Response, _error_response
+from covet_pipe.logsafe import logger, printable
 
-log = logging.getLogger("covet_pipe.plugins")
+log = logger("covet_pipe.plugins")
 
 __all__ = ["run_call_next", "StreamedResponse"]
 
@@ -234,7 +234,7 @@ async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict
         entry.stats.errors += 1
         started = bool(made)
         log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,
-                  entry.version, type(exc).__name__, exc,
+                  entry.version, type(exc).__name__, printable(str(exc), 2048),
                   "skipped (failure_policy='open')" if entry.fail_open and not started
                   else "the client got a 500", exc_info=exc)
         bridge.close()

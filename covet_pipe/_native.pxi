@@ -2,7 +2,8 @@
 # Included by _core.pyx. The loader (covet_pipe/native/) validates libraries with cffi;
 # from then on the core calls their hooks through C pointers, with no cffi per request.
 
-
+from covet_pipe.logsafe import logger as _safe_logger, printable as _printable
+from covet_pipe.routing import route_path as _route_path
 
 
 cdef class NativeHost:
@@ -156,7 +157,7 @@ cdef void _h_error(covet_plugin_host_ptr p, covet_plugin_str message) noexcept:
 cdef void _h_log(covet_plugin_host_ptr p, int level, covet_plugin_str message) noexcept:
     cdef NativeHost host = <NativeHost><void *>p
     try:
-        host._logger.log(level if level > 0 else 20, "%s", _text(message))
+        host._logger.log(level if level > 0 else 20, "%s", _printable(_text(message)))
     except BaseException:
         pass  # a log line is not worth failing a request for
 
@@ -325,12 +326,16 @@ cdef int _build_view(RequestContext ctx) except -1:
         _set_str(&arr[i].value, <object>PyTuple_GET_ITEM(item, 1) if type(item) is tuple else item[1])
     ctx._view.struct_size = sizeof(covet_request_view)
     _set_str(&ctx._view.method, scope.get("method", ""))
-    _set_str(&ctx._view.path, scope.get("path", ""))
+    # The route path, as Python guards see it: a native guard must not miss "/api/admin" under root_path "/api".
+    path = scope.get("path", "")
+    if scope.get("root_path"):
+        path = _route_path(scope)
+    _set_str(&ctx._view.path, path)
     _set_str(&ctx._view.query, scope.get("query_string", b""))
     _set_str(&ctx._view.protocol, ctx.protocol)
     ctx._view.headers = arr
     ctx._view.n_headers = n
-    ctx._view_keep = (raw, scope)
+    ctx._view_keep = (raw, scope, path)     # the view points into these
     ctx._view_ver = _edit_version(ctx)
     return 0
 

@@ -2,7 +2,7 @@
 # and what a failing hook turns into. Included by _core.pyx.
 
 
-cdef object _log = _logging.getLogger("covet_pipe.plugins")
+cdef object _log = _safe_logger("covet_pipe.plugins")   # tracebacks with escaped messages
 
 cdef enum:
     #: Hook timing is sampled: one request in (SAMPLE_MASK + 1) is timed.
@@ -79,7 +79,7 @@ cdef bint _hook_failed(Entry e, str where, object exc):
         e.stats.skipped_open += 1
     _log.error(
         "plugin %r %s raised in %s: %s: %s -- %s", e.name, e.version, where,
-        type(exc).__name__, exc,
+        type(exc).__name__, _printable(str(exc), 2048),      # the message may quote client bytes
         "skipped for this request (failure_policy='open')" if e.fail_open
         else f"the client got a {_failure_status(exc)} (failure_policy='closed'); fix the plugin or set "
              "failure_policy='open'",

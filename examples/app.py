@@ -4,8 +4,8 @@
     make run-uvicorn    # the same app embedded in uvicorn
     curl -i http://127.0.0.1:8000/
     curl -i http://127.0.0.1:8000/private          # 401 without a token
-    TOKEN=$(.venv/bin/python -c "import jwt; print(jwt.encode({'permissions': ['/private:GET']}, \
-        'covet-pipe-example-secret-change-me', algorithm='HS256'))")
+    TOKEN=$(.venv/bin/python -c "import jwt, time; print(jwt.encode({'permissions': ['/private:GET'], \
+        'exp': int(time.time()) + 3600}, 'covet-pipe-example-secret-change-me', algorithm='HS256'))")
     curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/private   # 200
     redis-cli -p 8000 set greeting hi        # the RESP protocol plugin, same port (covet-pipe serve)
     redis-cli -p 8000 get greeting           # "hi", from the MemoryStorage plugin

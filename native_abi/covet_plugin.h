@@ -119,7 +119,7 @@ typedef struct covet_request_view {
   uint32_t struct_size;        /* sizeof(covet_request_view) in the host */
   int32_t status;              /* response phase: the status; request phase: 0 */
   covet_host_str method;       /* "GET", ... */
-  covet_host_str path;         /* decoded path, "/a/b" */
+  covet_host_str path;         /* route path: decoded, less root_path ("/a/b"; docs/security.md) */
   covet_host_str query;        /* raw query string, without '?' */
   const covet_header *headers; /* request headers, or response headers in the response phase */
   size_t n_headers;

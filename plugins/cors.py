@@ -50,12 +50,19 @@ class CORS(MiddlewarePlugin):
     :param allow_methods: methods a preflight may ask for; ``["*"]`` allows the common ones.
     :param allow_headers: request headers a preflight may ask for (the safelisted ones always pass);
         ``["*"]`` allows any.
-    :param allow_credentials: let browsers send cookies; with ``"*"`` the origin is echoed back,
-        since browsers refuse ``*`` with credentials.
+    :param allow_credentials: let browsers send cookies; list the origins, since ``["*"]`` with
+        credentials lets every site read answers made with the user's cookies, and is refused
+        unless ``allow_any_origin_with_credentials``. With credentials, the ``null`` origin
+        (sandboxed iframes, ``file:`` and ``data:`` pages: anyone can send it) is never allowed.
     :param allow_origin_regex: origins allowed by a full match of this pattern.
     :param expose_headers: response headers scripts may read.
     :param max_age: seconds a browser may cache a preflight answer.
     :param allow_private_network: answer Private Network Access preflights with permission.
+    :param allow_any_origin_with_credentials: accept ``allow_origins=["*"]`` with credentials, echoing
+        any origin but ``null``; only for an API whose every response is meant for every site.
+
+    A request with more than one ``Origin`` header gets 400: the answer would follow the first
+    while the app could check another.
     """
 
     name = "cors"
@@ -67,8 +74,15 @@ class CORS(MiddlewarePlugin):
     def __init__(self, allow_origins: Iterable[str] = (), allow_methods: Iterable[str] = ("GET",),
                  allow_headers: Iterable[str] = (), allow_credentials: bool = False,
                  allow_origin_regex: str | None = None, expose_headers: Iterable[str] = (),
-                 max_age: int = 600, allow_private_network: bool = False) -> None:
+                 max_age: int = 600, allow_private_network: bool = False, *,
+                 allow_any_origin_with_credentials: bool = False) -> None:
         origins = _strings(allow_origins, "allow_origins", "['https://example.com'] or ['*']")
+        if "*" in origins and allow_credentials and not allow_any_origin_with_credentials:
+            raise ValueError(
+                "CORS(allow_origins=['*'], allow_credentials=True): every site, and the 'null' origin, could "
+                "read responses made with the user's cookies; list the origins instead, such as "
+                "CORS(allow_origins=['https://app.example.com'], allow_credentials=True), or pass "
+                "allow_any_origin_with_credentials=True if every response is meant for every site")
         for origin in origins:
             if origin != "*" and not _ORIGIN.match(origin):
                 hint = origin.rstrip("/") if _ORIGIN.match(origin.rstrip("/")) else "https://example.com"
@@ -131,6 +145,8 @@ class CORS(MiddlewarePlugin):
 
     def is_allowed_origin(self, origin: str) -> bool:
         """Whether *origin* may read responses."""
+        if origin == "null" and self.allow_credentials:
+            return False
         if self.allow_all_origins or origin in self.allow_origins:
             return True
         return self.allow_origin_regex is not None and self.allow_origin_regex.fullmatch(origin) is not None
@@ -140,6 +156,9 @@ class CORS(MiddlewarePlugin):
         origin = headers.get("origin")
         if origin is None:
             return None
+        if len(headers.getall("origin")) > 1:
+            # Refused: browsers send one; the answer would follow the first, the app might check another.
+            return MiddlewareAction.reject(400, "More than one Origin header; send exactly one")
         if request.method == "OPTIONS" and "access-control-request-method" in headers:
             # The preflight's answer already carries every CORS header; the response hook,
             # which runs for it too, must leave it alone.

@@ -21,8 +21,9 @@ class JWTAuth(AuthPlugin):
     """Authenticates with a signed JWT and authorises by its ``permissions`` and ``roles`` claims.
 
     ``authenticate({"token": ...})`` returns the token's claims, or None when the token is
-    missing, malformed, badly signed or expired. ``authorize(user, resource, action)`` allows
-    when ``"resource:action"`` is in ``user["permissions"]`` or a role is admin or superuser.
+    missing, malformed, badly signed, expired or (unless ``require_exp=False``) without ``exp``.
+    ``authorize(user, resource, action)`` allows when ``"resource:action"`` is in
+    ``user["permissions"]`` or a role is admin or superuser.
     It decodes through the ``jwt_handler`` service (:class:`JWTHandler`). A guard middleware
     (:class:`AuthGuard`) calls it on requests.
 
@@ -30,6 +31,9 @@ class JWTAuth(AuthPlugin):
     :param algorithm: the one algorithm tokens must be signed with.
     :param audience: when given, tokens must carry this ``aud``.
     :param issuer: when given, tokens must carry this ``iss``.
+    :param require_exp: tokens must carry ``exp`` (the default): a token without one, once issued or
+        leaked, is good forever. ``require_exp=False`` accepts them (an ``exp`` that is there is
+        still checked).
     """
 
     name = "jwt_auth"
@@ -37,7 +41,7 @@ class JWTAuth(AuthPlugin):
     dependencies = ["jwt_handler>=1,<2"]
 
     def __init__(self, secret_key: str | bytes, algorithm: str = "HS256", *, audience: str | None = None,
-                 issuer: str | None = None) -> None:
+                 issuer: str | None = None, require_exp: bool = True) -> None:
         if not isinstance(secret_key, (str, bytes)) or not secret_key:
             raise ValueError("JWTAuth(secret_key=...): expected a non-empty str or bytes, such as "
                              "os.environ['JWT_SECRET']")
@@ -60,6 +64,9 @@ class JWTAuth(AuthPlugin):
         self.algorithm = algorithm
         self.audience = audience
         self.issuer = issuer
+        if not isinstance(require_exp, bool):
+            raise ValueError(f"JWTAuth(require_exp=...): expected True or False, got {require_exp!r}")
+        self.require_exp = require_exp
         self.jwt_handler: Any = None
 
     async def initialize(self, ctx: PluginContext) -> None:
@@ -82,6 +89,8 @@ class JWTAuth(AuthPlugin):
             kwargs["audience"] = self.audience
         if self.issuer is not None:
             kwargs["issuer"] = self.issuer
+        if self.require_exp:
+            kwargs["options"] = {"require": ["exp"]}
         try:
             payload = self.jwt_handler.decode(token, self.secret_key, algorithms=[self.algorithm], **kwargs)
         except jwt.PyJWTError:

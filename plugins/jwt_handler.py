@@ -51,7 +51,9 @@ class JWTHandler(Plugin):
                              f"got {algorithms!r}")
         opts: Any = dict(options or {})
         if self.require:
-            opts.setdefault("require", self.require)
+            # Both lists count: a caller's require=["exp"] must not drop the handler's own claims.
+            asked = list(opts.get("require") or ())
+            opts["require"] = asked + [c for c in self.require if c not in asked]
         return jwt.decode(token, key, algorithms=list(algorithms), audience=audience, issuer=issuer,
                           leeway=self.leeway, options=opts or None)
 

@@ -99,9 +99,10 @@ async def test_seed_example_runs_as_written(tmp_path, serve):
                                                    "origin": "https://example.com"})
         assert ok.status_code == 200 and ok.json() == {"ok": True}
         assert ok.headers["access-control-allow-origin"] == "*"
-        viewer = jwt.encode({"sub": "bob", "roles": ["viewer"], "permissions": ["/other:GET"]}, SECRET,
-                            algorithm="HS256")
+        viewer = jwt.encode({"sub": "bob", "roles": ["viewer"], "permissions": ["/other:GET"],
+                             "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
         assert httpx.get(s.url + "/secret", headers={"authorization": f"Bearer {viewer}"}).status_code == 403
-        can = jwt.encode({"sub": "cy", "permissions": ["/secret:GET"]}, SECRET, algorithm="HS256")
+        can = jwt.encode({"sub": "cy", "permissions": ["/secret:GET"], "exp": int(time.time()) + 60}, SECRET,
+                         algorithm="HS256")
         assert httpx.get(s.url + "/secret", headers={"authorization": f"Bearer {can}"}).status_code == 200
     assert {p["state"] for p in manager.list_plugins()} == {"stopped"}

@@ -19,13 +19,15 @@ import logging
 
 import httptools
 
+from covet_pipe.logsafe import logger as _safe_logger, printable as _printable
+
 cdef extern from "_ready.h":
     int covet_ready_init_type() except -1
     object covet_ready_new(object value)
 
 covet_ready_init_type()
 
-cdef object _log = logging.getLogger("covet_pipe.server")
+cdef object _log = _safe_logger("covet_pipe.server")   # tracebacks with escaped messages
 cdef object _access = logging.getLogger("covet_pipe.access")
 cdef object _READY_NONE = covet_ready_new(None)
 cdef object _HttpRequestParser = httptools.HttpRequestParser
@@ -327,11 +329,15 @@ cdef class HttpConnection(_Wire):
         self._close()
 
     cdef void log_access(self, dict scope, int status) except *:
+        # The raw target, still percent-encoded as the client sent it (as uvicorn logs it): the decoded
+        # path can hold CR/LF. printable() escapes whatever control bytes are left.
         client = scope["client"]
         qs = scope["query_string"]
-        path = scope["path"] + ("?" + qs.decode("ascii") if qs else "")
+        raw = scope.get("raw_path")
+        target = (raw if type(raw) is bytes else str(scope["path"]).encode("utf-8", "replace")) + (
+            b"?" + qs if qs else b"")
         _access.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % tuple(client) if client else "-",
-                     scope["method"], path, scope["http_version"], status)
+                     _printable(scope["method"]), _printable(target, 2048), scope["http_version"], status)
 
     # -- failures, limits, timeouts ------------------------------------------------------------
 

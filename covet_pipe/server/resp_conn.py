@@ -18,17 +18,17 @@ import asyncio
 import contextvars
 import itertools
 import json
-import logging
 import types
 from collections import deque
 from typing import Any
 
+from covet_pipe.logsafe import logger
 from covet_pipe.server.resp_codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp_commands import COMMANDS, Command, unknown_command, wrong_arity
 
 __all__ = ["RespConnection", "handle"]
 
-log = logging.getLogger("covet_pipe.resp")
+log = logger("covet_pipe.resp")
 
 _ids = itertools.count(1)
 

@@ -16,6 +16,7 @@ SECRET = "guard-test-secret-" + "g" * 32
 
 
 def bearer(claims: dict, key: str = SECRET) -> dict:
+    claims = {"exp": int(time.time()) + 300, **claims}       # JWTAuth requires exp by default
     return {"authorization": f"Bearer {jwt.encode(claims, key, algorithm='HS256')}"}
 
 
@@ -75,7 +76,8 @@ def test_valid_token_with_permission_reaches_app(server):
 
 
 def test_admin_role_reaches_any_protected_path_with_lowercase_scheme(server):
-    token = jwt.encode({"sub": "root", "roles": ["admin"]}, SECRET, algorithm="HS256")
+    token = jwt.encode({"sub": "root", "roles": ["admin"], "exp": int(time.time()) + 300}, SECRET,
+                       algorithm="HS256")
     r = httpx.delete(server.url + "/private/x/y", headers={"authorization": f"bearer {token}"})
     assert r.status_code == 200
     assert r.text == "DELETE /private/x/y seen="
@@ -163,8 +165,16 @@ def test_guard_that_failed_to_start_does_not_leave_paths_open(serve):
 @pytest.mark.parametrize(("options", "message"), [
     (dict(provider=""), "name of an auth plugin such as 'jwt_auth'"),
     (dict(protect="/private"), r"write protect=\['/private'\]"),
-    (dict(exempt=["health"]), "starts with '/'"),
-], ids=["empty-provider", "protect-str", "exempt-no-slash"])
+    (dict(exempt=["health"]), "starts with '/'.*write '/health'"),
+    (dict(protect=["admin"]), "starts with '/'.*write '/admin'"),
+    (dict(protect=[]), r"protect=\[\]\): an empty list guards no path at all; omit protect"),
+    (dict(protect=["/admin/*"]), "matched literally.*write '/admin'"),
+    (dict(protect=["/admin%2F"]), "matched literally.*percent-escapes"),
+    (dict(protect=["/admin?x=1"]), "matched literally"),
+    (dict(protect=["/admin"], exempt=["/"]), "'/' exempts all of the protected prefix '/admin'.*'/admin/health'"),
+    (dict(exempt=["/admin"], protect=["/admin/users"]), "'/admin' exempts all of the protected prefix"),
+], ids=["empty-provider", "protect-str", "exempt-no-slash", "protect-no-slash", "protect-empty",
+        "protect-glob", "protect-percent", "protect-query", "exempt-everything", "exempt-covers-protect"])
 def test_bad_config_raises_valueerror(options, message):
     with pytest.raises(ValueError, match=message):
         AuthGuard(**options)

@@ -82,7 +82,8 @@ def test_preflight_wildcard_headers_echoes_requested_headers(serve):
 
 
 def test_preflight_with_credentials_and_wildcard_echoes_origin(serve):
-    with served_with(serve, allow_origins=["*"], allow_credentials=True) as s:
+    with served_with(serve, allow_origins=["*"], allow_credentials=True,
+                     allow_any_origin_with_credentials=True) as s:
         r = preflight(s.url + "/")
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == ORIGIN
@@ -125,7 +126,8 @@ def test_simple_request_disallowed_origin_gets_no_cors_headers_but_vary(serve):
 
 
 def test_simple_request_with_credentials_echoes_origin(serve):
-    with served_with(serve, allow_origins=["*"], allow_credentials=True) as s:
+    with served_with(serve, allow_origins=["*"], allow_credentials=True,
+                     allow_any_origin_with_credentials=True) as s:
         r = httpx.get(s.url + "/", headers={"origin": ORIGIN})
     assert r.headers["access-control-allow-origin"] == ORIGIN
     assert r.headers["access-control-allow-credentials"] == "true"
@@ -167,7 +169,8 @@ def test_rejection_by_later_plugin_still_gets_cors_headers(serve):
 CONFIGS = {
     "wildcard": dict(allow_origins=["*"]),
     "explicit": dict(allow_origins=[ORIGIN], allow_methods=["GET", "PUT"], allow_headers=["X-Token"]),
-    "credentials": dict(allow_origins=["*"], allow_credentials=True, allow_headers=["*"], max_age=5),
+    "credentials": dict(allow_origins=[ORIGIN, "https://b.example.com"], allow_credentials=True,
+                        allow_headers=["*"], max_age=5),
     "regex": dict(allow_origin_regex=r"https://.*\.example\.com", allow_methods=["*"]),
 }
 PREFLIGHTS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import jwt
 
@@ -9,7 +11,8 @@ import jwt
 def test_example_app_serves_public_guards_private_and_answers_preflight(serve):
     from examples import app as example
 
-    token = jwt.encode({"permissions": ["/private:GET"]}, example.SECRET, algorithm="HS256")
+    token = jwt.encode({"permissions": ["/private:GET"], "exp": int(time.time()) + 300}, example.SECRET,
+                       algorithm="HS256")
     with serve(example.app) as s:
         states = {p["name"]: p["state"] for p in example.manager.list_plugins()}
         public = httpx.get(s.url + "/", headers={"origin": "https://a.example.com"})

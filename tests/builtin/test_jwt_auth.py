@@ -52,8 +52,9 @@ async def test_authenticate_bad_or_missing_token_returns_none(credentials):
 async def test_authenticate_checks_audience_and_issuer_when_configured():
     manager = await started(JWTAuth(SECRET, audience="api", issuer="https://id.example.com"))
     auth = manager.get_auth_provider("jwt_auth")
-    good = token({"sub": "ann", "aud": "api", "iss": "https://id.example.com"})
-    other_aud = token({"sub": "ann", "aud": "web", "iss": "https://id.example.com"})
+    exp = int(time.time()) + 60
+    good = token({"sub": "ann", "aud": "api", "iss": "https://id.example.com", "exp": exp})
+    other_aud = token({"sub": "ann", "aud": "web", "iss": "https://id.example.com", "exp": exp})
     assert (await auth.authenticate({"token": good}))["sub"] == "ann"
     assert await auth.authenticate({"token": other_aud}) is None
 
