@@ -96,7 +96,7 @@ class Helper:
             "raw_path": r["path"].encode("utf-8"), "query_string": r.get("query", b""),
             "headers": [(k, v) for k, v in r.get("headers", ())],
             "client": tuple(r["client"]) if r.get("client") else None, "scheme": r.get("scheme", "http"),
-            "http_version": "1.1", "root_path": "",
+            "http_version": "1.1", "root_path": r.get("root_path") or "",
         }
         request = Request(scope, body=r.get("body"))
         ctx = _make_context(request, r.get("protocol", "http"), None)

@@ -90,7 +90,7 @@ class SandboxedPlugin(Plugin):
 async def _process_request(self: Any, request: Request, ctx: RequestContext) -> Any:
     payload: dict[str, Any] = {
         "type": request.type, "method": request.method, "path": request.path,
-        "query": request.query_string, "headers": request.headers.raw,
+        "root_path": request.scope.get("root_path") or "", "query": request.query_string, "headers": request.headers.raw,
         "client": list(request.client) if request.client else None, "scheme": request.scheme,
         "protocol": ctx.protocol,
     }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from covet_pipe import PluginManager, route_path, wrap
+from covet_pipe import PluginConfig, PluginManager, route_path, wrap
 from covet_pipe.native import load_native
 from tests._helpers import echo_app
 from tests.native._cplugins import cplugins, probe  # noqa: F401 (the fixture)
@@ -111,3 +113,30 @@ def test_native_plugin_sees_the_route_path_under_a_root_path(cplugins: Any) -> N
     seen = dict(body(r)["headers"])
     assert body(r)["path"] == "/api/admin/x"               # the app's scope keeps the full path
     assert seen["x-seer-path"] == "/admin/x"
+
+
+SANDBOXED_SEER = '''
+from covet_pipe import MiddlewarePlugin, route_path
+
+class Seer(MiddlewarePlugin):
+    name = "sandboxed_seer"
+    version = "1.0.0"
+    def process_request(self, request, ctx):
+        request.headers.set("x-sandboxed-route", route_path(request.scope))
+        request.headers.set("x-sandboxed-path", request.path)
+
+def create_plugin(config):
+    return Seer()
+'''
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the sandbox layers are Linux kernel features")
+def test_sandboxed_plugin_gets_the_root_path_in_its_helper(tmp_path: Path) -> None:
+    """A sandboxed guard decides on route_path(request.scope) as an in-process one does (uvicorn --root-path)."""
+    plugin = tmp_path / "seer.py"
+    plugin.write_text(SANDBOXED_SEER)
+    manager = PluginManager(PluginConfig(plugin_paths=[str(plugin)], sandbox_enabled=True, entry_points=False))
+    with uvicorn_serve(wrap(echo_app, manager), root_path="/api") as s:
+        r = get(s.port, "/admin/x")
+    seen = dict(body(r)["headers"])
+    assert (seen["x-sandboxed-route"], seen["x-sandboxed-path"]) == ("/admin/x", "/api/admin/x")
