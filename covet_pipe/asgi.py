@@ -51,9 +51,9 @@ class Pipeline(PipelineCore):
         self.chain = self.manager._chain
 
     async def _first_request(self, scope: dict, receive: Any, send: Any) -> None:
-        # No lifespan (or plugins registered since): start them; requests that
-        # arrive meanwhile wait on the manager's lock.
-        if self.manager.status != "closed":
+        # No lifespan, plugins registered since, or a later start after a shutdown (a Starlette
+        # TestClient used again): start them; requests that arrive meanwhile wait on the manager's lock.
+        if self.manager.status != "stopping":
             await self.manager.initialize_all()
         if not self.chain.ready:
             await _unavailable(scope, send)
@@ -61,33 +61,48 @@ class Pipeline(PipelineCore):
         await self.call(scope, receive, send)
 
     async def _lifespan(self, scope: dict, receive: Any, send: Any) -> None:
-        received_startup = False
+        """Run the app's lifespan with the plugins' around it; the app's own failures reach the server.
+
+        An app that raises before it receives ``lifespan.startup`` is taken not to speak lifespan (as
+        uvicorn's ``--lifespan auto`` does) and covet-pipe runs one for the plugins alone. Once it has received
+        ``lifespan.startup``, an exception before it answers is a startup failure: the server gets
+        ``lifespan.startup.failed`` with the exception's text (likewise for shutdown).
+        """
+        received: str | None = None     # the last lifespan event the app received
+        answered = False                # the app answered it (complete or failed)
         manager = self.manager
 
         async def lifespan_receive() -> dict:
-            nonlocal received_startup
+            nonlocal received, answered
             message = await receive()
             if message["type"] == "lifespan.startup":
-                received_startup = True
                 await manager.initialize_all()
+            received, answered = message["type"], False
             return message
 
         async def lifespan_send(message: dict) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            nonlocal answered
+            answered = True
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed",
+                                   "lifespan.startup.failed"):
                 await manager.shutdown_all()
             await send(message)
 
         try:
             await self.app(scope, lifespan_receive, lifespan_send)
         except Exception as exc:
-            if received_startup:
-                raise
-            log.info("the app does not handle lifespan (%s: %s); covet-pipe runs it for the plugins",
-                     type(exc).__name__, exc)
-        else:
-            if received_startup:
+            if received is None:
+                log.info("the app does not handle lifespan (%s: %s); covet-pipe runs it for the plugins",
+                         type(exc).__name__, exc)
+                await self._own_lifespan(receive, send)
                 return
-        await self._own_lifespan(receive, send)
+            if not answered:
+                log.error("the app raised in %s", received, exc_info=exc)
+                await manager.shutdown_all()
+                await send({"type": f"{received}.failed", "message": f"{type(exc).__name__}: {exc}"})
+            raise
+        if received is None:
+            await self._own_lifespan(receive, send)
 
     async def _own_lifespan(self, receive: Any, send: Any) -> None:
         while True:

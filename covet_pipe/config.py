@@ -19,6 +19,19 @@ _UNITS = {
 }
 
 
+#: below this a sandboxed helper's interpreter cannot even start (measured: it needs about 10 MiB)
+MIN_MEMORY_LIMIT = 16 * 2**20
+
+
+def memory_limit(value: int | str | None, *, field: str = "memory_limit") -> int | None:
+    """A sandboxed helper's memory limit in bytes: a size (see :func:`parse_size`) of at least 16 MiB."""
+    size = parse_size(value, field=field)
+    if size is not None and size < MIN_MEMORY_LIMIT:
+        raise ConfigError(f"{field}: {value!r} is below the 16 MiB a sandboxed helper's interpreter needs to "
+                          f"start; raise it (plugins usually want '256MiB' or more)", field=field)
+    return size
+
+
 def parse_size(value: int | str | None, *, field: str = "memory_limit") -> int | None:
     """Bytes from ``"100MB"`` (10^6), ``"100MiB"`` (2^20), or an int of bytes."""
     if value is None:
@@ -110,7 +123,7 @@ class PluginConfig:
                 raise ConfigError(f"sandbox_require: expected a list of layer names such as ['seccomp', "
                                   f"'landlock'], got {self.sandbox_require!r}", field="sandbox_require")
             self.sandbox_require = list(self.sandbox_require)
-        self.memory_limit_bytes = parse_size(self.memory_limit)
+        self.memory_limit_bytes = memory_limit(self.memory_limit)
         if self.cpu_limit is not None:
             if isinstance(self.cpu_limit, bool) or not isinstance(self.cpu_limit, (int, float)) \
                     or not 0 < self.cpu_limit <= 64:

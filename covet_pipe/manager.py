@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from covet_pipe._core import Chain, Snapshot
@@ -42,12 +43,17 @@ class PluginManager:
         self._protocols: tuple[PluginRecord, ...] = ()
         #: replaced snapshots that still had requests in flight (drains wait on these too)
         self._retired: list[Snapshot] = []
-        #: "new" until initialize_all, "running", then "closed" after shutdown_all
+        #: "new" until initialize_all, "running", "stopping" during shutdown_all, then "closed" (a later
+        #: initialize_all starts the plugins again)
         self.status = "new"
         #: plugin name -> why its last hot reload failed (cleared by the next good one)
         self._reload_errors: dict[str, str] = {}
         #: the file watcher (reload_on_change), started by initialize_all on the running loop
         self._watcher: Any = None
+        #: load_plugins() has run (initialize_all runs it for plugin_paths that nobody loaded)
+        self._discovered = False
+        #: the event loop of the last initialize_all: a server's loop replaces the one plugins were loaded on
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- registration --------------------------------------------------------
 
@@ -78,9 +84,13 @@ class PluginManager:
     async def load_plugins(self) -> Any:
         """Discover plugins in ``plugin_paths`` and entry points and register them.
 
-        Never raises for one broken plugin: the report lists what loaded and what failed, and why.
+        Never raises for one broken plugin: the report lists what is loaded (by this call or an earlier
+        one) and what failed, and why.
+        When nobody calls it, ``initialize_all()`` (lifespan startup, or the first request) does, once,
+        if ``plugin_paths`` is set.
         """
         from covet_pipe.discovery import discover
+        self._discovered = True
         report = await asyncio.to_thread(discover, self.config, self._registry)
         known = {r.path for r in self._registry.records()}
         for spec in report.sandboxed:
@@ -98,6 +108,13 @@ class PluginManager:
                 report.failed[record.path or record.source] = str(exc)
         for where, why in report.failed.items():
             log.error("could not load plugin %s: %s", where, why)
+        # A second call (after the one initialize_all made at startup, say) reports what is loaded from
+        # plugin_paths and entry points already, as well as what it loaded itself.
+        bases = [Path(b).resolve() for b in self.config.plugin_paths]
+        already = [r.name for r in self._registry.records() if r.name not in report.loaded and (
+            (r.path and any(Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases))
+            or r.source.startswith("entry point"))]
+        report.loaded[:0] = already
         if self.status == "running":
             await self.initialize_all()
         return report
@@ -147,8 +164,16 @@ class PluginManager:
         """Start every plugin not yet started, in dependency order; idempotent.
 
         A plugin that fails is marked failed (with the reason in health), its dependents are
-        not started, and the rest serve.
+        not started, and the rest serve. ``plugin_paths`` that nobody loaded are loaded first.
         """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # The first call, or plugins loaded on another loop (asyncio.run() at import): the lock is
+            # made anew on this one (the watcher starts its task here below; sandboxed helpers move
+            # themselves when started, in SandboxedPlugin.initialize).
+            self._loop, self._lock = loop, None
+        if not self._discovered and self.config.plugin_paths:
+            await self.load_plugins()
         async with self._get_lock():
             # Loop: a plugin registered while an initialize() ran is started too, before
             # the chain is marked ready (each round starts or fails everything pending).
@@ -262,9 +287,10 @@ class PluginManager:
             # outside the lock: a reload under way holds it and finishes first
             await self._watcher.stop(self.config.drain_timeout + self.config.initialize_timeout
                                      + self.config.shutdown_timeout)
+        self.status = "stopping"
         async with self._get_lock():
             self._chain.ready = False
-            self.status = "closed"
+            self.status = "stopping"
             running = [r for r in self._registry.records() if r.state in ("active", "initialized")]
             for record in running:
                 record.state = "draining"
@@ -278,6 +304,7 @@ class PluginManager:
             for record in self._registry.records():
                 if record not in running:
                     await _end_helpers(record)
+            self.status = "closed"
 
     async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]:
         """Stop and remove a plugin; returns the names unloaded.

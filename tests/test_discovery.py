@@ -175,8 +175,9 @@ async def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
     assert "ep_demo" in report.loaded
     bad = [v for k, v in report.failed.items() if "ep_bad" in k]
     assert bad and "ValueError: bad dist" in bad[0]
-    again = await manager.load_plugins()   # a second call does not register it twice
-    assert "ep_demo" not in again.loaded and not any("ep_demo" in k for k in again.failed)
+    again = await manager.load_plugins()   # a second call reports it loaded, and does not register it twice
+    assert again.loaded.count("ep_demo") == 1 and not any("ep_demo" in k for k in again.failed)
+    assert [p["name"] for p in manager.list_plugins()].count("ep_demo") == 1
 
 
 async def test_entry_points_off_skips_them(tmp_path, monkeypatch):

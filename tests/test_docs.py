@@ -60,14 +60,7 @@ STEP = 120
 
 #: Blocks expected to fail until the named change lands, by (document, the block's first line). A block
 #: listed here that passes fails the test (strict xfail): then take it off the list.
-_ITEM2 = "plugin_paths loading at lifespan startup on the serving loop"
-PENDING: dict[tuple[str, str], str] = {
-    ("docs/plugins.md", "$ uvicorn app:app --host 127.0.0.1 --port 8000      # or: covet-pipe serve app:app --host "
-     "127.0.0.1 --port 8000"): _ITEM2,
-    ("docs/reload.md", "$ uvicorn app:app --host 127.0.0.1 --port 8000"): _ITEM2,
-    ("docs/sandbox.md", "$ uvicorn app:app --host 127.0.0.1 --port 8000      # or: covet-pipe serve app:app --host "
-     "127.0.0.1 --port 8000"): _ITEM2,
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(run|no-run):\s*(.*?)\s*-->$")

@@ -152,17 +152,37 @@ def test_register_after_start_is_picked_up_before_the_next_request(serve):
     assert sorted(events[-2:]) == ["first.shutdown", "late.shutdown"]
 
 
-async def test_requests_after_shutdown_all_get_503_not_a_half_stopped_chain():
+class SlowStop(Tracked):
+    def __init__(self, name: str, events: list) -> None:
+        super().__init__(name, events)
+        self.stopping = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def shutdown(self):
+        self.stopping.set()
+        await self.gate.wait()
+        await super().shutdown()
+
+
+async def test_requests_during_shutdown_get_503_and_after_it_start_the_plugins_again():
     events: list = []
     manager = PluginManager()
-    manager.register(Tracked("tracked", events))
+    plugin = SlowStop("tracked", events)
+    manager.register(plugin)
     app = wrap(text_app, manager)
     assert (await asgi_call(app)).status == 200         # the first request started the plugins
-    await manager.shutdown_all()
+    stopping = asyncio.create_task(manager.shutdown_all())
+    await asyncio.wait_for(plugin.stopping.wait(), WAIT)
+    result = await asgi_call(app)                       # not a half-stopped chain
+    assert (result.status, result.json()) == (503, {"error": "Service Unavailable"})
+    plugin.gate.set()
+    await stopping
+    assert manager.status == "closed"
+    # as a Starlette stack serves on after its lifespan ended: the next request starts the plugins again
     result = await asgi_call(app)
-    assert result.status == 503
-    assert result.json() == {"error": "Service Unavailable"}
-    assert events == ["tracked.init", "tracked.shutdown"]
+    assert (result.status, result.header("x-tracked")) == (200, "tracked")
+    assert events == ["tracked.init", "tracked.shutdown", "tracked.init"]
+    assert manager.status == "running"
 
 
 async def test_register_during_initialize_all_is_started_before_the_next_request():

@@ -181,6 +181,13 @@ class HostChannel:
                 pass
         self._fail_all(self.closed_reason or "closed by the host")
 
+    def forsake(self, because: str) -> None:
+        """Close the socket of a channel whose event loop has ended (nothing can be awaited there)."""
+        self.closed_reason = self.closed_reason or because
+        self._pending.clear()
+        self._writer = None
+        self._sock.close()
+
 
 class HelperChannel:
     """The helper's end: blocking reads of calls, writes of replies (no event loop needed)."""

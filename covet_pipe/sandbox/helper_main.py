@@ -27,11 +27,16 @@ class Helper:
     def __init__(self, channel: HelperChannel) -> None:
         self.channel = channel
         self.plugin: Any = None
-        self.loop = asyncio.new_event_loop()
+        #: the event loop for async hooks, made at the first one (a plugin with sync hooks opens none)
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.contexts: OrderedDict[int, Any] = OrderedDict()
 
     def run(self, value: Any) -> Any:
-        return self.loop.run_until_complete(value) if inspect.isawaitable(value) else value
+        if not inspect.isawaitable(value):
+            return value
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop.run_until_complete(value)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -207,7 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -I -m covet_pipe.sandbox.helper_main FD (started by covet-pipe)", file=sys.stderr)
         return 2
-    return Helper(HelperChannel(int(args[0]))).serve()
+    fd = int(args[0])
+    close_inherited(keep=(0, 1, 2, fd))
+    return Helper(HelperChannel(fd)).serve()
+
+
+def close_inherited(keep: tuple[int, ...]) -> None:
+    """Close every descriptor but *keep*: whatever the host's event loop let through (uvloop's spawn leaves
+    copies of /dev/null and of the stderr socket) is not the plugin's to use."""
+    for name in os.listdir("/proc/self/fd"):
+        n = int(name)
+        if n not in keep:
+            try:
+                os.close(n)
+            except OSError:     # the descriptor of the listing itself, closed already
+                pass
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
-from covet_pipe.config import PluginConfig, parse_size
+from covet_pipe.config import PluginConfig
+from covet_pipe.config import memory_limit as checked_memory_limit
 from covet_pipe.errors import ConfigError
 
 __all__ = ["SandboxPolicy", "LAYERS", "DEFAULT_REQUIRE", "DEFAULT_MEMORY_LIMIT"]
@@ -109,7 +110,7 @@ class SandboxPolicy:
             read_paths=tuple(str(p) for p in data.get("read_paths", ())),
             write_paths=tuple(str(p) for p in data.get("write_paths", ())),
             networks=networks,
-            memory_limit=parse_size(data.get("memory_limit")),
+            memory_limit=checked_memory_limit(data.get("memory_limit")),
             cpu_limit=_check_cpu(data.get("cpu_limit"), "cpu_limit"),
             cpu_time_limit=_positive_int(data.get("cpu_time_limit", 3600), "cpu_time_limit", optional=True),
             allowed_syscalls=syscalls,
@@ -159,7 +160,7 @@ class SandboxPolicy:
         syscalls += _check_syscalls(_strings(perms.get("allowed_syscalls", []), "permissions.allowed_syscalls"),
                                     "permissions.allowed_syscalls")
         memory = _tighter(config.memory_limit_bytes,
-                          parse_size(perms.get("memory_limit"), field="permissions.memory_limit"))
+                          checked_memory_limit(perms.get("memory_limit"), field="permissions.memory_limit"))
         cpu = _tighter(_check_cpu(config.cpu_limit, "cpu_limit"),
                        _check_cpu(perms.get("cpu_limit"), "permissions.cpu_limit"))
         networks = tuple(dict.fromkeys(nets))

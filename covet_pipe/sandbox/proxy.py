@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
@@ -43,6 +44,9 @@ class SandboxedPlugin(Plugin):
     _sup: Supervisor
 
     async def initialize(self, ctx: Any) -> None:
+        if self._sup.closing or self._sup.moved():
+            # shut down before (a later lifespan startup), or loaded on a loop that is not this one
+            await self._sup.restart()
         try:
             await self._sup.initialize(ctx.config)
         except Exception:
@@ -196,7 +200,8 @@ async def start_sandboxed(spec: SandboxSpec) -> SandboxedPlugin:
     :raises PluginLoadError: the helper could not start, a required layer is missing, or the
         plugin is of a kind that cannot be sandboxed.
     """
-    sup = Supervisor(spec)
+    # named from the start (its first log lines come before the plugin reports its name)
+    sup = Supervisor(spec, str(spec.manifest.get("name") or Path(spec.path).stem))
     meta = await sup.start()
     kinds = set(meta.get("kinds") or ())
     name = meta.get("name")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from covet_pipe.errors import PluginLoadError
+from covet_pipe.logsafe import printable
 from covet_pipe.sandbox.channel import ChannelClosed, HostChannel, Reply
 
 __all__ = ["SandboxSpec", "Supervisor", "SandboxUnavailable", "HelperProcess"]
@@ -28,6 +29,9 @@ EXIT_GRACE = 1.0
 #: restart delays: doubled per end within the crash window, capped
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+#: lines of a helper's stderr kept for the error of a helper that dies at start; the longest line logged
+OUTPUT_KEPT = 5
+OUTPUT_LINE_MAX = 2000
 
 
 class SandboxUnavailable(Exception):
@@ -59,6 +63,8 @@ class HelperProcess:
         self.cgroup: Any = None
         self.killed_because: str | None = None
         self._stderr_task: asyncio.Task[None] | None = None
+        #: its last lines of stderr, escaped (a helper that dies at start is reported with them)
+        self.last_output: deque[str] = deque(maxlen=OUTPUT_KEPT)
 
     @property
     def pid(self) -> int | None:
@@ -98,9 +104,12 @@ class HelperProcess:
                 config=self.spec.config, manifest={k: v for k, v in self.spec.manifest.items()
                                                    if k in ("name", "version")})
         except (asyncio.TimeoutError, ChannelClosed) as exc:
-            why = await self._abandon("did not start")
-            raise PluginLoadError(f"{self.spec.path}: the sandboxed helper did not start ({why or exc}); "
-                                  "see the log above for its error output", path=self.spec.path) from None
+            why = await self._abandon("did not start") or str(exc)
+            if "SIGKILL" in why and getattr(self.spec.policy, "memory_limit", None):
+                why += f"; its memory_limit of {self.spec.policy.memory_limit} bytes is the likely cause: raise it"
+            output = " | ".join(self.last_output) if self.last_output else "nothing"
+            raise PluginLoadError(f"{self.spec.path}: the sandboxed helper did not start ({why}); its last "
+                                  f"output on stderr: {output}", path=self.spec.path) from None
         if not reply.ok:
             await self._abandon("failed to start")
             raise PluginLoadError(f"{self.spec.path}: the sandboxed helper could not start the plugin: "
@@ -135,13 +144,38 @@ class HelperProcess:
         except ProcessLookupError:
             pass
 
+    def forsake(self, because: str) -> None:
+        """End a helper whose event loop has ended: kill it and close its channel, awaiting nothing."""
+        self._kill_now(because)
+        if self.channel is not None:
+            self.channel.forsake(because)
+        # Close the process transport now (asyncio.subprocess.Process keeps it private): left to the
+        # garbage collector, its close() would call into the ended loop and print a traceback.
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None:
+            try:
+                transport.close()
+            except RuntimeError:    # "Event loop is closed": it is marked closed before that point
+                pass
+
     async def _relay_stderr(self, logger: logging.Logger) -> None:
+        """Copy the helper's stderr to the host log a line at a time, escaped: a plugin cannot forge lines."""
         assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
         while True:
-            line = await self.proc.stderr.readline()
+            try:
+                line = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                line = end.partial
+            except asyncio.LimitOverrunError:
+                line = await stream.read(64 * 1024)     # a line longer than the buffer: in pieces
             if not line:
                 return
-            logger.warning("[sandbox pid %s] %s", self.proc.pid, line.decode("utf-8", "replace").rstrip()[:2000])
+            if line.endswith(b"\n"):
+                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            text = printable(line, limit=OUTPUT_LINE_MAX)
+            self.last_output.append(text)
+            logger.warning("[sandbox pid %s] %s", self.proc.pid, text)
 
     async def _abandon(self, because: str) -> str | None:
         """Kill a helper that did not start and reap it (no process or pipe left behind)."""
@@ -201,6 +235,39 @@ def describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Collect a killed helper's exit status (its own loop, which would have, has ended)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return          # already collected (asyncio's child watcher thread, for one)
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+class _ClosedLoopWarnings(logging.Filter):
+    """asyncio's child watcher warns "Loop ... that handles pid N is closed" when a helper of an ended loop
+    exits; for the helpers the supervisor itself ended and restarted, that is expected, not news."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Loop %r that handles pid %r is closed" and isinstance(record.args, tuple) \
+                and len(record.args) == 2 and record.args[1] in self.pids:
+            self.pids.discard(record.args[1])
+            return False
+        return True
+
+
+_quiet_closed_loop_warnings = _ClosedLoopWarnings()
+logging.getLogger("asyncio").addFilter(_quiet_closed_loop_warnings)
+
+
 def _cgroup_for(spec: SandboxSpec, pid: int, index: int) -> tuple[Any, str | None]:
     """The helper's cgroup, or None and why there is none."""
     policy = spec.policy
@@ -240,9 +307,16 @@ class Supervisor:
         self._init_config: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._restarting: set[int] = set()
+        #: the event loop the helpers were started on (their pipes and watchers belong to it)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def moved(self) -> bool:
+        """True when the pool was started on another event loop than the running one."""
+        return self.loop is not None and self.loop is not asyncio.get_running_loop()
 
     async def start(self) -> dict[str, Any]:
         """Start every helper of the pool; return the plugin's metadata."""
+        self.loop = asyncio.get_running_loop()
         try:
             for i in range(len(self.helpers)):
                 await self._start_one(i)
@@ -344,6 +418,39 @@ class Supervisor:
             self.logger.error("sandboxed plugin %r: restart failed: %s", self.name, exc)
             self.quarantined = f"restart failed: {exc}"
 
+    async def restart(self) -> None:
+        """Start the pool anew on the running loop: after a shutdown, or when the loop that started it is gone.
+
+        The second case is a plugin loaded under ``asyncio.run()`` before the server's loop began: its helpers
+        are bound to that finished loop, so they are ended and new ones start here.
+        """
+        if self.moved():
+            await self._forsake_all("its event loop ended before it served; restarted on the serving loop")
+        self.helpers = [None] * len(self.helpers)
+        self._watchers = []
+        self.closing = False
+        self.quarantined = None
+        self.crashes.clear()
+        self.initialized = False
+        await self.start()
+        self.logger.info("sandboxed plugin %r: helpers started on the serving loop (pids %s)", self.name,
+                         ", ".join(str(h.pid) for h in self.helpers if h is not None))
+
+    async def _forsake_all(self, because: str) -> None:
+        stale = [h for h in self.helpers if h is not None]
+        _quiet_closed_loop_warnings.pids.update(h.pid for h in stale if h.pid is not None)
+        for h in stale:
+            h.forsake(because)
+        await asyncio.gather(*(asyncio.to_thread(_reap, h.pid) for h in stale if h.pid is not None))
+        for h in stale:
+            if h.cgroup is not None:
+                try:
+                    h.cgroup.remove()
+                except OSError as exc:
+                    log.warning("could not remove the cgroup of helper %s: %s", h.pid, exc)
+        self.helpers = [None] * len(self.helpers)
+        self._watchers = []     # tasks of the ended loop: never to run again
+
     async def shutdown(self, timeout: float = 5.0, *, call_plugin: bool = True) -> None:
         """Call the plugin's shutdown() in each helper (at once), then end them, killing what lingers.
 
@@ -351,6 +458,9 @@ class Supervisor:
         the shutdown still kills every helper.
         """
         self.closing = True
+        if self.moved():        # started on a loop that has ended: nothing of theirs can be awaited here
+            await self._forsake_all("shut down")
+            return
         try:
             await asyncio.gather(*(self._stop(h, timeout, call_plugin) for h in self.helpers if h is not None))
         finally:
