@@ -37,3 +37,14 @@ def test_seed_import_paths_work():
     from covet_pipe.plugins import PluginConfig, PluginManager
     from covet_pipe.types import PluginContext, Request, Response
     assert PluginManager and PluginConfig and Request and Response and PluginContext
+
+
+def test_pyproject_lists_every_package_under_covet_pipe():
+    # the fast half of tests/test_install.py: a package left out of this list is missing from the
+    # wheel and the sdist, though an editable install (and so every other test) still finds it
+    import tomllib
+    root = PKG.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root).parts) for p in PKG.rglob("__init__.py")}
+    assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
+    assert "covet_pipe.builtin" in listed
