@@ -226,7 +226,7 @@ def _folder(tmp_path: Path) -> tuple[Path, Path]:
     return folder, broken
 
 
-def test_discovery_lists_broken_library_by_path_and_serves_the_others(serve: Any, tmp_path: Path) -> None:
+def test_discovery_lists_broken_library_by_path_and_holds_its_place_closed(serve: Any, tmp_path: Path) -> None:
     folder, broken = _folder(tmp_path)
     manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False))
     with serve(Pipeline(echo_app, manager)) as s:
@@ -234,6 +234,21 @@ def test_discovery_lists_broken_library_by_path_and_serves_the_others(serve: Any
         assert sorted(report.loaded) == ["good_native", "pyside"]
         assert list(report.failed) == [str(broken)]
         assert "was built for covet ABI 2.1; this covet-pipe provides ABI 1.1" in report.failed[str(broken)]
+        r = httpx.get(s.url + "/", timeout=10)
+        health = on_server_loop(s, manager.get_health_status())
+    # a library that did not load is fail-closed, like one whose init() failed
+    assert r.status_code == 503 and "Traceback" not in r.text
+    assert health["plugins"]["broken"]["load_failed"] is True
+    assert "was built for covet ABI 2.1" in health["plugins"]["broken"]["error"]
+
+
+def test_discovery_with_a_broken_library_marked_open_serves_the_others(serve: Any, tmp_path: Path) -> None:
+    folder, broken = _folder(tmp_path)
+    manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False,
+                                         failure_policies={"broken": "open"}))
+    with serve(Pipeline(echo_app, manager)) as s:
+        report = on_server_loop(s, manager.load_plugins())
+        assert list(report.failed) == [str(broken)]
         r = httpx.get(s.url + "/", timeout=10)
         assert r.status_code == 200
         assert r.headers["x-good_native-data"].startswith("good_native#")
