@@ -10,7 +10,8 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from covet_pipe import MiddlewarePlugin, Pipeline, Plugin, PluginConfig, PluginLoadError, PluginManager
+from covet_pipe import (MiddlewarePlugin, Pipeline, Plugin, PluginConfig, PluginError, PluginLoadError,
+                        PluginManager)
 from covet_pipe.native import NativePlugin, load_native
 from tests._helpers import echo_app, on_server_loop
 from tests.native._cplugins import cplugins, cc, probe, stats  # noqa: F401 (the fixture)
@@ -307,3 +308,15 @@ async def _start_stop(plugin: NativePlugin) -> None:
     manager.register(plugin)
     await manager.initialize_all()
     await manager.shutdown_all()
+
+
+async def test_two_libraries_with_one_name_are_named_by_their_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.so", tmp_path / "second.so"
+    first.write_bytes(probe("twin").read_bytes())
+    second.write_bytes(probe("twin", tag="other").read_bytes())
+    manager = PluginManager()
+    await manager.load_plugin_from_path(str(first))
+    with pytest.raises(PluginError, match=rf"^a plugin named 'twin' is already registered \({first}\); plugin "
+                                          rf"names are unique: rename the plugin of {second} \(the name in its "
+                                          r"descriptor, or name in its manifest\) or unload the other first$"):
+        await manager.load_plugin_from_path(str(second))
