@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from covet_pipe.logsafe import printable
 from covet_pipe.plugin import MiddlewarePlugin
 from covet_pipe.registry import ALL_PROTOCOLS, PluginRecord
 
-__all__ = ["LoadFailed", "stand_in", "is_stand_in", "replace_stand_in"]
+__all__ = ["LoadFailed", "stand_in", "is_stand_in", "held_by", "replace_stand_in"]
 
 log = logging.getLogger("covet_pipe.manager")
 
@@ -54,6 +55,15 @@ class LoadFailed(MiddlewarePlugin):
 def is_stand_in(record: PluginRecord) -> bool:
     """Whether *record* stands in for a file that failed to load."""
     return isinstance(record.plugin, LoadFailed)
+
+
+def held_by(records: Any, path: str | Path) -> PluginRecord | None:
+    """The stand-in holding the place of the file at *path*, if one does."""
+    real = os.path.realpath(path)
+    for record in records:
+        if is_stand_in(record) and record.path and os.path.realpath(record.path) == real:
+            return record
+    return None
 
 
 def _name_from(path: Path) -> str:
@@ -88,7 +98,7 @@ def stand_in(path: str | Path, reason: str, config: PluginConfig,
     return record
 
 
-async def replace_stand_in(manager: Any, old: PluginRecord, path: str | None) -> None:
+async def replace_stand_in(manager: Any, old: PluginRecord, path: str | None) -> list[str]:
     """Load the file a stand-in holds the place of; its plugins take the stand-in's place.
 
     Until they are active the stand-in's 503 entry stays in the chain (there is no moment
@@ -129,3 +139,4 @@ async def replace_stand_in(manager: Any, old: PluginRecord, path: str | None) ->
              printable(", ".join(f"{r.name} {r.version}" for r in records)), printable(repr(old.name)))
     if manager.status == "running":
         await manager.initialize_all()
+    return [r.name for r in records]

@@ -128,7 +128,11 @@ class PluginManager:
         """
         from pathlib import Path
 
+        from covet_pipe._standin import held_by, replace_stand_in
         from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
+        held = held_by(self._registry.records(), path)
+        if held is not None and not sandbox:    # the file failed to load before: it takes its place now
+            return await replace_stand_in(self, held, path)
         try:
             if sandbox:
                 raise SandboxRequested(sandbox_spec(Path(path).expanduser(), self.config))

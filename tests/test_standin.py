@@ -281,3 +281,37 @@ def test_cpu_limit_above_the_machine_in_a_manifest_is_refused(tmp_path: Path) ->
 def test_failure_policies_must_be_open_or_closed() -> None:
     with pytest.raises(ConfigError, match=r"^failure_policies\['audit'\]: expected 'open' .* got 'skip'"):
         PluginConfig(failure_policies={"audit": "skip"})
+
+
+async def test_load_plugin_from_path_of_a_fixed_file_replaces_its_stand_in(tmp_path: Path) -> None:
+    from covet_pipe.testing import call
+    (tmp_path / "guard.py").write_text(BROKEN["syntax-error"])
+    manager = _manager(tmp_path)
+    await manager.load_plugins()
+    await manager.initialize_all()
+    assert (await call(Pipeline(echo_app, manager), "GET", "/")).status == 503
+    (tmp_path / "guard.py").write_text(GUARD)
+    assert await manager.load_plugin_from_path(str(tmp_path / "guard.py")) == ["guard"]
+    served = await call(Pipeline(echo_app, manager), "GET", "/", headers=[("x-api-key", "sekret")])
+    assert served.status == 200
+    assert [p["name"] for p in manager.list_plugins()] == ["guard"]
+    await manager.shutdown_all()
+
+
+def test_a_sandboxed_guard_whose_helper_cannot_start_it_holds_its_place(serve: Any, tmp_path: Path) -> None:
+    (tmp_path / "guard.py").write_text(BROKEN["import-error"])
+    (tmp_path / "guard.covet-plugin.toml").write_text("sandbox = true\n")
+    manager = _manager(tmp_path)
+    with serve(Pipeline(echo_app, manager)) as s:
+        report = on_server_loop(s, manager.load_plugins())
+        closed = httpx.get(s.url + "/", headers={"x-api-key": "sekret"}, timeout=10)
+        (tmp_path / "guard.py").write_text(GUARD)
+        on_server_loop(s, manager.reload_plugin("guard"))
+        served = httpx.get(s.url + "/", headers={"x-api-key": "sekret"}, timeout=10)
+        refused = httpx.get(s.url + "/", timeout=10)
+        kinds = [(p["name"], p["source"]) for p in manager.list_plugins()]
+        on_server_loop(s, manager.shutdown_all())
+    assert "the sandboxed helper could not start the plugin" in report.failed[str(tmp_path / "guard.py")]
+    assert closed.status_code == 503
+    assert (served.status_code, refused.status_code) == (200, 401)
+    assert kinds == [("guard", "sandbox")]      # the fixed file runs sandboxed, as its manifest says
