@@ -230,6 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = _load_app(args.app, args.app_dir)
     from covet_pipe import Pipeline, PluginConfig, PluginManager
     from covet_pipe.errors import CovetPipeError
+    from covet_pipe.server.workers import StrictRefused
     manager = app.manager if isinstance(app, Pipeline) else PluginManager(PluginConfig())
     if args.reload:
         # plugins reload in place when their files change (the app itself does not)
@@ -244,6 +245,8 @@ def _serve(args: argparse.Namespace) -> int:
             plugin_dirs=[os.path.abspath(p) for p in args.plugins])
     except CovetPipeError as exc:
         raise _StartError(f"{'--strict: ' if args.strict else ''}{exc}") from None
+    except StrictRefused as exc:      # --workers N: the worker printed every reason
+        raise _StartError(f"--strict: {exc}") from None
     except RuntimeError as exc:
         if "lifespan startup failed" not in str(exc):
             raise

@@ -194,3 +194,15 @@ def test_python_m_covet_pipe_version() -> None:
     assert proc.returncode == 0
     assert proc.stdout.strip() == (f"covet-pipe {covet_pipe.__version__} (native ABI 1.1, Python "
                                    f"{sys.version.split()[0]})")
+
+
+def test_serve_strict_with_workers_exits_instead_of_restarting_them(tmp_path: Path) -> None:
+    plugins = _folder(tmp_path, CASES["syntax-error"])
+    proc = subprocess.run([str(EXE), "serve", "plainapp:app", "--port", str(_free_port()), "--plugins",
+                           str(plugins), "--strict", "--workers", "2"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "refusing to start: 1 plugin(s) failed" in proc.stderr
+    assert "api_key.py: syntax error at line 1" in proc.stderr
+    assert "refused to start (strict)" in proc.stderr
+    assert "Traceback" not in proc.stderr
