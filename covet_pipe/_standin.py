@@ -105,7 +105,7 @@ async def replace_stand_in(manager: Any, old: PluginRecord, path: str | None) ->
     without it); a plugin of the file that then fails to start is fail-closed as usual.
     :raises PluginError: when the file still does not load (the stand-in stays, with the new reason).
     """
-    from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
+    from covet_pipe.discovery import SandboxRequested, load_path
     from covet_pipe.manager import _end_helpers
     source = path or old.path
     assert source is not None
