@@ -36,6 +36,7 @@ from covet_pipe.errors import (
     PluginNotFoundError,
     PluginValidationError,
     ServiceNotFoundError,
+    StrictError,
 )
 from covet_pipe.manager import ChainEntry, PluginManager
 from covet_pipe.plugin import (
@@ -99,6 +100,7 @@ __all__ = [
     "ServiceNotFoundError",
     "Snapshot",
     "StoragePlugin",
+    "StrictError",
     "get_include",
     "route_path",
     "serve",

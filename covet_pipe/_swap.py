@@ -35,6 +35,11 @@ async def reload_plugin(manager: Any, name: str, path: str | None) -> None:
         raise PluginError(f"cannot reload {name!r}: it was registered as an instance, so there is no "
                           "file to load it from; unload it and register the new instance",
                           plugin_name=name)
+    from covet_pipe._standin import is_stand_in, replace_stand_in
+    if is_stand_in(old):    # the file never loaded: what it defines now takes the stand-in's place
+        await replace_stand_in(manager, old, path)
+        manager._reload_errors.pop(name, None)
+        return
     from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
     try:
         source = path or old.path
@@ -53,6 +58,9 @@ async def reload_plugin(manager: Any, name: str, path: str | None) -> None:
                           plugin_name=name, path=source)
     new = fresh[0]
     new.stats = old.stats
+    policy = manager.config.policy_for(new.name, new.path)
+    if policy is not None:
+        new.failure_policy = policy
     broken = _broken_dependents(manager, name, new.version)
     if broken:
         await _end_helpers(new)

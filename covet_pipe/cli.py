@@ -17,8 +17,10 @@ from typing import Any
 
 __all__ = ["main"]
 
-#: exit codes: 0 built, 1 the build failed, 2 bad usage or input (the message says what to do)
+#: exit codes: 0 done, 1 the build failed or serving could not start, 2 bad usage or input
+#: (the message says what to do)
 EXIT_OK, EXIT_BUILD_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_START_FAILED = 1
 
 
 class _UsageError(Exception):
@@ -27,6 +29,10 @@ class _UsageError(Exception):
 
 class _BuildError(Exception):
     """The compiler (or Cython) refused: exit 1 with the message."""
+
+
+class _StartError(Exception):
+    """The app or its plugins could not start (an import raised, --strict refused): exit 1."""
 
 
 def _include_dir() -> str:
@@ -155,6 +161,14 @@ def _load_app(spec: str, app_dir: str) -> object:
     attr = attr or "app"
     if not module_name:
         raise _UsageError(f"{spec!r}: give the app as module:attribute, e.g. myapp:app")
+    if "/" in module_name or module_name.endswith(".py") or not all(
+            part.isidentifier() for part in module_name.split(".")):
+        # a file path where a module name belongs: say the command that works
+        file = Path(module_name if module_name.endswith(".py") else module_name + ".py")
+        hint = (f"covet-pipe serve {file.stem}:{attr} --app-dir {file.parent}" if file.stem.isidentifier()
+                else "rename the file to a Python identifier and give its module name")
+        raise _UsageError(f"{spec!r}: the app is named by its module, not its file path; "
+                          f"run: {hint}")
     path = os.path.abspath(app_dir)
     if path not in sys.path:
         sys.path.insert(0, path)
@@ -164,7 +178,9 @@ def _load_app(spec: str, app_dir: str) -> object:
         if exc.name and module_name.startswith(exc.name):
             raise _UsageError(f"{spec!r}: no module named {module_name!r} under {path} or on sys.path; "
                               "run from the app's folder or pass --app-dir") from None
-        raise
+        raise _StartError(_import_failure(spec, module_name, exc)) from None
+    except Exception as exc:
+        raise _StartError(_import_failure(spec, module_name, exc)) from None
     obj: object = module
     for part in attr.split("."):
         try:
@@ -174,6 +190,22 @@ def _load_app(spec: str, app_dir: str) -> object:
     if not callable(obj):
         raise _UsageError(f"{spec!r}: {attr} is a {type(obj).__name__}, not an ASGI app (a callable)")
     return obj
+
+
+def _import_failure(spec: str, module_name: str, exc: BaseException) -> str:
+    """What importing the app raised, with where in the app's own code, and what to do."""
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    # the innermost frame outside importlib's machinery is where the app's code raised
+    own = [f for f in frames if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+    at = f" at {own[-1].filename}:{own[-1].lineno}" if own else ""
+    if isinstance(exc, SyntaxError):
+        at = f" at {exc.filename}:{exc.lineno}"
+        what = f"SyntaxError: {exc.msg}"
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+    return (f"{spec!r}: importing {module_name!r} raised {what}{at}; fix the app's module-level code "
+            f"(python -c 'import {module_name}' shows the whole traceback)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -196,14 +228,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     app = _load_app(args.app, args.app_dir)
-    manager = None
+    from covet_pipe import Pipeline, PluginConfig, PluginManager
+    from covet_pipe.errors import CovetPipeError
+    from covet_pipe.server.workers import StrictRefused
+    manager = app.manager if isinstance(app, Pipeline) else PluginManager(PluginConfig())
     if args.reload:
         # plugins reload in place when their files change (the app itself does not)
-        from covet_pipe import Pipeline, PluginConfig, PluginManager
-        manager = app.manager if isinstance(app, Pipeline) else PluginManager(PluginConfig())
         manager.config.hot_reload = True
         manager.config.reload_on_change = True
-    run(app, manager, config, plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+    if args.strict:
+        manager.config.strict = True
+    for name in args.fail_open:
+        manager.config.failure_policies[name] = "open"
+    try:
+        run(app, manager, config,
+            plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+    except CovetPipeError as exc:
+        raise _StartError(f"{'--strict: ' if args.strict else ''}{exc}") from None
+    except StrictRefused as exc:      # --workers N: the worker printed every reason
+        raise _StartError(f"--strict: {exc}") from None
+    except RuntimeError as exc:
+        if "lifespan startup failed" not in str(exc):
+            raise
+        raise _StartError(str(exc)) from None
     return EXIT_OK
 
 
@@ -225,6 +272,12 @@ def _add_serve(sub: Any) -> None:
                        help="a folder of plugins to load (repeatable)")
     serve.add_argument("--reload", action="store_true",
                        help="reload plugins in place when their files change (hot_reload and reload_on_change)")
+    serve.add_argument("--strict", action="store_true",
+                       help="refuse to start when any plugin fails to load or start, naming every failure "
+                            "(PluginConfig strict); without it a failed plugin answers 503 in its place")
+    serve.add_argument("--fail-open", action="append", default=[], metavar="PLUGIN",
+                       help="serve without PLUGIN (a name or file) when it fails, instead of 503 in its "
+                            "place (failure_policy open; repeatable)")
     serve.add_argument("--app-dir", default=".", help="folder to import the app from (default: .)")
     serve.add_argument("--loop", choices=("uvloop", "asyncio"), default=d.loop)
     serve.add_argument("--lifespan", choices=("auto", "on", "off"), default=d.lifespan)
@@ -250,7 +303,12 @@ def _add_serve(sub: Any) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from covet_pipe import __version__
+    from covet_pipe._core import ABI_MAJOR, ABI_MINOR
     parser = argparse.ArgumentParser(prog="covet-pipe", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"covet-pipe {__version__} (native ABI {ABI_MAJOR}.{ABI_MINOR}, Python "
+                                f"{sys.version.split()[0]})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     build = sub.add_parser(
         "build", help="compile a native plugin (.c or .pyx) into a .so",
@@ -280,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _BuildError as exc:
         print(f"covet-pipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
+    except _StartError as exc:
+        print(f"covet-pipe {args.command}: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

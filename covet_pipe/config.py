@@ -1,4 +1,4 @@
-"""PluginConfig: the settings of a PluginManager (seed section 6)."""
+"""PluginConfig: the settings of a PluginManager."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from covet_pipe.errors import ConfigError
 
-__all__ = ["PluginConfig", "parse_size"]
+__all__ = ["PluginConfig", "parse_size", "check_cpu_limit"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _UNITS = {
@@ -54,6 +54,24 @@ def parse_size(value: int | str | None, *, field: str = "memory_limit") -> int |
         f"{field}: expected a size such as '100MB' (10^6 bytes) or '100MiB' (2^20 bytes), got {value!r}",
         field=field,
     )
+
+
+def check_cpu_limit(value: Any, *, field: str = "cpu_limit") -> float | None:
+    """A CPU limit in CPUs (0.8 = 80% of one CPU), at most the CPUs this machine has.
+
+    A limit above the machine's CPUs would limit nothing, so it is refused like 0 is.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{field}: expected a share of CPU above 0 such as 0.8 (80% of one CPU), "
+                          f"got {value!r}", field=field)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value > cpus:
+        raise ConfigError(f"{field}: {value!r} CPUs is more than this machine gives covet-pipe ({cpus}), "
+                          f"so it would limit nothing; use a share from 0.01 to {cpus} (0.8 = 80% of one CPU)",
+                          field=field)
+    return float(value)
 
 
 @dataclass
@@ -104,6 +122,11 @@ class PluginConfig:
     drain_timeout: float = 30.0
     #: per-plugin settings by plugin name, handed to ``create_plugin(config)``
     plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the operator's failure policy by plugin name or plugin file path (``"open"`` or
+    #: ``"closed"``); wins over the plugin's own and its manifest's, for load failures too
+    failure_policies: dict[str, str] = field(default_factory=dict)
+    #: refuse to start when any plugin fails to load or to start (the error names every failure)
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.plugin_paths, (str, os.PathLike)):
@@ -124,13 +147,15 @@ class PluginConfig:
                                   f"'landlock'], got {self.sandbox_require!r}", field="sandbox_require")
             self.sandbox_require = list(self.sandbox_require)
         self.memory_limit_bytes = memory_limit(self.memory_limit)
-        if self.cpu_limit is not None:
-            if isinstance(self.cpu_limit, bool) or not isinstance(self.cpu_limit, (int, float)) \
-                    or not 0 < self.cpu_limit <= 64:
-                raise ConfigError(
-                    f"cpu_limit: expected a share of one CPU such as 0.8, got {self.cpu_limit!r}",
-                    field="cpu_limit",
-                )
+        check_cpu_limit(self.cpu_limit)
+        if not isinstance(self.failure_policies, dict):
+            raise ConfigError(f"failure_policies: expected a dict such as {{'audit': 'open'}}, got "
+                              f"{self.failure_policies!r}", field="failure_policies")
+        for key, policy in self.failure_policies.items():
+            if policy not in ("open", "closed"):
+                raise ConfigError(f"failure_policies[{key!r}]: expected 'open' (serve without the plugin) or "
+                                  f"'closed' (answer 503 in its place), got {policy!r}", field="failure_policies")
+        self.failure_policies = dict(self.failure_policies)
         if isinstance(self.sandbox_pool_size, bool) or not isinstance(self.sandbox_pool_size, int) \
                 or not 1 <= self.sandbox_pool_size <= 64:
             raise ConfigError(f"sandbox_pool_size: expected a number of helpers from 1 to 64, got "
@@ -144,6 +169,17 @@ class PluginConfig:
                 "reload_on_change=True needs hot_reload=True: set both to reload plugins when their files change",
                 field="reload_on_change",
             )
+
+    def policy_for(self, name: str | None, path: str | None) -> str | None:
+        """The operator's failure policy for a plugin (by name, then by file path), or None."""
+        if name is not None and name in self.failure_policies:
+            return self.failure_policies[name]
+        if path is not None and self.failure_policies:
+            real = os.path.realpath(path)
+            for key, policy in self.failure_policies.items():
+                if os.path.realpath(os.path.expanduser(key)) == real:
+                    return policy
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain data (for health and logs)."""

@@ -6,13 +6,14 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from covet_pipe.config import PluginConfig, parse_size
+from covet_pipe.config import PluginConfig, check_cpu_limit, parse_size
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
 from covet_pipe.plugin import Plugin
 from covet_pipe.registry import PluginRecord, validate
@@ -24,7 +25,7 @@ MANIFEST = "covet-plugin.toml"
 _counter = itertools.count()
 
 _MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "version": str, "priority": int, "dependencies": list, "sandbox": bool,
+    "name": str, "version": str, "priority": int, "dependencies": list, "protocols": list, "sandbox": bool,
     "failure_policy": str, "permissions": dict, "config": dict,
 }
 _PERMISSION_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -43,6 +44,8 @@ class LoadReport:
     records: list[PluginRecord] = field(default_factory=list, repr=False)
     #: plugins to start in sandboxed helpers (the manager starts them on its loop)
     sandboxed: list[Any] = field(default_factory=list, repr=False)
+    #: failed records holding the place of files that did not load (fail closed, see _standin)
+    stand_ins: list[PluginRecord] = field(default_factory=list, repr=False)
 
 
 def manifest_path(path: Path) -> Path:
@@ -76,19 +79,33 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         data = tomllib.loads(mpath.read_text(encoding="utf-8"))
         _check_table(data, _MANIFEST_FIELDS, "", mpath)
         _check_table(data.get("permissions", {}), _PERMISSION_FIELDS, "permissions.", mpath)
-        for key in ("dependencies",):
+        for key, example in (("dependencies", '["jwt_handler>=1,<2"]'), ("protocols", '["http", "resp"]')):
             if not all(isinstance(d, str) for d in data.get(key, [])):
-                raise ConfigError(f"{mpath}: {key}: expected a list of strings such as "
-                                  "[\"jwt_handler>=1,<2\"]", field=key, path=str(mpath))
+                raise ConfigError(f"{mpath}: {key}: expected a list of strings such as {example}",
+                                  field=key, path=str(mpath))
+        if data.get("failure_policy", "closed") not in ("closed", "open"):
+            raise ConfigError(f"{mpath}: failure_policy: expected 'closed' or 'open', got "
+                              f"{data['failure_policy']!r}", field="failure_policy", path=str(mpath))
         perms = data.get("permissions", {})
         if "memory_limit" in perms:
             parse_size(perms["memory_limit"], field="permissions.memory_limit")
+        check_cpu_limit(perms.get("cpu_limit"), field="permissions.cpu_limit")
     except tomllib.TOMLDecodeError as exc:
         raise PluginLoadError(f"{mpath} is not valid TOML: {exc}", path=str(mpath)) from None
     except ConfigError as exc:
         raise PluginLoadError(str(exc) if str(mpath) in str(exc) else f"{mpath}: {exc}",
                               path=str(mpath)) from None
     return data
+
+
+def readable_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a plugin file, .so or package, or None when there is none or it cannot be read."""
+    if path.suffix == ".so":
+        path = path.with_name(path.name.split(".", 1)[0] + ".so")
+    try:
+        return read_manifest(path)
+    except PluginError:
+        return None
 
 
 def _import_fresh(path: Path) -> Any:
@@ -248,6 +265,8 @@ def _apply_manifest(plugin: Any, manifest: dict[str, Any], where: str) -> None:
                                   f"says {have!r}; make them agree or drop it from the manifest", path=where)
     if "dependencies" in manifest:
         plugin.dependencies = list(manifest["dependencies"])
+    if "protocols" in manifest:
+        plugin.protocols = frozenset(manifest["protocols"])
 
 
 def _candidates(base: Path) -> list[Path]:
@@ -299,8 +318,10 @@ def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | N
 
 def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
     """Load every plugin in ``plugin_paths`` and the entry points; a failure never stops the rest."""
+    from covet_pipe._standin import stand_in
     report = LoadReport()
-    known = {r.path for r in registry.records()} if registry is not None else set()
+    # by real path: the same folder given twice (./plugins and /abs/plugins) loads once
+    known = {os.path.realpath(r.path) for r in registry.records() if r.path} if registry is not None else set()
     for base in config.plugin_paths:
         root = Path(base)
         if not root.exists():
@@ -308,14 +329,17 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
                                    "PluginConfig.plugin_paths")
             continue
         for cand in _candidates(root):
-            if str(cand) in known:
+            real = os.path.realpath(cand)
+            if real in known:
                 continue
+            known.add(real)
             try:
                 report.records.extend(load_path(cand, config))
             except SandboxRequested as req:
                 report.sandboxed.append(req.spec)
             except PluginError as exc:
                 report.failed[str(cand)] = str(exc)
+                report.stand_ins.append(stand_in(cand, str(exc), config, readable_manifest(cand)))
     if config.entry_points:
         known_sources = {r.source for r in registry.records()} if registry is not None else set()
         before = len(report.records)

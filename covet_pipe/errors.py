@@ -9,6 +9,7 @@ __all__ = [
     "DependencyError",
     "DependencyCycleError",
     "PluginLoadError",
+    "StrictError",
     "PluginNotFoundError",
     "ServiceNotFoundError",
     "ConfigError",
@@ -59,6 +60,21 @@ class DependencyCycleError(DependencyError):
 
 class PluginLoadError(PluginError):
     """A plugin file, package or entry point could not be loaded."""
+
+
+class StrictError(PluginError):
+    """``PluginConfig(strict=True)``: plugins failed, so covet-pipe refuses to start.
+
+    The message names every failure; ``failures`` maps each plugin (or file) to its reason.
+    """
+
+    def __init__(self, what: str, failures: dict[str, str]) -> None:
+        lines = "".join(f"\n  {why}" if why.startswith(where) else f"\n  {where}: {why}"
+                        for where, why in failures.items())
+        super().__init__(f"{what}: {len(failures)} plugin(s) failed; fix them, or drop strict to serve with "
+                         f"fail-closed stand-ins in their place:{lines}")
+        #: plugin name or file -> why it failed
+        self.failures = dict(failures)
 
 
 class PluginNotFoundError(PluginError, LookupError):

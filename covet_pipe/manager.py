@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from covet_pipe._core import Chain, Snapshot
+from covet_pipe._standin import held_by, is_stand_in, replace_stand_in, stand_in
 from covet_pipe.config import PluginConfig
-from covet_pipe.errors import PluginError, PluginNotFoundError
+from covet_pipe.errors import PluginError, PluginNotFoundError, StrictError
+from covet_pipe.logsafe import printable
 from covet_pipe.registry import PluginRecord, Registry, make_entry, unavailable_entry, validate
 
 __all__ = ["PluginManager", "ChainEntry"]
@@ -54,6 +56,8 @@ class PluginManager:
         self._discovered = False
         #: the event loop of the last initialize_all: a server's loop replaces the one plugins were loaded on
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: where -> why, for load failures no record holds (a missing folder, an entry point ...)
+        self._load_failures: dict[str, str] = {}
 
     # -- registration --------------------------------------------------------
 
@@ -100,18 +104,34 @@ class PluginManager:
                 report.records.append(await self._start_sandboxed(spec))
             except PluginError as exc:
                 report.failed[spec.path] = str(exc)
+                report.stand_ins.append(stand_in(spec.path, str(exc), self.config, spec.manifest))
+        if self.config.strict and report.failed:
+            for record in report.records:
+                await _end_helpers(record)
+            raise StrictError("PluginConfig(strict=True): refusing to start", report.failed)
         for record in report.records:
             try:
                 self._add_record(record)
                 report.loaded.append(record.name)
             except PluginError as exc:
                 report.failed[record.path or record.source] = str(exc)
+        held = set()
+        self._load_failures = {}    # discovery reports every failure again on each call
+        for record in report.stand_ins:
+            try:        # fail closed: the stand-in holds the file's place until it loads
+                self._add_record(record)
+                held.add(record.path)
+            except PluginError as exc:
+                log.error("%s", printable(f"no stand-in for {record.path}: {exc}"))
         for where, why in report.failed.items():
-            log.error("could not load plugin %s: %s", where, why)
+            log.error("could not load plugin %s: %s", printable(where), printable(why))
+            if where not in held:
+                self._load_failures[where] = why
         # A second call (after the one initialize_all made at startup, say) reports what is loaded from
         # plugin_paths and entry points already, as well as what it loaded itself.
         bases = [Path(b).resolve() for b in self.config.plugin_paths]
-        already = [r.name for r in self._registry.records() if r.name not in report.loaded and (
+        already = [r.name for r in self._registry.records() if r.name not in report.loaded
+                   and not is_stand_in(r) and (
             (r.path and any(Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases))
             or r.source.startswith("entry point"))]
         report.loaded[:0] = already
@@ -127,6 +147,9 @@ class PluginManager:
         from pathlib import Path
 
         from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
+        held = held_by(self._registry.records(), path)
+        if held is not None and not sandbox:    # the file failed to load before: it takes its place now
+            return await replace_stand_in(self, held, path)
         try:
             if sandbox:
                 raise SandboxRequested(sandbox_spec(Path(path).expanduser(), self.config))
@@ -145,6 +168,8 @@ class PluginManager:
         """Start a sandboxed plugin's helpers and make the record of its proxy."""
         from covet_pipe.sandbox.proxy import start_sandboxed
         proxy = await start_sandboxed(spec)
+        if spec.manifest.get("protocols"):
+            proxy.protocols = frozenset(spec.manifest["protocols"])
         try:
             return validate(proxy, priority=spec.manifest.get("priority"),
                             failure_policy=spec.manifest.get("failure_policy"), source="sandbox",
@@ -177,10 +202,13 @@ class PluginManager:
         async with self._get_lock():
             # Loop: a plugin registered while an initialize() ran is started too, before
             # the chain is marked ready (each round starts or fails everything pending).
+            stale = not self._chain.ready     # records were added (a stand-in starts nothing)
             while True:
                 await self._resolve_missing()
                 pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
                 if not pending:
+                    if stale:
+                        self._rebuild()
                     break
                 live = [r.name for r in self._registry.records() if r.state != "failed"]
                 order, failures = self._registry.plan(live)
@@ -200,6 +228,13 @@ class PluginManager:
                     if record.state == "initialized":
                         record.state = "active"
                 self._rebuild()
+                stale = False
+            if self.config.strict:
+                failed = {f"{r.name} ({r.path or r.source})": r.error or "failed"
+                          for r in self._registry.records() if r.state == "failed"}
+                if failed or self._load_failures:
+                    raise StrictError("PluginConfig(strict=True): refusing to serve",
+                                      {**self._load_failures, **failed})
             self.status = "running"
             self._chain.ready = True
             if self.config.hot_reload and self.config.reload_on_change:
@@ -230,14 +265,15 @@ class PluginManager:
     def _rebuild(self) -> Snapshot:
         """Build a snapshot of the active middleware, swap it in, return the old one."""
         entries = []
+        every = self._registry.every_protocol()
         for r in self._registry.records():
             if "middleware" not in r.kinds:
                 continue
             if r.state == "active":
                 entries.append(make_entry(r))
             elif r.state == "failed" and r.failure_policy == "closed":
-                # Fail closed: a guard that could not start must not leave its requests unguarded.
-                entries.append(unavailable_entry(r))
+                # Fail closed: a guard that could not load or start must not leave its requests unguarded.
+                entries.append(unavailable_entry(r, every))
         self._generation += 1
         self._protocols = tuple(sorted(
             (r for r in self._registry.records() if "protocol" in r.kinds and r.state == "active"),
@@ -418,6 +454,12 @@ class PluginManager:
             out.append(info)
         return out
 
+    def log_plugins(self) -> None:
+        """Log one line per plugin (name, version, kind, priority, sandboxed, path) and per failure."""
+        from covet_pipe._report import summary_lines
+        for level, line in summary_lines(self._registry.records(), self._load_failures):
+            log.log(level, "%s", line)
+
     async def get_health_status(self) -> dict[str, Any]:
         """Overall status and, per plugin, state, error and counters."""
         plugins = {}
@@ -431,6 +473,9 @@ class PluginManager:
             sup = getattr(record.plugin, "_sup", None)
             if sup is not None:
                 plugins[record.name]["sandbox"] = sup.health()
+            if getattr(record.plugin, "load_failure", None) is not None:   # a stand-in (_standin.py)
+                plugins[record.name]["load_failed"] = True
+                plugins[record.name]["failure_policy"] = record.failure_policy
         states = {p["state"] for p in plugins.values()}
         status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
         snap = self._chain.current

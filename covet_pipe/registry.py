@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -24,12 +26,17 @@ from covet_pipe.errors import (
 )
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, plugin_kinds
 
-__all__ = ["Registry", "PluginRecord", "STATES"]
+__all__ = ["Registry", "PluginRecord", "STATES", "ALL_PROTOCOLS"]
 
 log = logging.getLogger("covet_pipe.registry")
 
 #: registered -> initialized -> active -> draining -> stopped, or failed
 STATES = ("registered", "initialized", "active", "draining", "stopped", "failed")
+
+#: the protocols of a stand-in that does not know its own: it refuses every protocol there is
+ALL_PROTOCOLS = frozenset({"*"})
+#: protocols every chain has (covet-pipe's listener and any ASGI server speak them)
+_BASE_PROTOCOLS = frozenset({"http", "websocket"})
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
@@ -198,17 +205,37 @@ def make_entry(record: PluginRecord) -> Entry:
     return entry
 
 
-def unavailable_entry(record: PluginRecord) -> Entry:
-    """A stand-in for a fail-closed middleware that failed to start: it answers 503."""
+def unavailable_entry(record: PluginRecord, every: frozenset[str] = _BASE_PROTOCOLS) -> Entry:
+    """A stand-in for a fail-closed middleware that failed to load or start: it answers 503.
+
+    :param every: the protocols a record with ``ALL_PROTOCOLS`` refuses (see
+        :meth:`Registry.every_protocol`).
+    """
 
     def refuse(request: Any, ctx: Any) -> Any:
         return MiddlewareAction.reject(503, "Service Unavailable")
 
+    protocols = every if "*" in record.protocols else record.protocols
     return Entry(
         record.plugin, name=record.name, version=str(record.version), priority=record.priority,
-        kind="middleware", style="hook", protocols=record.protocols, req_hook=refuse,
+        kind="middleware", style="hook", protocols=protocols, req_hook=refuse,
         fail_open=False, stats=record.stats,
     )
+
+
+def _taken(old: PluginRecord, new: PluginRecord) -> str:
+    """Why *new* cannot be added beside *old*, which has its name: the real cause and what to do."""
+    if old.path and new.path and os.path.realpath(old.path) == os.path.realpath(new.path):
+        return (f"plugin {new.name!r} from {new.path} is already loaded from that same file; a file loads "
+                f"once: drop the second load, or call reload_plugin({new.name!r}) to load a new version of it")
+    where = f"({old.path})" if old.path else f"({old.source})"
+    if new.path is None:     # an instance registered in code: its class is what the author knows
+        fix = f"rename {type(new.plugin).__name__}"
+    elif new.source == "native":
+        fix = f"rename the plugin of {new.path} (the name in its descriptor, or name in its manifest)"
+    else:
+        fix = f"rename the plugin of {new.path} (its name attribute, or name in its manifest)"
+    return f"a plugin named {new.name!r} is already registered {where}; plugin names are unique: {fix} or unload the other first"
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -241,16 +268,26 @@ class Registry:
         """
         old = self._records.get(record.name)
         if old is not None and old.state not in ("stopped",):
-            where = f" ({old.path})" if old.path else f" ({old.source})"
-            new_where = f" from {record.path}" if record.path else ""
-            raise PluginValidationError(
-                f"a plugin named {record.name!r} is already registered{where}; plugin names are unique: "
-                f"rename {type(record.plugin).__name__}{new_where} or unload the other first",
-                plugin_name=record.name, path=record.path)
+            raise PluginValidationError(_taken(old, record), plugin_name=record.name, path=record.path)
+        policy = self.config.policy_for(record.name, record.path)
+        if policy is not None:      # the operator's word wins over the plugin's and its manifest's
+            record.failure_policy = policy
+            with contextlib.suppress(AttributeError):
+                record.plugin.failure_policy = policy
         self._records[record.name] = record
 
     def remove(self, name: str) -> PluginRecord | None:
         return self._records.pop(name, None)
+
+    def every_protocol(self) -> frozenset[str]:
+        """Every protocol a request may come in: HTTP, websocket, what protocol plugins and middleware name."""
+        out = set(_BASE_PROTOCOLS)
+        for r in self._records.values():
+            out.update(p for p in r.protocols if p != "*")
+            if "protocol" in r.kinds and r.state != "failed":
+                with contextlib.suppress(Exception):   # a plugin's own method: never break a rebuild
+                    out.update(r.plugin.supported_protocols())
+        return frozenset(out)
 
     def dependents(self, name: str) -> list[str]:
         """Names of plugins that declare a dependency on *name*."""

@@ -162,6 +162,7 @@ class Listener:
         if self.config.lifespan != "off":
             self.lifespan = _Lifespan(self.pipeline, ctx.state, self.config.lifespan)  # type: ignore[attr-defined]
             await self.lifespan.startup()
+        self.manager.log_plugins()      # one line per plugin and per failure, before serving
         builtins: list[Any] = [HTTP11Protocol()]
         if self.config.trusted_proxies:
             # --trusted-proxy means the PROXY layer is wanted even when no plugin registered it

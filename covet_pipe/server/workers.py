@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.connection import wait
 from typing import Any
@@ -45,11 +46,25 @@ def _reserve_port(config: ServeConfig) -> socket.socket:
     return sock
 
 
+#: a worker's exit code when strict mode refused to start: starting it again cannot help
+REFUSED = 78
+
+
 def _worker(app: Any, manager: Any, config: ServeConfig, plugin_dirs: list[str] | None) -> None:
+    from covet_pipe.errors import StrictError
     from covet_pipe.server.listener import run
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    run(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
+    try:
+        run(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
+    except StrictError as exc:
+        sys.stderr.write(f"covet-pipe serve: {exc}\n")
+        sys.stderr.flush()
+        os._exit(REFUSED)
+
+
+class StrictRefused(Exception):
+    """A worker refused to start in strict mode: the supervisor stops them all."""
 
 
 class _Supervisor:
@@ -89,6 +104,8 @@ class _Supervisor:
                     if proc.is_alive():
                         continue
                     proc.join(0)
+                    if proc.exitcode == REFUSED:
+                        raise StrictRefused(f"covet-pipe worker {slot} refused to start (strict); see above")
                     log.warning("covet-pipe worker %d (pid %d) exited with %s; starting a new one",
                                 slot, proc.pid, proc.exitcode)
                     self._restart(slot)

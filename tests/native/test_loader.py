@@ -10,7 +10,8 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from covet_pipe import MiddlewarePlugin, Pipeline, Plugin, PluginConfig, PluginLoadError, PluginManager
+from covet_pipe import (MiddlewarePlugin, Pipeline, Plugin, PluginConfig, PluginError, PluginLoadError,
+                        PluginManager)
 from covet_pipe.native import NativePlugin, load_native
 from tests._helpers import echo_app, on_server_loop
 from tests.native._cplugins import cplugins, cc, probe, stats  # noqa: F401 (the fixture)
@@ -226,7 +227,7 @@ def _folder(tmp_path: Path) -> tuple[Path, Path]:
     return folder, broken
 
 
-def test_discovery_lists_broken_library_by_path_and_serves_the_others(serve: Any, tmp_path: Path) -> None:
+def test_discovery_lists_broken_library_by_path_and_holds_its_place_closed(serve: Any, tmp_path: Path) -> None:
     folder, broken = _folder(tmp_path)
     manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False))
     with serve(Pipeline(echo_app, manager)) as s:
@@ -234,6 +235,21 @@ def test_discovery_lists_broken_library_by_path_and_serves_the_others(serve: Any
         assert sorted(report.loaded) == ["good_native", "pyside"]
         assert list(report.failed) == [str(broken)]
         assert "was built for covet ABI 2.1; this covet-pipe provides ABI 1.1" in report.failed[str(broken)]
+        r = httpx.get(s.url + "/", timeout=10)
+        health = on_server_loop(s, manager.get_health_status())
+    # a library that did not load is fail-closed, like one whose init() failed
+    assert r.status_code == 503 and "Traceback" not in r.text
+    assert health["plugins"]["broken"]["load_failed"] is True
+    assert "was built for covet ABI 2.1" in health["plugins"]["broken"]["error"]
+
+
+def test_discovery_with_a_broken_library_marked_open_serves_the_others(serve: Any, tmp_path: Path) -> None:
+    folder, broken = _folder(tmp_path)
+    manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], entry_points=False,
+                                         failure_policies={"broken": "open"}))
+    with serve(Pipeline(echo_app, manager)) as s:
+        report = on_server_loop(s, manager.load_plugins())
+        assert list(report.failed) == [str(broken)]
         r = httpx.get(s.url + "/", timeout=10)
         assert r.status_code == 200
         assert r.headers["x-good_native-data"].startswith("good_native#")
@@ -292,3 +308,15 @@ async def _start_stop(plugin: NativePlugin) -> None:
     manager.register(plugin)
     await manager.initialize_all()
     await manager.shutdown_all()
+
+
+async def test_two_libraries_with_one_name_are_named_by_their_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.so", tmp_path / "second.so"
+    first.write_bytes(probe("twin").read_bytes())
+    second.write_bytes(probe("twin", tag="other").read_bytes())
+    manager = PluginManager()
+    await manager.load_plugin_from_path(str(first))
+    with pytest.raises(PluginError, match=rf"^a plugin named 'twin' is already registered \({first}\); plugin "
+                                          rf"names are unique: rename the plugin of {second} \(the name in its "
+                                          r"descriptor, or name in its manifest\) or unload the other first$"):
+        await manager.load_plugin_from_path(str(second))

@@ -136,6 +136,26 @@ def test_serve_with_a_missing_module_says_what_to_do(capsys: object, tmp_path: P
     assert "no module named 'no_such_module'" in err and "--app-dir" in err
 
 
+def test_serve_with_a_file_path_for_the_app_says_the_command_that_works(capsys: object, tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "app.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    code = main(["serve", f"{tmp_path}/dir/app.py:app", "--port", "0"])
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert code == 2
+    assert err == (f"covet-pipe serve: '{tmp_path}/dir/app.py:app': the app is named by its module, not its file "
+                   f"path; run: covet-pipe serve app:app --app-dir {tmp_path}/dir\n")
+
+
+def test_serve_with_an_app_whose_import_raises_names_the_line_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "crashy.py").write_text("import os\nSETTING = os.environ['COVET_TEST_NO_SUCH_VARIABLE']\n")
+    proc = subprocess.run([str(EXE), "serve", "crashy:app", "--port", str(_free_port())], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"covet-pipe serve: 'crashy:app': importing 'crashy' raised KeyError: "
+                           f"'COVET_TEST_NO_SUCH_VARIABLE' at {tmp_path}/crashy.py:2; fix the app's module-level "
+                           "code (python -c 'import crashy' shows the whole traceback)\n")
+
+
 def test_serve_with_a_bad_limit_names_it(capsys: object) -> None:
     code = main(["serve", "examples.app:app", "--header-timeout", "0"])
     err = capsys.readouterr().err  # type: ignore[attr-defined]
