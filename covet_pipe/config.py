@@ -85,8 +85,10 @@ class PluginConfig:
     plugin_paths: list[str] = field(default_factory=list)
     #: also load the entry points of the group ``covet_pipe.plugins``
     entry_points: bool = True
-    #: run discovered Python plugins in sandboxed helper processes
+    #: run discovered Python plugins in sandboxed helper processes (a plugin's manifest cannot lift it)
     sandbox_enabled: bool = False
+    #: files and folders whose plugins you trust to run in-process even with ``sandbox_enabled``
+    trusted_paths: list[str] = field(default_factory=list)
     #: system calls added to the sandbox's baseline allowlist
     allowed_syscalls: list[str] = field(default_factory=list)
     #: paths a sandboxed plugin may read
@@ -136,6 +138,11 @@ class PluginConfig:
                 field="plugin_paths",
             )
         self.plugin_paths = [os.path.expanduser(os.fspath(p)) for p in self.plugin_paths]
+        if isinstance(self.trusted_paths, (str, os.PathLike)):
+            raise ConfigError(
+                f"trusted_paths: expected a list of paths, got the single path {self.trusted_paths!r}; "
+                f"write trusted_paths=[{str(self.trusted_paths)!r}]", field="trusted_paths")
+        self.trusted_paths = [os.path.expanduser(os.fspath(p)) for p in self.trusted_paths]
         for name in ("allowed_syscalls", "allowed_files", "writable_files", "allowed_networks"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):

@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
+import logging
 import os
 import sys
 import tomllib
@@ -15,8 +16,11 @@ from typing import Any
 
 from covet_pipe.config import PluginConfig, check_cpu_limit, parse_size
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
+from covet_pipe.logsafe import printable
 from covet_pipe.plugin import Plugin
 from covet_pipe.registry import PluginRecord, validate
+
+log = logging.getLogger("covet_pipe.discovery")
 
 __all__ = ["LoadReport", "discover", "load_path", "find_plugin", "read_manifest", "ENTRY_POINT_GROUP"]
 
@@ -160,13 +164,32 @@ def _plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> l
     return made
 
 
+def wants_sandbox(p: Path, manifest: dict[str, Any] | None, config: PluginConfig) -> bool:
+    """Whether the plugin at *p* runs in a sandboxed helper.
+
+    The operator's ``sandbox_enabled`` holds for every file outside ``trusted_paths``: the manifest ships with the
+    plugin, so its ``sandbox = false`` cannot lift it (``sandbox = true`` may ask for a sandbox, though).
+    """
+    asked = (manifest or {}).get("sandbox")
+    if asked is True or not config.sandbox_enabled:
+        return bool(asked)
+    resolved = p.resolve()
+    if any(resolved == t or t in resolved.parents for t in (Path(x).resolve() for x in config.trusted_paths)):
+        return bool(asked) if asked is not None else False
+    if asked is False:
+        log.warning("%s", printable(f"{p}: its manifest says sandbox = false, which cannot lift the operator's "
+                                    "sandbox_enabled=True; it runs sandboxed. To run it in-process, add its "
+                                    "file or folder to PluginConfig(trusted_paths=[...])"))
+    return True
+
+
 def _refuse_sandbox(where: str, manifest: dict[str, Any] | None, config: PluginConfig) -> None:
     wants = (manifest or {}).get("sandbox", config.sandbox_enabled)
     if wants:
         raise PluginLoadError(
             f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but an entry point cannot "
             "be sandboxed; it was not loaded in-process. Name the plugin's file in plugin_paths to "
-            "sandbox it, or set sandbox = false for plugins you trust", path=where)
+            "sandbox it, or turn sandbox_enabled off if you trust the installed packages", path=where)
 
 
 class SandboxRequested(Exception):
@@ -209,7 +232,7 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if p.is_file() and p.suffix != ".py":
         raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
     manifest = read_manifest(p)
-    if (manifest or {}).get("sandbox", config.sandbox_enabled):
+    if wants_sandbox(p, manifest, config):
         # Untrusted: never imported in the host. The manager starts it in a helper.
         raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
     module = _import_fresh(p)
@@ -236,10 +259,10 @@ def _native_record(p: Path, config: PluginConfig) -> PluginRecord:
     from covet_pipe.native import load_native
     where = str(p)
     manifest = read_manifest(p.with_name(p.name.split(".", 1)[0] + ".so"))
-    if (manifest or {}).get("sandbox", config.sandbox_enabled):
+    if wants_sandbox(p, manifest, config):
         raise PluginLoadError(f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but native "
-                              "plugins run in-process and cannot be sandboxed; set sandbox = false in its "
-                              "manifest if you trust this library", path=where)
+                              "plugins run in-process and cannot be sandboxed; if you trust this library, add "
+                              "it or its folder to PluginConfig(trusted_paths=[...])", path=where)
     plugin = load_native(p)
     if manifest:
         _apply_manifest(plugin, manifest, where)

@@ -135,6 +135,10 @@ class PluginManager:
             (r.path and any(Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases))
             or r.source.startswith("entry point"))]
         report.loaded[:0] = already
+        for r in self._registry.records():      # and the files that failed before and still have a stand-in
+            if is_stand_in(r) and r.path and r.path not in report.failed and any(
+                    Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases):
+                report.failed[r.path] = r.plugin.load_failure
         if self.status == "running":
             await self.initialize_all()
         return report

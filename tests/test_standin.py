@@ -212,7 +212,8 @@ async def test_one_folder_given_twice_loads_once(tmp_path: Path, monkeypatch: py
     assert (await manager.load_plugins()).loaded == ["guard"]
     manager.config.plugin_paths.append(str(tmp_path / "plugins"))     # as covet-pipe serve --plugins adds it
     second = await manager.load_plugins()
-    assert (second.loaded, second.failed) == ([], {})
+    assert (second.loaded, second.failed) == (["guard"], {})    # loaded already, once
+    assert [p["name"] for p in manager.list_plugins()] == ["guard"]
 
 
 async def test_loading_one_file_twice_says_so(tmp_path: Path) -> None:
