@@ -201,7 +201,8 @@ class PluginManager:
             # made anew on this one (the watcher starts its task here below; sandboxed helpers move
             # themselves when started, in SandboxedPlugin.initialize).
             self._loop, self._lock = loop, None
-        if not self._discovered and self.config.plugin_paths:
+        if not self._discovered and self.config.plugin_paths and not self.config.auto_resolve_dependencies:
+            # (with auto_resolve_dependencies, plugin_paths is where missing dependencies are found, one by one)
             await self.load_plugins()
         async with self._get_lock():
             # Loop: a plugin registered while an initialize() ran is started too, before

@@ -20,16 +20,22 @@ BAD = {
 }
 
 
-def test_refused_settings_are_logged_with_their_fix_and_the_app_keeps_serving(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["closed", "open"])
+def test_refused_settings_are_logged_with_their_fix_and_fail_by_their_policy(tmp_path: Path, policy: str) -> None:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     for name, (expr, _) in BAD.items():
         (plugins / name).write_text(f"from covet_pipe.builtin import CORS, AuthGuard\nplugin = {expr}\n")
+        if policy == "open":
+            (plugins / name.replace(".py", ".covet-plugin.toml")).write_text('failure_policy = "open"\n')
     with covet_serve("tests.security._apps:app", "--plugins", str(plugins), log=tmp_path / "log") as proc:
         denied = get(proc.port, "/admin")
         public = get(proc.port, "/docs")
         out = proc.output()
-    assert denied.status == 401 and public.status == 200 and body(public)["route"] == "public"
+    if policy == "closed":      # a plugin file that failed to load holds its place: 503, never an open path
+        assert public.status == 503 and denied.status == 401   # the app's own guard runs first
+    else:                       # marked open: the app and its own guard serve on
+        assert denied.status == 401 and public.status == 200 and body(public)["route"] == "public"
     for name, (_, message) in BAD.items():
         line = next((ln for ln in out.splitlines() if name in ln), "")
         assert "could not load plugin" in line and message in line, (name, out)
