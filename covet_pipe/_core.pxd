@@ -166,3 +166,5 @@ cdef class RequestContext:
     cdef Py_ssize_t _cur_i
     #: a host function edited the request or response: rebuild the view before the next hook
     cdef bint _host_edited
+    #: this request's hook calls are timed (one request in SAMPLE_MASK + 1)
+    cdef bint _sample

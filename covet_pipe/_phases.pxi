@@ -5,7 +5,7 @@
 cdef object _log = _safe_logger("covet_pipe.plugins")   # tracebacks with escaped messages
 
 cdef enum:
-    #: Hook timing is sampled: one request in (SAMPLE_MASK + 1) is timed.
+    #: Hook timing is sampled: the hooks of one request in (SAMPLE_MASK + 1) are timed.
     SAMPLE_MASK = 63
     #: A plugin that declares needs_body gets at most this many bytes (else 413).
     MAX_BODY = 16 * 1024 * 1024
@@ -17,6 +17,20 @@ cdef inline long long _now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline bint _sample_request(RequestContext ctx) noexcept:
+    # Whether this request's hooks are timed (its response hooks too: ctx._sample).
+    global _tick
+    _tick += 1
+    ctx._sample = (_tick & SAMPLE_MASK) == 0
+    return ctx._sample
+
+
+cdef inline void _sampled(Entry e, long long t0) noexcept:
+    # One timed hook call: wall time, so an async hook's waits count.
+    e.stats.sampled_ns += _now_ns() - t0
+    e.stats.sampled_calls += 1
 
 
 cdef class _Done:
@@ -123,7 +137,6 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
     Returns None to go on to the app, or the Response that answers now.
     Sets ctx._ran: the response phase unwinds exactly hooks[:ctx._ran].
     """
-    global _tick
     cdef Py_ssize_t i
     cdef Entry e
     cdef object r
@@ -132,9 +145,7 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
     cdef int rc
     cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
-    cdef bint sample
-    _tick += 1
-    sample = (_tick & SAMPLE_MASK) == 0
+    cdef bint sample = _sample_request(ctx)
     ctx._seg = seg
     for i in range(seg.count):
         slot = &seg.slots[i]
@@ -167,8 +178,7 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
         try:
             r = e.req_hook(req, ctx)
             if sample:
-                e.stats.sampled_ns += _now_ns() - t0
-                e.stats.sampled_calls += 1
+                _sampled(e, t0)
             if r is None or r is _CONTINUE:
                 continue
             resp = _as_response(e, r)
@@ -193,6 +203,8 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
     cdef NativeSlot *slot
     cdef int rc
     cdef PyObject* res = NULL
+    cdef long long t0 = 0
+    cdef bint sample = _sample_request(ctx)
     ctx._seg = seg
     for i in range(seg.count):
         slot = &seg.slots[i]
@@ -215,6 +227,8 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
             continue
         ctx._cur = e
         e.stats.calls += 1
+        if sample:
+            t0 = _now_ns()
         try:
             r = e.req_hook(req, ctx)
             if e.req_async:
@@ -224,6 +238,8 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
                     r = await _resume_of(r, _take(res))
                 else:
                     r = _take(res)
+            if sample:
+                _sampled(e, t0)
             if r is None or r is _CONTINUE:
                 continue
             resp = _as_response(e, r)
@@ -252,6 +268,8 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
     cdef NativeSlot *slot
     cdef int rc
     cdef bint fresh = False
+    cdef long long t0 = 0
+    cdef bint sample = ctx._sample
     ctx._seg = seg
     for i in range(ctx._ran - 1, -1, -1):
         slot = &seg.slots[i]
@@ -280,8 +298,12 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
             continue
         fresh = False
         ctx._cur = e
+        if sample:
+            t0 = _now_ns()
         try:
             e.resp_hook(resp, ctx)
+            if sample:
+                _sampled(e, t0)
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
@@ -298,6 +320,8 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
     cdef NativeSlot *slot
     cdef int rc
     cdef PyObject* res = NULL
+    cdef long long t0 = 0
+    cdef bint sample = ctx._sample
     ctx._seg = seg
     for i in range(ctx._ran - 1, -1, -1):
         slot = &seg.slots[i]
@@ -321,6 +345,8 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
         if e.resp_hook is None or _is_skipped(ctx, e):
             continue
         ctx._cur = e
+        if sample:
+            t0 = _now_ns()
         try:
             r = e.resp_hook(resp, ctx)
             if e.resp_async:
@@ -328,6 +354,8 @@ async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
                     await _resume_of(r, _take(res))
                 else:
                     _take(res)
+            if sample:
+                _sampled(e, t0)
         except Exception as exc:
             if _hook_failed(e, "process_response", exc):
                 continue
