@@ -168,3 +168,6 @@ cdef class RequestContext:
     cdef bint _host_edited
     #: this request's hook calls are timed (one request in SAMPLE_MASK + 1)
     cdef bint _sample
+    #: an async hook that really waits (a _Suspension): the loop stopped at it, and its
+    #: phase's async driver awaits it; None while the loop runs or when it ran to its end
+    cdef object _pending
