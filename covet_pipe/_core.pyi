@@ -93,6 +93,12 @@ class _Action:
 
 CONTINUE: _Action
 
+#: an already finished awaitable (what a send with nothing to wait on returns)
+DONE: Awaitable[None]
+
+def resume(coro: Any, yielded: Any, /) -> Awaitable[Any]:
+    """The rest of *coro*, stepped once with ``send(None)`` and yielding *yielded*, as an awaitable."""
+
 class MiddlewareAction:
     """What a request hook returns: None / CONTINUE, respond(...) or reject(...)."""
 

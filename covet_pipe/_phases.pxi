@@ -33,57 +33,11 @@ cdef inline void _sampled(Entry e, long long t0) noexcept:
     e.stats.sampled_calls += 1
 
 
-cdef class _Done:
-    """An awaitable that is already complete (for sends the pipeline swallows)."""
-    def __await__(self):
-        return iter(())
-
-
-cdef _Done _DONE = _Done()
-
-
-cdef class _Resume:
-    """Await the rest of a hook's coroutine that suspended when first stepped."""
-    cdef object coro
-    cdef object first
-
-    def __await__(self):
-        return _resume(self.coro, self.first)
-
-
-def _resume(coro, first):
-    # Hand the loop what the coroutine yielded, then drive it to its end.
-    value = first
-    while True:
-        try:
-            sent = yield value
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                value = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                value = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
 cdef inline object _take(PyObject* res):
     # PyIter_Send hands back a new reference; own it as an object.
     cdef object o = <object>res
     Py_XDECREF(res)
     return o
-
-
-cdef _Resume _resume_of(object coro, object first):
-    cdef _Resume w = _Resume.__new__(_Resume)
-    w.coro = coro
-    w.first = first
-    return w
 
 
 cdef bint _hook_failed(Entry e, str where, object exc):
