@@ -73,6 +73,19 @@ class ConnectionInfo:
         if self.client is None:
             self.client = self.peer
 
+    @classmethod
+    def of_transport(cls, transport: Any, *, scheme: str = "http") -> ConnectionInfo:
+        """The peer and server addresses of an asyncio *transport* (None where it has none)."""
+        return cls(peer=_address(transport.get_extra_info("peername")),
+                   server=_address(transport.get_extra_info("sockname")), scheme=scheme)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    # (host, port) of a socket address; None for a Unix socket's path or no address
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
 
 class ServerContext:
     """What a protocol's connection handler may use: the app, the chain, the limits.
