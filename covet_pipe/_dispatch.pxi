@@ -250,12 +250,24 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             down.protocol = protocol
             down.services = services
             down.req = req
-            from covet_pipe._callnext import run_call_next
-            await run_call_next(seg.wrapper, down, req, scope, receive, send)
+            await _call_next_runner()(seg.wrapper, down, req, scope, receive, send)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
+
+
+cdef object _run_call_next = None
+
+
+cdef object _call_next_runner():
+    # covet_pipe._callnext.run_call_next, imported on the first call_next request and kept
+    # (_callnext imports this module: it cannot be imported while the core loads)
+    global _run_call_next
+    if _run_call_next is None:
+        from covet_pipe._callnext import run_call_next
+        _run_call_next = run_call_next
+    return _run_call_next
 
 
 cdef inline void _release(Snapshot snap):
@@ -323,7 +335,13 @@ async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, se
 
 
 cdef class PipelineCore:
-    """The compiled half of covet_pipe.Pipeline: picks the chain for a scope."""
+    """The compiled half of covet_pipe.Pipeline: picks the chain for a scope.
+
+    The subclass contract (covet_pipe.asgi.Pipeline keeps it; _core.pyi declares it):
+    ``_first_request(scope, receive, send)`` serves a request that arrives while the
+    chain is not ready (it starts the plugins), and ``_lifespan(scope, receive, send)``
+    runs a lifespan scope; both return awaitables.
+    """
     cdef public object app
     cdef public Chain chain
 
