@@ -59,7 +59,7 @@ def serve(app: Any, manager: PluginManager | None = None, *, host: str = "127.0.
     ``covet_pipe.serve(app, manager, host="127.0.0.1", port=8000, workers=2)``; the other keyword
     options are :class:`ServeConfig`'s (limits, timeouts, ``trusted_proxies``, ``loop`` ...).
     """
-    from covet_pipe.server.listener import serve as _serve   # uvloop and httptools load only here
+    from covet_pipe.server.launch import serve as _serve   # uvloop and httptools load only here
     _serve(app, manager, host=host, port=port, plugins=plugins, **options)
 
 

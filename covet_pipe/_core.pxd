@@ -166,3 +166,8 @@ cdef class RequestContext:
     cdef Py_ssize_t _cur_i
     #: a host function edited the request or response: rebuild the view before the next hook
     cdef bint _host_edited
+    #: this request's hook calls are timed (one request in SAMPLE_MASK + 1)
+    cdef bint _sample
+    #: an async hook that really waits (a _Suspension): the loop stopped at it, and its
+    #: phase's async driver awaits it; None while the loop runs or when it ran to its end
+    cdef object _pending

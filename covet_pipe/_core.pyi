@@ -93,6 +93,12 @@ class _Action:
 
 CONTINUE: _Action
 
+#: an already finished awaitable (what a send with nothing to wait on returns)
+DONE: Awaitable[None]
+
+def resume(coro: Any, yielded: Any, /) -> Awaitable[Any]:
+    """The rest of *coro*, stepped once with ``send(None)`` and yielding *yielded*, as an awaitable."""
+
 class MiddlewareAction:
     """What a request hook returns: None / CONTINUE, respond(...) or reject(...)."""
 
@@ -140,6 +146,8 @@ class Entry:
     def needs_body(self) -> bool: ...
     @property
     def sort_key(self) -> tuple[int, str]: ...
+    def set_native(self, on_request: int, on_response: int, on_done: int, instance: int, /, *,
+                   keep: Any) -> None: ...
     def __init__(
         self,
         plugin: Any,
@@ -148,7 +156,7 @@ class Entry:
         version: str = "0",
         priority: int = 1000,
         kind: str = "middleware",
-        style: Literal["hook", "call_next"] = "hook",
+        style: str = "hook",                    # "hook" or "call_next" (else ValueError)
         protocols: Iterable[str] = ("http",),
         req_hook: Callable[..., Any] | None = None,
         resp_hook: Callable[..., Any] | None = None,
@@ -197,11 +205,41 @@ class RequestContext:
     def plugin_name(self) -> str | None: ...
     def get_service(self, name: str, /) -> Any: ...
 
+_Receive = Callable[[], Awaitable[dict[str, Any]]]
+_Send = Callable[[dict[str, Any]], Awaitable[None]]
+
 class PipelineCore:
+    """The compiled half of covet_pipe.Pipeline; a subclass provides the two hooks below."""
+
     app: Any
     chain: Chain
-    def call(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-             send: Callable[[dict[str, Any]], Awaitable[None]], /) -> Awaitable[None]: ...
+    def call(self, scope: dict[str, Any], receive: _Receive, send: _Send, /) -> Awaitable[None]: ...
+    # The subclass contract: the core calls these two and defines neither.
+    def _first_request(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> Awaitable[None]:
+        """Serve a request that arrived while the chain is not ready (start the plugins first)."""
+    def _lifespan(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> Awaitable[None]:
+        """Run a ``lifespan`` scope (the plugins' startup and shutdown around the app's)."""
 
 def _make_context(request: Request, protocol: str = "http", services: Any = None) -> RequestContext: ...
 def _error_response(status: int) -> Response: ...
+
+
+# Native plugins (covet_pipe.native): the ABI the core was built with and the host side.
+ABI_VERSION: int
+ABI_MAJOR: int
+ABI_MINOR: int
+HOST_API_SIZE: int
+DESCRIPTOR_SIZE: int
+VIEW_SIZE: int
+
+class NativeHost:
+    """The host's handle for one loaded native plugin: its config, its log, its last error."""
+
+    @property
+    def name(self) -> str: ...
+    last_error: str | None
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None: ...
+    @property
+    def address(self) -> int: ...
+
+def host_api_address() -> int: ...

@@ -37,6 +37,7 @@ include "_headers.pxi"
 include "_messages.pxi"
 include "_chain.pxi"
 include "_native.pxi"
+include "_awaitables.pxi"
 include "_phases.pxi"
 include "_dispatch.pxi"
 

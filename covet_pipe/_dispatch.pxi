@@ -51,15 +51,15 @@ async def _answer(Segment seg, RequestContext ctx, Response resp, send):
     """A request hook answered: run the response phase for those that ran, then send."""
     cdef Response err
     if seg.any_resp and ctx._ran:
-        if seg.any_async_resp:
-            err = await _resp_phase_async(seg, ctx, resp)
-        else:
-            err = _resp_phase_sync(seg, ctx, resp)
+        err = _resp_phase(seg, ctx, resp)
+        if ctx._pending is not None:
+            err = await _resp_phase_async(seg, ctx)
         if err is not None:
             resp = err
     await _send_response(send, resp, ctx)
 
 
+@cython.final
 @cython.freelist(64)
 cdef class _Send:
     """The app's ``send``, wrapped: runs the response phase at the response start."""
@@ -82,31 +82,29 @@ cdef class _Send:
         t = message["type"]
         if t == "http.response.start" or t == "websocket.accept":
             self.started = True
-            if self.seg.any_async_resp:
-                return self._start_async(message)
             resp = _response_of(message, t == "websocket.accept")
-            err = _resp_phase_sync(self.seg, self.ctx, resp)
-            if err is not None:
-                self.replaced = True
-                return _send_response(self.send, err, self.ctx) if t != "websocket.accept" \
-                    else self.send({"type": "websocket.close", "code": 1011})
-            if resp._changed():
-                message = _with_changes(message, resp)
+            err = _resp_phase(self.seg, self.ctx, resp)
+            if self.ctx._pending is not None:
+                return self._start_async(message, resp)
+            return _started(self, message, resp, err)
         return self.send(message)
 
-    async def _start_async(self, dict message):
-        cdef Response resp = _response_of(message, message["type"] == "websocket.accept")
-        cdef Response err = await _resp_phase_async(self.seg, self.ctx, resp)
-        if err is not None:
-            self.replaced = True
-            if message["type"] == "websocket.accept":
-                await self.send({"type": "websocket.close", "code": 1011})
-            else:
-                await _send_response(self.send, err, self.ctx)
-            return
-        if resp._changed():
-            message = _with_changes(message, resp)
-        await self.send(message)
+    async def _start_async(self, dict message, Response resp):
+        # A response hook suspended: the rest of the phase, then the start as above.
+        cdef Response err = await _resp_phase_async(self.seg, self.ctx)
+        await _started(self, message, resp, err)
+
+
+cdef inline object _started(_Send sw, dict message, Response resp, Response err):
+    # After the response phase: the response that replaces the app's, or its edited start.
+    if err is not None:
+        sw.replaced = True
+        if message["type"] == "websocket.accept":
+            return sw.send({"type": "websocket.close", "code": 1011})
+        return _send_response(sw.send, err, sw.ctx)
+    if resp._changed():
+        message = _with_changes(message, resp)
+    return sw.send(message)
 
 
 cdef object _send_vectorcall(object self, PyObject **args, size_t nargsf, PyObject *kwnames):
@@ -232,10 +230,9 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
                 return
             except _ClientGone:
                 return
-        if seg.any_async_req:
+        resp = _req_phase(seg, req, ctx)
+        if ctx._pending is not None:
             resp = await _req_phase_async(seg, req, ctx)
-        else:
-            resp = _req_phase_sync(seg, req, ctx)
         if resp is not None:
             await _answer(seg, ctx, resp, send)
             return
@@ -253,12 +250,24 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             down.protocol = protocol
             down.services = services
             down.req = req
-            from covet_pipe._callnext import run_call_next
-            await run_call_next(seg.wrapper, down, req, scope, receive, send)
+            await _call_next_runner()(seg.wrapper, down, req, scope, receive, send)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
+
+
+cdef object _run_call_next = None
+
+
+cdef object _call_next_runner():
+    # covet_pipe._callnext.run_call_next, imported on the first call_next request and kept
+    # (_callnext imports this module: it cannot be imported while the core loads)
+    global _run_call_next
+    if _run_call_next is None:
+        from covet_pipe._callnext import run_call_next
+        _run_call_next = run_call_next
+    return _run_call_next
 
 
 cdef inline void _release(Snapshot snap):
@@ -279,7 +288,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     ctx._services = services
     snap.inflight += 1
     try:
-        resp = _req_phase_sync(seg, req, ctx)
+        resp = _req_phase(seg, req, ctx)     # a simple segment's hooks are sync: none suspends
         if resp is not None:
             return _answer_and_release(seg, ctx, resp, send, snap)
         if req._dirty or req._headers is not None:
@@ -326,7 +335,13 @@ async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, se
 
 
 cdef class PipelineCore:
-    """The compiled half of covet_pipe.Pipeline: picks the chain for a scope."""
+    """The compiled half of covet_pipe.Pipeline: picks the chain for a scope.
+
+    The subclass contract (covet_pipe.asgi.Pipeline keeps it; _core.pyi declares it):
+    ``_first_request(scope, receive, send)`` serves a request that arrives while the
+    chain is not ready (it starts the plugins), and ``_lifespan(scope, receive, send)``
+    runs a lifespan scope; both return awaitables.
+    """
     cdef public object app
     cdef public Chain chain
 

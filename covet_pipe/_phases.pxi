@@ -5,7 +5,7 @@
 cdef object _log = _safe_logger("covet_pipe.plugins")   # tracebacks with escaped messages
 
 cdef enum:
-    #: Hook timing is sampled: one request in (SAMPLE_MASK + 1) is timed.
+    #: Hook timing is sampled: the hooks of one request in (SAMPLE_MASK + 1) are timed.
     SAMPLE_MASK = 63
     #: A plugin that declares needs_body gets at most this many bytes (else 413).
     MAX_BODY = 16 * 1024 * 1024
@@ -19,43 +19,18 @@ cdef inline long long _now_ns() noexcept nogil:
     return ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-cdef class _Done:
-    """An awaitable that is already complete (for sends the pipeline swallows)."""
-    def __await__(self):
-        return iter(())
+cdef inline bint _sample_request(RequestContext ctx) noexcept:
+    # Whether this request's hooks are timed (its response hooks too: ctx._sample).
+    global _tick
+    _tick += 1
+    ctx._sample = (_tick & SAMPLE_MASK) == 0
+    return ctx._sample
 
 
-cdef _Done _DONE = _Done()
-
-
-cdef class _Resume:
-    """Await the rest of a hook's coroutine that suspended when first stepped."""
-    cdef object coro
-    cdef object first
-
-    def __await__(self):
-        return _resume(self.coro, self.first)
-
-
-def _resume(coro, first):
-    # Hand the loop what the coroutine yielded, then drive it to its end.
-    value = first
-    while True:
-        try:
-            sent = yield value
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                value = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                value = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+cdef inline void _sampled(Entry e, long long t0) noexcept:
+    # One timed hook call: wall time, so an async hook's waits count.
+    e.stats.sampled_ns += _now_ns() - t0
+    e.stats.sampled_calls += 1
 
 
 cdef inline object _take(PyObject* res):
@@ -63,13 +38,6 @@ cdef inline object _take(PyObject* res):
     cdef object o = <object>res
     Py_XDECREF(res)
     return o
-
-
-cdef _Resume _resume_of(object coro, object first):
-    cdef _Resume w = _Resume.__new__(_Resume)
-    w.coro = coro
-    w.first = first
-    return w
 
 
 cdef bint _hook_failed(Entry e, str where, object exc):
@@ -117,26 +85,76 @@ cdef inline bint _is_skipped(RequestContext ctx, Entry e):
     return ctx._skipped is not None and e.name in ctx._skipped
 
 
-cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
-    """Run the request hooks of a segment whose hooks are all sync.
+@cython.final
+cdef class _Suspension:
+    """An async hook that really waits: its phase's loop stopped at it; the async driver goes on."""
+    cdef object rest           # the rest of the hook's coroutine (awaitable)
+    cdef Py_ssize_t i          # the hook's index in the segment
+    cdef long long t0          # when it started, if this request is timed
+    cdef Response resp         # the response phase: the response, and the failure response so far
+    cdef Response err
 
-    Returns None to go on to the app, or the Response that answers now.
-    Sets ctx._ran: the response phase unwinds exactly hooks[:ctx._ran].
+
+cdef inline _Suspension _suspended(RequestContext ctx, Py_ssize_t i, object coro, PyObject* first,
+                                   long long t0):
+    cdef _Suspension s = _Suspension.__new__(_Suspension)
+    s.rest = _resume_of(coro, _take(first))
+    s.i = i
+    s.t0 = t0
+    ctx._pending = s
+    return s
+
+
+cdef inline _Suspension _awaiting(RequestContext ctx):
+    # The suspension the driver takes over (once); the loop may leave a new one.
+    cdef _Suspension s = <_Suspension>ctx._pending
+    ctx._pending = None
+    return s
+
+
+cdef Response _req_failed(RequestContext ctx, Entry e, Py_ssize_t i, object exc):
+    # A request hook raised: fail-open skips it (None), fail-closed answers now.
+    if _hook_failed(e, "process_request", exc):
+        _skip(ctx, e)
+        return None
+    ctx._ran = i
+    return _error_response(_failure_status(exc))
+
+
+cdef inline Response _answered(Entry e, object r):
+    # What a request hook returned, r neither None nor CONTINUE: the Response that answers now.
+    cdef Response resp = _as_response(e, r)
+    if resp is not None:
+        e.stats.short_circuits += 1
+    return resp
+
+
+cdef inline Response _req_phase(Segment seg, Request req, RequestContext ctx):
+    """Run the request hooks of a segment, in (priority, name) order.
+
+    Returns None to go on to the app, or the Response that answers now. Sets
+    ctx._ran: the response phase unwinds exactly hooks[:ctx._ran]. An async hook
+    runs eagerly; when it really suspends the loop stops with it in ctx._pending
+    (and returns None): the caller then awaits _req_phase_async for the rest.
     """
-    global _tick
+    _sample_request(ctx)
+    return _req_hooks(seg, req, ctx, 0)
+
+
+cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_t start):
+    # The request loop, from hook `start` on (0, or the one after a suspended hook).
     cdef Py_ssize_t i
     cdef Entry e
     cdef object r
     cdef Response resp
     cdef NativeSlot *slot
     cdef int rc
+    cdef PyObject* res = NULL
     cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
-    cdef bint sample
-    _tick += 1
-    sample = (_tick & SAMPLE_MASK) == 0
+    cdef bint sample = ctx._sample
     ctx._seg = seg
-    for i in range(seg.count):
+    for i in range(start, seg.count):
         slot = &seg.slots[i]
         ctx._ran = ctx._reached = i + 1
         if slot.req != NULL:
@@ -166,94 +184,80 @@ cdef Response _req_phase_sync(Segment seg, Request req, RequestContext ctx):
             t0 = _now_ns()
         try:
             r = e.req_hook(req, ctx)
+            if e.req_async:
+                # Eager: most async hooks finish without waiting; only a real
+                # suspension goes through the event loop.
+                if PyIter_Send(r, None, &res):
+                    _suspended(ctx, i, r, res, t0)
+                    return None
+                r = _take(res)
             if sample:
-                e.stats.sampled_ns += _now_ns() - t0
-                e.stats.sampled_calls += 1
+                _sampled(e, t0)
             if r is None or r is _CONTINUE:
                 continue
-            resp = _as_response(e, r)
+            resp = _answered(e, r)
         except Exception as exc:
-            if _hook_failed(e, "process_request", exc):
-                _skip(ctx, e)
-                continue
-            ctx._ran = i
-            return _error_response(_failure_status(exc))
+            resp = _req_failed(ctx, e, i, exc)
         if resp is not None:
-            e.stats.short_circuits += 1
             return resp
     return None
 
 
 async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
-    """_req_phase_sync for a segment with async hooks: awaits those, calls the rest."""
-    cdef Py_ssize_t i
+    """The rest of a request phase whose hook suspended: await it, then go on with the loop."""
+    cdef _Suspension s
     cdef Entry e
-    cdef object r
     cdef Response resp
-    cdef NativeSlot *slot
-    cdef int rc
-    cdef PyObject* res = NULL
-    ctx._seg = seg
-    for i in range(seg.count):
-        slot = &seg.slots[i]
-        ctx._ran = ctx._reached = i + 1
-        if slot.req != NULL:
-            _ensure_view(ctx)
-            slot.calls[0] += 1
-            ctx._cur_i = i
-            rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
-            ctx._host_edited = False
-            if rc != COVET_OK:
-                resp = _native_request_outcome(seg, ctx, i, rc)
-                if resp is not None:
-                    return resp
-            continue
-        if slot.native:
-            continue
-        e = <Entry>seg.hooks[i]
-        if e.req_hook is None:
-            continue
-        ctx._cur = e
-        e.stats.calls += 1
+    while True:
+        s = _awaiting(ctx)
+        e = <Entry>seg.hooks[s.i]
         try:
-            r = e.req_hook(req, ctx)
-            if e.req_async:
-                # Eager: most async hooks finish without waiting; only a real
-                # suspension goes through the event loop.
-                if PyIter_Send(r, None, &res):
-                    r = await _resume_of(r, _take(res))
-                else:
-                    r = _take(res)
-            if r is None or r is _CONTINUE:
-                continue
-            resp = _as_response(e, r)
+            r = await s.rest
+            if ctx._sample:
+                _sampled(e, s.t0)
+            resp = None if r is None or r is _CONTINUE else _answered(e, r)
         except Exception as exc:
-            if _hook_failed(e, "process_request", exc):
-                _skip(ctx, e)
+            resp = _req_failed(ctx, e, s.i, exc)
+        if resp is None:
+            resp = _req_hooks(seg, req, ctx, s.i + 1)
+            if ctx._pending is not None:
                 continue
-            ctx._ran = i
-            return _error_response(_failure_status(exc))
-        if resp is not None:
-            e.stats.short_circuits += 1
-            return resp
-    return None
+        return resp
 
 
-cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
+cdef inline Response _resp_phase(Segment seg, RequestContext ctx, Response resp):
     """Response hooks, reversed, for the plugins that ran; an error Response or None.
 
     A fail-closed failure replaces the response with a 500, and the hooks outside
-    the failed one still unwind on that 500 (their request hooks ran).
+    the failed one still unwind on that 500 (their request hooks ran). An async
+    hook that suspends stops the loop as in _req_phase: the caller then awaits
+    _resp_phase_async.
     """
+    return _resp_hooks(seg, ctx, resp, ctx._ran - 1, None)
+
+
+cdef Response _resp_failed(Entry e, object exc):
+    # A response hook raised: fail-open skips it (None), fail-closed replaces the response.
+    if _hook_failed(e, "process_response", exc):
+        return None
+    return _error_response(_failure_status(exc))
+
+
+cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssize_t start,
+                          Response err):
+    # The response loop, from hook `start` down to 0; err: the failure response so far.
     cdef Py_ssize_t i
     cdef Entry e
-    cdef Response err = None
     cdef Response failed
     cdef NativeSlot *slot
     cdef int rc
+    cdef PyObject* res = NULL
+    cdef _Suspension s
     cdef bint fresh = False
+    cdef long long t0 = 0
+    cdef bint sample = ctx._sample
     ctx._seg = seg
-    for i in range(ctx._ran - 1, -1, -1):
+    for i in range(start, -1, -1):
         slot = &seg.slots[i]
         if slot.resp != NULL:
             if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
@@ -280,56 +284,43 @@ cdef Response _resp_phase_sync(Segment seg, RequestContext ctx, Response resp):
             continue
         fresh = False
         ctx._cur = e
-        try:
-            e.resp_hook(resp, ctx)
-        except Exception as exc:
-            if _hook_failed(e, "process_response", exc):
-                continue
-            err = resp = _error_response(_failure_status(exc))
-    return err
-
-
-async def _resp_phase_async(Segment seg, RequestContext ctx, Response resp):
-    """_resp_phase_sync for a segment with async response hooks."""
-    cdef Py_ssize_t i
-    cdef Entry e
-    cdef Response err = None
-    cdef Response failed
-    cdef NativeSlot *slot
-    cdef int rc
-    cdef PyObject* res = NULL
-    ctx._seg = seg
-    for i in range(ctx._ran - 1, -1, -1):
-        slot = &seg.slots[i]
-        if slot.resp != NULL:
-            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
-                continue
-            ctx._phase = 1
-            ctx._resp = resp
-            _ensure_view(ctx)
-            ctx._cur_i = i
-            rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
-            ctx._host_edited = False
-            if rc != COVET_OK:
-                failed = _native_failed(<Entry>seg.hooks[i], ctx, rc, "on_response")
-                if failed is not None:
-                    err = resp = failed
-            continue
-        if slot.native:
-            continue
-        e = <Entry>seg.hooks[i]
-        if e.resp_hook is None or _is_skipped(ctx, e):
-            continue
-        ctx._cur = e
+        if sample:
+            t0 = _now_ns()
         try:
             r = e.resp_hook(resp, ctx)
             if e.resp_async:
                 if PyIter_Send(r, None, &res):
-                    await _resume_of(r, _take(res))
-                else:
-                    _take(res)
+                    s = _suspended(ctx, i, r, res, t0)
+                    s.resp = resp
+                    s.err = err
+                    return None
+                _take(res)
+            if sample:
+                _sampled(e, t0)
         except Exception as exc:
-            if _hook_failed(e, "process_response", exc):
-                continue
-            err = resp = _error_response(_failure_status(exc))
+            failed = _resp_failed(e, exc)
+            if failed is not None:
+                err = resp = failed
     return err
+
+
+async def _resp_phase_async(Segment seg, RequestContext ctx):
+    """The rest of a response phase whose hook suspended; the error Response or None."""
+    cdef _Suspension s
+    cdef Entry e
+    cdef Response resp, err, failed
+    while True:
+        s = _awaiting(ctx)
+        e = <Entry>seg.hooks[s.i]
+        resp, err = s.resp, s.err
+        try:
+            await s.rest
+            if ctx._sample:
+                _sampled(e, s.t0)
+        except Exception as exc:
+            failed = _resp_failed(e, exc)
+            if failed is not None:
+                err = resp = failed
+        err = _resp_hooks(seg, ctx, resp, s.i - 1, err)
+        if ctx._pending is None:
+            return err

@@ -212,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from covet_pipe.server.config import ServeConfig
-    from covet_pipe.server.listener import run
+    from covet_pipe.server.launch import run
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for folder in args.plugins:

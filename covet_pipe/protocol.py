@@ -73,29 +73,47 @@ class ConnectionInfo:
         if self.client is None:
             self.client = self.peer
 
+    @classmethod
+    def of_transport(cls, transport: Any, *, scheme: str = "http") -> ConnectionInfo:
+        """The peer and server addresses of an asyncio *transport* (None where it has none)."""
+        return cls(peer=_address(transport.get_extra_info("peername")),
+                   server=_address(transport.get_extra_info("sockname")), scheme=scheme)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    # (host, port) of a socket address; None for a Unix socket's path or no address
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
 
 class ServerContext:
     """What a protocol's connection handler may use: the app, the chain, the limits.
 
-    :ivar app: the ASGI app with the middleware chain in front (an HTTP protocol
-        calls ``await server.app(scope, receive, send)``).
-    :ivar pipeline: the Pipeline itself; ``server.pipeline.call(scope, ...)`` runs the
-        middleware chain for a non-HTTP request around the protocol's own handler
-        (``server.pipeline_for(handler)``).
+    :ivar pipeline: the Pipeline: the ASGI app with the middleware chain in front;
+        ``server.pipeline.call(scope, ...)`` runs the middleware chain for a non-HTTP
+        request around the protocol's own handler (``server.pipeline_for(handler)``).
+    :ivar app: the same Pipeline, by the name an HTTP protocol calls it
+        (``await server.app(scope, receive, send)``).
     :ivar manager: the PluginManager (services, storage engine, auth provider).
     :ivar config: the listener's settings (limits, timeouts; ``ServeConfig``).
+    :ivar state: the lifespan state: each request's ``scope["state"]`` is a copy of it.
     """
 
-    def __init__(self, app: Any, pipeline: Any, manager: PluginManager, config: Any,
-                 loop: Any = None) -> None:
-        self.app = app
+    def __init__(self, pipeline: Any, manager: PluginManager, config: Any, loop: Any = None) -> None:
         self.pipeline = pipeline
         self.manager = manager
         self.config = config
         self.loop = loop
+        self.state: dict[str, Any] = {}
         #: live connection handlers; graceful shutdown asks each to finish
         self.connections: set[Any] = set()
         self.shutting_down = False
+
+    @property
+    def app(self) -> Any:
+        """The ASGI app with the middleware chain in front (the Pipeline)."""
+        return self.pipeline
 
     def pipeline_for(self, handler: Any) -> Any:
         """The middleware chain in front of a protocol's own ASGI-shaped *handler*.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -38,3 +39,35 @@ def test_reveal_type_matches_expected_types_in_examples():
         got = revealed.get(number)
         assert got is not None, f"line {number}: mypy revealed nothing\n{out}"
         assert got == want or got.endswith("." + want), f"line {number}: expected {want!r}, got {got!r}"
+
+
+def test_core_stub_declares_every_name_the_package_imports_from_the_core():
+    package = Path(__file__).parent.parent / "covet_pipe"
+    stub = ast.parse((package / "_core.pyi").read_text())
+    declared = set()
+    for node in stub.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            declared.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            declared.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            declared.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    imported = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "covet_pipe._core":
+                for alias in node.names:
+                    imported.setdefault(alias.name, path.relative_to(package).as_posix())
+    assert imported, "found no imports from covet_pipe._core"
+    missing = {name: where for name, where in imported.items() if name not in declared}
+    assert not missing, f"_core.pyi lacks names imported from the core: {missing}"
+
+
+def test_core_stub_declares_the_hooks_the_core_calls_on_its_subclass():
+    stub = ast.parse((Path(__file__).parent.parent / "covet_pipe" / "_core.pyi").read_text())
+    [core] = [n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "PipelineCore"]
+    methods = {n.name for n in core.body if isinstance(n, ast.FunctionDef)}
+    assert {"_first_request", "_lifespan", "call"} <= methods
+    source = (Path(__file__).parent.parent / "covet_pipe" / "_dispatch.pxi").read_text()
+    called = set(re.findall(r"self\.(_\w+)\(scope, receive, send\)", source))
+    assert called == {"_first_request", "_lifespan"}, called

@@ -143,12 +143,6 @@ class ProtocolChain:
         return verdict
 
 
-def _addr(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None
-
-
 class Detector(asyncio.Protocol):
     """The protocol every accepted connection starts with, until a plugin claims it."""
 
@@ -165,8 +159,7 @@ class Detector(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
-        self.conn = ConnectionInfo(peer=_addr(transport.get_extra_info("peername")),
-                                   server=_addr(transport.get_extra_info("sockname")))
+        self.conn = ConnectionInfo.of_transport(transport)
         if self.server.shutting_down:
             transport.close()
             self.done = True

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from covet_pipe.plugin import ProtocolPlugin
-from covet_pipe.protocol import MATCH, NEED_MORE, NO
+from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo
 from covet_pipe.server import _http11
 
 __all__ = ["HTTP11Protocol", "settings_for"]
@@ -132,14 +132,8 @@ class _UvicornBridge:
         self.settings = settings
 
     def connection_made(self, transport: Any) -> None:
-        from covet_pipe.protocol import ConnectionInfo
-
-        def addr(value: Any) -> tuple[str, int] | None:
-            return (str(value[0]), int(value[1])) if isinstance(value, tuple) and len(value) >= 2 else None
-
-        info = ConnectionInfo(peer=addr(transport.get_extra_info("peername")),
-                              server=addr(transport.get_extra_info("sockname")),
-                              scheme="https" if transport.get_extra_info("sslcontext") else "http")
+        info = ConnectionInfo.of_transport(
+            transport, scheme="https" if transport.get_extra_info("sslcontext") else "http")
         conn = _http11.connection_factory(info, self.settings)
         transport.set_protocol(conn)
         conn.connection_made(transport)

@@ -1,8 +1,9 @@
-"""The listener: a socket, the protocol chain on every connection, lifespan and graceful shutdown.
+"""The listener: one process serving: a socket, the protocol chain on every connection,
+lifespan and graceful shutdown.
 
-``Listener`` is the asynchronous core (start, serve until a signal, shut down); ``serve``
-and ``run`` are the blocking entry points (``covet_pipe.serve(app, ...)``, ``covet-pipe
-serve``). With ``workers > 1`` they hand over to :mod:`covet_pipe.server.workers`.
+``Listener`` is the asynchronous core (start, serve until a signal, shut down);
+:func:`run_process` runs one on its own event loop until SIGTERM/SIGINT. Whether one
+process serves or a supervisor forks several is :mod:`covet_pipe.server.launch`'s call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from covet_pipe.protocol import ServerContext
 from covet_pipe.server.config import ServeConfig
 
-__all__ = ["Listener", "bind_socket", "run", "serve", "wrap_app"]
+__all__ = ["Listener", "bind_socket", "new_event_loop", "run_process", "wrap_app"]
 
 log = logging.getLogger("covet_pipe.server")
 
@@ -34,11 +35,13 @@ def wrap_app(app: Any, manager: Any = None) -> Any:
     return Pipeline(app, manager)
 
 
-def bind_socket(config: ServeConfig, *, reuse_port: bool = False) -> socket.socket:
-    """A bound, listening TCP socket for ``config.host:config.port``.
+def bind_socket(config: ServeConfig, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A bound TCP socket for ``config.host:config.port``, listening and non-blocking.
 
     :param reuse_port: set SO_REUSEPORT, so that several processes bind the same port
         and the kernel spreads connections over them.
+    :param listen: False for a socket that only holds the port (a supervisor's, so that
+        ``port=0`` resolves once for all its workers): bound, never accepting.
     """
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -46,13 +49,15 @@ def bind_socket(config: ServeConfig, *, reuse_port: bool = False) -> socket.sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((config.host, config.port))
-        sock.listen(config.backlog)
-        sock.setblocking(False)
+        if listen:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.listen(config.backlog)
+            sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"covet-pipe serve: cannot listen on {config.host}:{config.port}: "
+        what = "listen on" if listen else "bind"
+        raise OSError(exc.errno, f"covet-pipe serve: cannot {what} {config.host}:{config.port}: "
                                  f"{exc.strerror}; pick another --port or stop what holds it") from None
     return sock
 
@@ -156,11 +161,10 @@ class Listener:
             self.manager.config.plugin_paths.extend(d for d in self.plugin_dirs
                                                     if d not in self.manager.config.plugin_paths)
             await self.manager.load_plugins()
-        ctx = ServerContext(self.pipeline, self.pipeline, self.manager, self.config, loop)
-        ctx.state = {}  # type: ignore[attr-defined]  # the lifespan state each request's scope copies
+        ctx = ServerContext(self.pipeline, self.manager, self.config, loop)
         self.context = ctx
         if self.config.lifespan != "off":
-            self.lifespan = _Lifespan(self.pipeline, ctx.state, self.config.lifespan)  # type: ignore[attr-defined]
+            self.lifespan = _Lifespan(self.pipeline, ctx.state, self.config.lifespan)
             await self.lifespan.startup()
         self.manager.log_plugins()      # one line per plugin and per failure, before serving
         builtins: list[Any] = [HTTP11Protocol()]
@@ -251,15 +255,15 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(app: Any, manager: Any = None, config: ServeConfig | None = None, *,
-        plugin_dirs: list[str] | None = None, sock: socket.socket | None = None,
-        reuse_port: bool = False) -> None:
-    """Serve *app* until SIGTERM/SIGINT (blocking); several worker processes if ``config.workers > 1``."""
+def run_process(app: Any, manager: Any = None, config: ServeConfig | None = None, *,
+                plugin_dirs: list[str] | None = None, sock: socket.socket | None = None,
+                reuse_port: bool = False) -> None:
+    """Serve *app* in this process until SIGTERM/SIGINT (blocking), on a new event loop.
+
+    :param sock: a listening socket to serve on instead of binding ``config.host:port``.
+    :param reuse_port: bind with SO_REUSEPORT (each worker of a supervisor does).
+    """
     config = config or ServeConfig()
-    if config.workers > 1 and sock is None:
-        from covet_pipe.server.workers import supervise
-        supervise(app, manager, config, plugin_dirs=plugin_dirs)
-        return
     listener = Listener(app, manager, config, sock=sock, plugin_dirs=plugin_dirs, reuse_port=reuse_port)
     loop = new_event_loop(config.loop)
     try:
@@ -267,14 +271,3 @@ def run(app: Any, manager: Any = None, config: ServeConfig | None = None, *,
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-
-
-def serve(app: Any, manager: Any = None, *, host: str = "127.0.0.1", port: int = 8000,
-          plugins: list[str] | None = None, **options: Any) -> None:
-    """Serve *app* behind *manager*'s chain on covet-pipe's own listener (blocking).
-
-    ``covet_pipe.serve(app, manager, host="127.0.0.1", port=8000, workers=2)``; the other
-    keyword options are ServeConfig's (limits, timeouts, ``loop``, ``access_log`` ...).
-    """
-    config = ServeConfig.from_options(host=host, port=port, **options)
-    run(app, manager, config, plugin_dirs=plugins)

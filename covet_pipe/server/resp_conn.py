@@ -18,10 +18,10 @@ import asyncio
 import contextvars
 import itertools
 import json
-import types
 from collections import deque
-from typing import Any
+from typing import Any, Awaitable
 
+from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
 from covet_pipe.server.resp_codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp_commands import COMMANDS, Command, unknown_command, wrong_arity
@@ -41,16 +41,6 @@ FLUSH_BYTES = 64 * 1024
 INTERNAL = b"-ERR internal error while running the command (logged by the server)\r\n"
 
 
-class _Done:
-    """An already finished awaitable: what ``send`` returns, so no coroutine is made per message."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Any:
-        return iter(())
-
-
-_DONE = _Done()
 #: _finish's "the coroutine has not started" marker
 _FRESH = object()
 
@@ -71,24 +61,6 @@ async def handle(scope: dict, receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-@types.coroutine
-def _resume(coro: Any, yielded: Any) -> Any:
-    # Hand what the coroutine waits on to the Task, and its results back, until it returns.
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
 
 
 class RespConnection(asyncio.Protocol):
@@ -278,7 +250,7 @@ class RespConnection(asyncio.Protocol):
 
     async def _finish(self, cmd: Command, coro: Any, yielded: Any) -> None:
         try:
-            reply = await (coro if yielded is _FRESH else _resume(coro, yielded))
+            reply = await (coro if yielded is _FRESH else resume(coro, yielded))
             if reply is None:
                 reply = self._reply()
         except Exception as exc:
@@ -314,14 +286,14 @@ class RespConnection(asyncio.Protocol):
             "resp": (self, cmd, args),
         }
 
-    def _send(self, message: dict) -> _Done:
+    def _send(self, message: dict) -> Awaitable[None]:
         t = message["type"]
         if t == "http.response.start":
             self._status = message.get("status", 200)
             self._body = b""
         elif t == "http.response.body":
             self._body += message.get("body", b"")
-        return _DONE
+        return DONE                          # no coroutine per message
 
     def _reply(self) -> bytes:
         """The reply to the command just run: the handler's, or a plugin's answer turned into RESP."""

@@ -14,13 +14,13 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import time
 from multiprocessing.connection import wait
 from typing import Any
 
 from covet_pipe.server.config import ServeConfig
+from covet_pipe.server.listener import bind_socket, run_process
 
 __all__ = ["supervise"]
 
@@ -32,31 +32,16 @@ QUICK_DEATH = 1.0
 MAX_BACKOFF = 5.0
 
 
-def _reserve_port(config: ServeConfig) -> socket.socket:
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((config.host, config.port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"covet-pipe serve: cannot bind {config.host}:{config.port}: "
-                                 f"{exc.strerror}; pick another --port or stop what holds it") from None
-    return sock
-
-
 #: a worker's exit code when strict mode refused to start: starting it again cannot help
 REFUSED = 78
 
 
 def _worker(app: Any, manager: Any, config: ServeConfig, plugin_dirs: list[str] | None) -> None:
     from covet_pipe.errors import StrictError
-    from covet_pipe.server.listener import run
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        run(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
+        run_process(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
     except StrictError as exc:
         sys.stderr.write(f"covet-pipe serve: {exc}\n")
         sys.stderr.flush()
@@ -73,7 +58,7 @@ class _Supervisor:
         self.app = app
         self.manager = manager
         self.plugin_dirs = plugin_dirs
-        self.reserved = _reserve_port(config)
+        self.reserved = bind_socket(config, reuse_port=True, listen=False)
         port = self.reserved.getsockname()[1]
         # each worker: one process, the resolved port
         self.config = dataclasses.replace(config, workers=1, port=port)

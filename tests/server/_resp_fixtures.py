@@ -104,7 +104,7 @@ class OurResp:
 
     async def _start(self) -> None:
         await self.manager.initialize_all()
-        ctx = ServerContext(None, None, self.manager, None, loop=self.loop)
+        ctx = ServerContext(None, self.manager, None, loop=self.loop)
         self.context = ctx
 
         def make() -> Any:

@@ -92,7 +92,7 @@ async def _serve(manager: PluginManager, cfg: Any = None) -> tuple[asyncio.Abstr
     await manager.initialize_all()
     cfg = cfg or _Cfg()
     chain = ProtocolChain(manager, config=cfg)
-    ctx = ServerContext(None, None, manager, cfg, asyncio.get_running_loop())
+    ctx = ServerContext(None, manager, cfg, asyncio.get_running_loop())
     server = await asyncio.get_running_loop().create_server(
         lambda: Detector(chain, ctx), "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
