@@ -130,15 +130,22 @@ class PluginManager:
         # A second call (after the one initialize_all made at startup, say) reports what is loaded from
         # plugin_paths and entry points already, as well as what it loaded itself.
         bases = [Path(b).resolve() for b in self.config.plugin_paths]
-        already = [r.name for r in self._registry.records() if r.name not in report.loaded
-                   and not is_stand_in(r) and (
-            (r.path and any(Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases))
-            or r.source.startswith("entry point"))]
-        report.loaded[:0] = already
-        for r in self._registry.records():      # and the files that failed before and still have a stand-in
-            if is_stand_in(r) and r.path and r.path not in report.failed and any(
-                    Path(r.path).resolve() == b or b in Path(r.path).resolve().parents for b in bases):
+
+        def found_here(r: PluginRecord) -> bool:
+            if not r.path:
+                return r.source.startswith("entry point")
+            p = Path(r.path).resolve()
+            return any(p == b or b in p.parents for b in bases)
+
+        already = []
+        for r in self._registry.records():
+            if not found_here(r):
+                continue
+            if not is_stand_in(r) and r.name not in report.loaded:
+                already.append(r.name)
+            elif is_stand_in(r) and r.path not in report.failed:   # failed before, still held by a stand-in
                 report.failed[r.path] = r.plugin.load_failure
+        report.loaded[:0] = already
         if self.status == "running":
             await self.initialize_all()
         return report

@@ -9,8 +9,6 @@ startup (or at the first request with ``--lifespan off``).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests._process import free_port, start_until_ready, stop
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox layers are Linux kernel features")
 
@@ -77,12 +77,6 @@ print(report.loaded, report.failed, flush=True)
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _project(tmp_path: Path, load: str, extra: str = "") -> Path:
     plugins = tmp_path / "my_plugins"
     plugins.mkdir()
@@ -94,34 +88,16 @@ def _project(tmp_path: Path, load: str, extra: str = "") -> Path:
 
 
 def _uvicorn(folder: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen(
+    port = free_port()
+    proc = start_until_ready(
         [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port), *args],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(folder)})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"uvicorn exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"uvicorn did not listen within 30 s:\n{proc.stdout.read()}")
+        port, folder, folder / "server.log", env={**os.environ, "PYTHONPATH": str(folder)})
+    return proc, f"http://127.0.0.1:{port}"
 
 
-def _stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f"uvicorn did not stop within 30 s:\n{out}")
-    return out
+def _stop(proc: subprocess.Popen, folder: Path) -> str:
+    stop(proc)
+    return (folder / "server.log").read_text()
 
 
 def _check_served(url: str) -> None:
@@ -145,7 +121,7 @@ def test_loaded_at_import_with_asyncio_run_serves_on_the_server_loop(tmp_path, l
     try:
         _check_served(url)
     finally:
-        out = _stop(proc)
+        out = _stop(proc, folder)
     assert "['stamp', 'guard'] {}" in out or "['guard', 'stamp'] {}" in out, out
     _clean_log(out)
 
@@ -165,6 +141,6 @@ def test_plugin_paths_nobody_loaded_load_at_startup(tmp_path, lifespan):
             time.sleep(0.1)
         assert httpx.get(url + "/admin").status_code == 401
     finally:
-        out = _stop(proc)
+        out = _stop(proc, folder)
     if lifespan == "on":
         _clean_log(out)
