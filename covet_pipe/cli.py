@@ -11,9 +11,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import typing
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from covet_pipe.server.config import ServeConfig
 
 __all__ = ["main"]
 
@@ -208,25 +212,26 @@ def _import_failure(spec: str, module_name: str, exc: BaseException) -> str:
             f"(python -c 'import {module_name}' shows the whole traceback)")
 
 
+def _serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The ServeConfig the options of ``covet-pipe serve`` describe."""
+    options = {f.name: getattr(args, f.name) for f in fields(ServeConfig)}
+    options["trusted_proxies"] = [p for arg in args.trusted_proxies for p in arg.split(",") if p]
+    try:
+        return ServeConfig(**options)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from covet_pipe.server.config import ServeConfig
     from covet_pipe.server.launch import run
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for folder in args.plugins:
         if not os.path.isdir(folder):
             raise _UsageError(f"--plugins {folder}: no such folder; give a folder of plugin files")
-    options = {name: getattr(args, name) for name in (
-        "host", "port", "workers", "backlog", "max_header_bytes", "max_body_bytes", "header_timeout",
-        "body_timeout", "keepalive_timeout", "shutdown_timeout", "max_detect_bytes", "loop",
-        "access_log", "lifespan", "root_path", "ws_ping_interval", "ws_ping_timeout")}
-    options["trusted_proxies"] = [p for arg in args.trusted_proxies for p in arg.split(",") if p]
-    try:
-        config = ServeConfig(**options)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+    config = _serve_config(args)
     app = _load_app(args.app, args.app_dir)
     from covet_pipe import Pipeline, PluginConfig, PluginManager
     from covet_pipe.errors import CovetPipeError
@@ -254,9 +259,31 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_serve(sub: Any) -> None:
-    from covet_pipe.server.config import ServeConfig
+def _add_config_options(serve: argparse.ArgumentParser) -> None:
+    """One option for each ServeConfig field (``max_body_bytes`` is ``--max-body-bytes``), from its metadata."""
     d = ServeConfig()
+    hints = typing.get_type_hints(ServeConfig)
+    groups: dict[str, Any] = {"serve": serve,
+                              "limits": serve.add_argument_group("limits", "sizes in bytes, times in seconds")}
+    for f in fields(ServeConfig):
+        default, kind = getattr(d, f.name), hints[f.name]
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        help = f.metadata.get("help", "")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            kwargs.update(action="append", default=[], metavar=f.metadata.get("metavar"))
+        elif typing.get_origin(kind) is typing.Literal:
+            kwargs["choices"] = typing.get_args(kind)
+        else:
+            kwargs.update(type=kind, metavar="N" if kind in (int, float) else None)
+        if default not in (None, "", []) and kind is not bool:
+            help += f" (default {default})"
+        groups[f.metadata.get("group", "serve")].add_argument(flag, help=help, **kwargs)
+
+
+def _add_serve(sub: Any) -> None:
     serve = sub.add_parser(
         "serve", help="serve an ASGI app on covet-pipe's own listener (uvloop, HTTP/1.1, protocol plugins)",
         description="Serve an ASGI 3 app behind the plugin chain: covet-pipe serve myapp:app "
@@ -264,10 +291,6 @@ def _add_serve(sub: Any) -> None:
                     "covet_pipe.Pipeline keeps its manager; --plugins loads folders into it.",
     )
     serve.add_argument("app", help="the app as module:attribute (e.g. myapp:app)")
-    serve.add_argument("--host", default=d.host, help=f"address to bind (default {d.host})")
-    serve.add_argument("--port", type=int, default=d.port, help=f"port to bind, 0 for any (default {d.port})")
-    serve.add_argument("--workers", type=int, default=d.workers,
-                       help="worker processes sharing the port with SO_REUSEPORT, supervised (default 1)")
     serve.add_argument("--plugins", action="append", default=[], metavar="DIR",
                        help="a folder of plugins to load (repeatable)")
     serve.add_argument("--reload", action="store_true",
@@ -279,26 +302,8 @@ def _add_serve(sub: Any) -> None:
                        help="serve without PLUGIN (a name or file) when it fails, instead of 503 in its "
                             "place (failure_policy open; repeatable)")
     serve.add_argument("--app-dir", default=".", help="folder to import the app from (default: .)")
-    serve.add_argument("--loop", choices=("uvloop", "asyncio"), default=d.loop)
-    serve.add_argument("--lifespan", choices=("auto", "on", "off"), default=d.lifespan)
-    serve.add_argument("--root-path", default=d.root_path)
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=d.access_log)
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    serve.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", default=[],
-                       metavar="IP/CIDR", help="a peer whose PROXY protocol header is believed (repeatable)")
-    limits = serve.add_argument_group("limits", "sizes in bytes, times in seconds")
-    limits.add_argument("--backlog", type=int, default=d.backlog)
-    limits.add_argument("--max-header-bytes", type=int, default=d.max_header_bytes, help="above: 431")
-    limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="above: 413")
-    limits.add_argument("--header-timeout", type=float, default=d.header_timeout, help="slow head: 408")
-    limits.add_argument("--body-timeout", type=float, default=d.body_timeout, help="stalled body: 408")
-    limits.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout)
-    limits.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout)
-    limits.add_argument("--max-detect-bytes", type=int, default=d.max_detect_bytes)
-    limits.add_argument("--ws-ping-interval", type=float, default=d.ws_ping_interval,
-                        help="websocket keepalive ping every N s (0: off)")
-    limits.add_argument("--ws-ping-timeout", type=float, default=d.ws_ping_timeout,
-                        help="close a websocket whose pong is N s late, 1011 (0: never)")
+    _add_config_options(serve)
     serve.set_defaults(run=_serve)
 
 

@@ -12,52 +12,56 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
+def _option(default: Any = None, help: str = "", *, factory: Any = None, group: str = "serve",
+            flag: str | None = None, metavar: str | None = None) -> Any:
+    """A ServeConfig field with what ``covet-pipe serve`` says of it (its option is made from this)."""
+    meta = {"help": help, "group": group, "flag": flag, "metavar": metavar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class ServeConfig:
     """Where to listen, how many processes, and the limits every connection is held to.
 
     Sizes are in bytes, times in seconds. A request that breaks a limit gets the
-    status named beside it and its connection is closed.
+    status named beside it and its connection is closed. Each field is also an option
+    of ``covet-pipe serve`` (``max_body_bytes`` is ``--max-body-bytes``).
     """
 
-    #: address to bind (``covet-pipe serve --host``)
-    host: str = "127.0.0.1"
-    #: port to bind; 0 picks a free one (the bound port is in ``Listener.port``)
-    port: int = 8000
-    #: worker processes, each with its own SO_REUSEPORT socket (1: serve in this process)
-    workers: int = 1
-    #: listen(2) backlog
-    backlog: int = 2048
-    #: request line plus headers larger than this: 431
-    max_header_bytes: int = 64 * KiB
-    #: request body larger than this (declared or received): 413
-    max_body_bytes: int = 16 * MiB
-    #: a request's head (line and headers) not complete this long after it began: 408
-    header_timeout: float = 10.0
-    #: a request body that stops arriving for this long while it is expected: 408
-    body_timeout: float = 30.0
-    #: an idle keep-alive connection is closed after this long
-    keepalive_timeout: float = 5.0
-    #: on SIGTERM/SIGINT, in-flight requests get this long to finish before connections are cut
-    shutdown_timeout: float = 30.0
-    #: the protocol chain gives up (closes the connection) when no protocol claims this many bytes
-    max_detect_bytes: int = 8 * KiB
-    #: peers whose PROXY protocol header is believed (IPs or CIDRs); others keep their own address
-    trusted_proxies: list[str] = field(default_factory=list)
-    #: the event loop: "uvloop" (falls back to asyncio when uvloop is missing) or "asyncio"
-    loop: Literal["uvloop", "asyncio"] = "uvloop"
-    #: one log line per response on the "covet_pipe.access" logger
-    access_log: bool = False
-    #: run the app's ASGI lifespan: "auto" (tolerate apps without it), "on" (fail if it fails), "off"
-    lifespan: Literal["auto", "on", "off"] = "auto"
-    #: ASGI root_path (the app is mounted below this prefix)
-    root_path: str = ""
-    #: largest websocket message accepted (bytes)
-    ws_max_size: int = 16 * MiB
-    #: a websocket ping every this many seconds once accepted (0: never)
-    ws_ping_interval: float = 20.0
-    #: a websocket whose pong is this late is closed with 1011 (0: never)
-    ws_ping_timeout: float = 20.0
+    host: str = _option("127.0.0.1", "address to bind")
+    port: int = _option(8000, "port to bind; 0 picks a free one (the bound port is in Listener.port)")
+    workers: int = _option(1, "worker processes, each with its own SO_REUSEPORT socket, supervised "
+                              "(1: serve in this process)")
+    backlog: int = _option(2048, "listen(2) backlog", group="limits")
+    max_header_bytes: int = _option(64 * KiB, "request line plus headers larger than this: 431", group="limits")
+    max_body_bytes: int = _option(16 * MiB, "request body larger than this (declared or received): 413",
+                                  group="limits")
+    header_timeout: float = _option(10.0, "a request's head (line and headers) not complete this long after "
+                                          "it began: 408", group="limits")
+    body_timeout: float = _option(30.0, "a request body that stops arriving for this long while it is "
+                                        "expected: 408", group="limits")
+    keepalive_timeout: float = _option(5.0, "an idle keep-alive connection is closed after this long",
+                                       group="limits")
+    shutdown_timeout: float = _option(30.0, "on SIGTERM/SIGINT, in-flight requests get this long to finish "
+                                            "before connections are cut", group="limits")
+    max_detect_bytes: int = _option(8 * KiB, "the protocol chain gives up (closes the connection) when no "
+                                             "protocol claims this many bytes", group="limits")
+    trusted_proxies: list[str] = _option(help="a peer whose PROXY protocol header is believed: an IP or CIDR "
+                                              "(repeatable, or comma-separated); others keep their own address",
+                                         factory=list, flag="--trusted-proxy", metavar="IP/CIDR")
+    loop: Literal["uvloop", "asyncio"] = _option("uvloop", "the event loop (uvloop falls back to asyncio when "
+                                                           "uvloop is missing)")
+    access_log: bool = _option(False, "one log line per response on the covet_pipe.access logger")
+    lifespan: Literal["auto", "on", "off"] = _option("auto", "run the app's ASGI lifespan: auto (tolerate apps "
+                                                             "without it), on (fail if it fails), off")
+    root_path: str = _option("", "ASGI root_path (the app is mounted below this prefix)")
+    ws_max_size: int = _option(16 * MiB, "largest websocket message accepted (bytes)", group="limits")
+    ws_ping_interval: float = _option(20.0, "a websocket ping every this many seconds once accepted (0: never)",
+                                      group="limits")
+    ws_ping_timeout: float = _option(20.0, "a websocket whose pong is this late is closed with 1011 (0: never)",
+                                     group="limits")
 
     def __post_init__(self) -> None:
         self._check_positive("port", self.port, allow_zero=True)

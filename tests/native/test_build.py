@@ -141,17 +141,6 @@ def test_build_output_in_missing_folder_exits_2(tmp_path, capsys):
     assert "does not exist; create it first" in capsys.readouterr().err
 
 
-def test_cli_without_command_exits_2(capsys):
-    assert main([]) == 2
-    assert "usage: covet-pipe" in capsys.readouterr().err
-
-
-def test_cli_runs_as_module():
-    proc = subprocess.run([sys.executable, "-m", "covet_pipe", "build", "--help"], capture_output=True,
-                          text=True)
-    assert proc.returncode == 0 and "NAME.c or NAME.pyx" in proc.stdout
-
-
 def _doc_sources() -> dict[str, str]:
     """The plugin sources that docs/native-plugins.md shows, by the file name on their first line."""
     import re
