@@ -37,7 +37,8 @@ run-uvicorn: build
 redis: 
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
-test: build redis
+# The type check runs first: it takes seconds and names the file and line of any error.
+test: build redis typecheck
 	$(PY) -m pytest -q
 
 # Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.
@@ -46,7 +47,9 @@ fuzz-native: build
 	$(PY) fuzz/fuzz_native_loader.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		-artifact_prefix=build/fuzz/
 
+# mypy --strict over the package (settings in pyproject.toml's [tool.mypy]), then over the typing examples.
 typecheck: build
+	$(PY) -m mypy
 	$(PY) -m mypy --strict tests/typing/examples.py
 
 bench: build
