@@ -37,7 +37,8 @@ run-uvicorn: build
 redis: 
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
-test: build redis
+# The type check runs first: it takes seconds and names the file and line of any error.
+test: build redis typecheck
 	$(PY) -m pytest -q
 
 # Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.
@@ -46,8 +47,14 @@ fuzz-native: build
 	$(PY) fuzz/fuzz_native_loader.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		-artifact_prefix=build/fuzz/
 
+# mypy --strict over the package (settings in pyproject.toml's [tool.mypy]), then over the typing
+# examples; then stubtest compares the core's stub with the compiled module (the differences that stay
+# are listed, with their reasons, in the allowlist).
 typecheck: build
+	$(PY) -m mypy
 	$(PY) -m mypy --strict tests/typing/examples.py
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist tests/typing/stubtest-allowlist.txt \
+		covet_pipe._core
 
 bench: build
 	mkdir -p benchmarks/results

@@ -20,6 +20,9 @@ from covet_pipe.logsafe import logger, printable
 
 log = logger("covet_pipe.plugins")
 
+#: an ASGI message
+_Message = dict[str, Any]
+
 __all__ = ["run_call_next", "StreamedResponse"]
 
 
@@ -28,7 +31,7 @@ class _Msg:
 
     __slots__ = ("message",)
 
-    def __init__(self, message: dict) -> None:
+    def __init__(self, message: _Message) -> None:
         self.message = message
 
 
@@ -47,7 +50,7 @@ class _Pass:
 class _Handoff:
     __slots__ = ("bridge", "message")
 
-    def __init__(self, bridge: _Bridge, message: dict) -> None:
+    def __init__(self, bridge: _Bridge, message: _Message) -> None:
         self.bridge = bridge
         self.message = message
 
@@ -70,17 +73,17 @@ class _Bridge:
         self.done = False
         self.to_send: Any = None
         self.to_throw: BaseException | None = None
-        self.pending: deque[tuple[dict, asyncio.Future]] = deque()
-        self.waker: asyncio.Future | None = None
+        self.pending: deque[tuple[_Message, asyncio.Future[None]]] = deque()
+        self.waker: asyncio.Future[None] | None = None
         #: a future the app still waits on after a send from another task woke us
         self.parked: Any = None
         #: what the downstream app raised: it passes through call_next unchanged
         self.error: BaseException | None = None
 
-    def send(self, message: dict) -> _Handoff:
+    def send(self, message: _Message) -> _Handoff:
         return _Handoff(self, message)
 
-    async def post(self, message: dict) -> None:
+    async def post(self, message: _Message) -> None:
         """A send from another task: queue it and wait until the driver took it."""
         fut = asyncio.get_running_loop().create_future()
         self.pending.append((message, fut))
@@ -88,12 +91,12 @@ class _Bridge:
             self.waker.set_result(None)
         await fut
 
-    def start(self, scope: dict) -> None:
+    def start(self, scope: dict[str, Any]) -> None:
         self.coro = self.downstream(scope, self.receive, self.send)
         if not hasattr(self.coro, "send"):   # an awaitable that is not a coroutine
             self.coro = self.coro.__await__()
 
-    async def next_message(self) -> dict | None:
+    async def next_message(self) -> _Message | None:
         """Drive the app until it sends a message; None once it has finished."""
         while True:
             if self.pending:
@@ -177,7 +180,7 @@ class StreamedResponse(Response):
         super().__init__(status, headers, None)
         self.body = None
         self._bridge = bridge
-        self._first: dict | None = None
+        self._first: _Message | None = None
         self._consumed = False
 
     @property
@@ -198,7 +201,7 @@ class StreamedResponse(Response):
                     return
 
 
-async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict,
+async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict[str, Any],
                         receive: Any, send: Any) -> None:
     """Run one call_next-style plugin around *downstream* and send what it returns."""
     bridge = _Bridge(downstream, receive)
@@ -221,6 +224,7 @@ async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict
 
     entry.stats.calls += 1
     try:
+        assert entry.req_hook is not None   # a call_next entry is built from its process_request
         response = await entry.req_hook(req, call_next)
         if not isinstance(response, Response):
             raise TypeError(f"process_request of call_next plugin {entry.name!r} returned "
@@ -261,7 +265,7 @@ async def _send_plain(send: Any, response: Response) -> None:
     await send({"type": "http.response.body", "body": response.body or b"", "more_body": False})
 
 
-def _plain_headers(response: Response) -> list:
+def _plain_headers(response: Response) -> list[tuple[bytes, bytes]]:
     raw = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
     if response.media_type and not any(k.lower() == b"content-type" for k, _ in raw):
         raw.append((b"content-type", response.media_type.encode("latin-1")))

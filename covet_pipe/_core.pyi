@@ -2,20 +2,26 @@
 
 from typing import Any, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
+from typing_extensions import disjoint_base
+
+# Each extension type below with C fields of its own is a disjoint base (PEP 800): no class
+# derives from two of them. `make typecheck` checks this stub against the compiled module (stubtest).
+
 _HeaderInput = Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]] | "Headers"
 
+@disjoint_base
 class Headers:
     """A case-insensitive multi-map over the ASGI header list."""
 
     def __init__(self, headers: _HeaderInput | None = None, /) -> None: ...
     @property
     def raw(self) -> list[tuple[bytes, bytes]]: ...
-    def get(self, name: str | bytes, default: str | None = None, /) -> str | None: ...
-    def getall(self, name: str | bytes, /) -> list[str]: ...
-    def add(self, name: str | bytes, value: str | bytes, /) -> None: ...
-    def set(self, name: str | bytes, value: str | bytes, /) -> None: ...
-    def setdefault(self, name: str | bytes, value: str | bytes, /) -> str: ...
-    def remove(self, name: str | bytes, /) -> int: ...
+    def get(self, name: str | bytes, default: str | None = None) -> str | None: ...
+    def getall(self, name: str | bytes) -> list[str]: ...
+    def add(self, name: str | bytes, value: str | bytes) -> None: ...
+    def set(self, name: str | bytes, value: str | bytes) -> None: ...
+    def setdefault(self, name: str | bytes, value: str | bytes) -> str: ...
+    def remove(self, name: str | bytes) -> int: ...
     def keys(self) -> list[str]: ...
     def values(self) -> list[str]: ...
     def items(self) -> list[tuple[str, str]]: ...
@@ -26,6 +32,7 @@ class Headers:
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
 
+@disjoint_base
 class Request:
     """The request a plugin sees: a lazy, copy-on-write view over the ASGI scope."""
 
@@ -68,6 +75,7 @@ class Request:
     @property
     def url(self) -> str: ...
 
+@disjoint_base
 class Response:
     """Status, headers and (for responses a plugin makes) a body."""
 
@@ -85,6 +93,7 @@ class Response:
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: _HeaderInput | None = None) -> "Response": ...
 
+@disjoint_base
 class _Action:
     @property
     def kind(self) -> int: ...
@@ -96,7 +105,7 @@ CONTINUE: _Action
 #: an already finished awaitable (what a send with nothing to wait on returns)
 DONE: Awaitable[None]
 
-def resume(coro: Any, yielded: Any, /) -> Awaitable[Any]:
+def resume(coro: Any, yielded: Any) -> Awaitable[Any]:
     """The rest of *coro*, stepped once with ``send(None)`` and yielding *yielded*, as an awaitable."""
 
 class MiddlewareAction:
@@ -104,10 +113,11 @@ class MiddlewareAction:
 
     CONTINUE: ClassVar[_Action]
     @staticmethod
-    def respond(response: Response, /) -> _Action: ...
+    def respond(response: Response) -> _Action: ...
     @staticmethod
     def reject(status: int = 403, reason: str | None = None, headers: _HeaderInput | None = None) -> _Action: ...
 
+@disjoint_base
 class PluginStats:
     calls: int
     errors: int
@@ -117,6 +127,7 @@ class PluginStats:
     sampled_ns: int
     def as_dict(self) -> dict[str, Any]: ...
 
+@disjoint_base
 class Entry:
     """One plugin as the core runs it (built by the registry)."""
 
@@ -146,7 +157,10 @@ class Entry:
     def needs_body(self) -> bool: ...
     @property
     def sort_key(self) -> tuple[int, str]: ...
-    def set_native(self, on_request: int, on_response: int, on_done: int, instance: int, /, *,
+    @property
+    def native(self) -> bool:
+        """Whether the core calls this entry's hooks through C pointers."""
+    def set_native(self, on_request: int, on_response: int, on_done: int, instance: int, *,
                    keep: Any) -> None: ...
     def __init__(
         self,
@@ -167,10 +181,12 @@ class Entry:
         stats: PluginStats | None = None,
     ) -> None: ...
 
+@disjoint_base
 class Segment:
     @property
     def names(self) -> tuple[str, ...]: ...
 
+@disjoint_base
 class Snapshot:
     """An immutable chain: what one request runs from its start to its end."""
 
@@ -181,17 +197,19 @@ class Snapshot:
     inflight: int
     on_idle: Callable[["Snapshot"], None] | None
     def __init__(self, entries: Iterable[Entry] = (), generation: int = 0) -> None: ...
-    def segments(self, protocol: str, /) -> tuple[Segment, ...]: ...
+    def segments(self, protocol: str) -> tuple[Segment, ...]: ...
     def may_suspend(self, protocol: str = "http") -> bool: ...
     def order(self, protocol: str = "http") -> tuple[str, ...]: ...
 
+@disjoint_base
 class Chain:
     current: Snapshot
     ready: bool
     services: Any
     def __init__(self, services: Any = None) -> None: ...
-    def swap(self, snap: Snapshot, /) -> Snapshot: ...
+    def swap(self, snap: Snapshot) -> Snapshot: ...
 
+@disjoint_base
 class RequestContext:
     """Per-request context handed to hooks beside the request or response."""
 
@@ -203,21 +221,22 @@ class RequestContext:
     def state(self) -> dict[str, Any]: ...
     @property
     def plugin_name(self) -> str | None: ...
-    def get_service(self, name: str, /) -> Any: ...
+    def get_service(self, name: str) -> Any: ...
 
-_Receive = Callable[[], Awaitable[dict[str, Any]]]
-_Send = Callable[[dict[str, Any]], Awaitable[None]]
+_ReceiveCallable = Callable[[], Awaitable[dict[str, Any]]]
+_SendCallable = Callable[[dict[str, Any]], Awaitable[None]]
 
+@disjoint_base
 class PipelineCore:
     """The compiled half of covet_pipe.Pipeline; a subclass provides the two hooks below."""
 
     app: Any
     chain: Chain
-    def call(self, scope: dict[str, Any], receive: _Receive, send: _Send, /) -> Awaitable[None]: ...
+    def call(self, scope: dict[str, Any], receive: _ReceiveCallable, send: _SendCallable) -> Awaitable[None]: ...
     # The subclass contract: the core calls these two and defines neither.
-    def _first_request(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> Awaitable[None]:
+    def _first_request(self, scope: dict[str, Any], receive: _ReceiveCallable, send: _SendCallable) -> Awaitable[None]:
         """Serve a request that arrived while the chain is not ready (start the plugins first)."""
-    def _lifespan(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> Awaitable[None]:
+    def _lifespan(self, scope: dict[str, Any], receive: _ReceiveCallable, send: _SendCallable) -> Awaitable[None]:
         """Run a ``lifespan`` scope (the plugins' startup and shutdown around the app's)."""
 
 def _make_context(request: Request, protocol: str = "http", services: Any = None) -> RequestContext: ...
@@ -232,6 +251,7 @@ HOST_API_SIZE: int
 DESCRIPTOR_SIZE: int
 VIEW_SIZE: int
 
+@disjoint_base
 class NativeHost:
     """The host's handle for one loaded native plugin: its config, its log, its last error."""
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import graphlib
 from collections import deque
-from typing import Callable, Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 __all__ = ["start_order", "cycle_path"]
 
@@ -60,7 +63,7 @@ def _components(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
 
 def cycle_path(members: Iterable[str], edges: Mapping[str, Iterable[str]],
-               key: Callable[[str], Hashable] = lambda n: n) -> list[str]:
+               key: Callable[[str], SupportsRichComparison] = lambda n: n) -> list[str]:
     """One cycle through the smallest member, as ``[a, b, ..., a]``."""
     group = set(members)
     start = min(group, key=key)
@@ -81,7 +84,7 @@ def cycle_path(members: Iterable[str], edges: Mapping[str, Iterable[str]],
 
 
 def start_order(edges: Mapping[str, Iterable[str]],
-                key: Callable[[str], Hashable] = lambda n: n) -> tuple[list[str], list[list[str]]]:
+                key: Callable[[str], SupportsRichComparison] = lambda n: n) -> tuple[list[str], list[list[str]]]:
     """Start order (dependencies first) and the cycles found.
 
     *edges* maps each node to the nodes it depends on; unknown names are ignored.

@@ -123,7 +123,7 @@ def _build_pyx(src: Path, out: Path) -> None:
         except CythonError:  # Cython has printed each error with its line
             raise _BuildError(f"{src}: Cython found the errors above; fix them and build again") from None
         dist = Distribution({"name": src.stem, "ext_modules": exts})
-        dist.verbose = 0
+        dist.verbose = False
         cmd = dist.get_command_obj("build_ext")
         cmd.build_lib = os.path.join(tmp, "lib")
         cmd.build_temp = os.path.join(tmp, "temp")

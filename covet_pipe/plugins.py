@@ -1,4 +1,4 @@
-"""The seed's ``covet.plugins``: PluginManager and PluginConfig."""
+"""``covet_pipe.plugins``: PluginManager and PluginConfig under one import."""
 
 from covet_pipe.config import PluginConfig
 from covet_pipe.manager import PluginManager

@@ -1,4 +1,4 @@
-"""The seed's ``covet.types``: Request, Response and PluginContext."""
+"""``covet_pipe.types``: Request, Response and PluginContext under one import."""
 
 from covet_pipe._core import Headers, Request, RequestContext, Response
 from covet_pipe.context import PluginContext

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import cffi
 
 CDEF = """
@@ -52,3 +54,41 @@ ffi.cdef(CDEF)
 
 #: the size of the 1.0 descriptor: anything smaller cannot be a covet plugin
 DESCRIPTOR_SIZE_1_0 = ffi.sizeof("covet_plugin_descriptor")
+
+
+# cffi reads a struct's fields through the pointer by the cdef above; to mypy a cdata has no
+# fields. These protocols name the fields covet-pipe reads, with the types cffi gives them:
+# integers as int, pointers (strings, lists, functions) as cdata.
+
+class DescriptorHead(Protocol):
+    """A ``covet_descriptor_head *``: the two fields every ABI version starts with."""
+
+    abi_version: int
+    struct_size: int
+
+
+class Descriptor(DescriptorHead, Protocol):
+    """A ``const covet_plugin_descriptor *``."""
+
+    requires_minor: int
+    flags: int
+    name: cffi.FFI.CData
+    version: cffi.FFI.CData
+    priority: int
+    dependencies: cffi.FFI.CData
+    protocols: cffi.FFI.CData
+    init: cffi.FFI.CData
+    shutdown: cffi.FFI.CData
+    on_request: cffi.FFI.CData
+    on_response: cffi.FFI.CData
+    on_request_done: cffi.FFI.CData
+
+
+def descriptor_head(ptr: cffi.FFI.CData) -> DescriptorHead:
+    """The descriptor *ptr* points to, read as its head only."""
+    return cast(DescriptorHead, ffi.cast("covet_descriptor_head *", ptr))
+
+
+def descriptor(ptr: cffi.FFI.CData) -> Descriptor:
+    """The descriptor *ptr* points to, read whole."""
+    return cast(Descriptor, ffi.cast("const covet_plugin_descriptor *", ptr))

@@ -9,7 +9,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import cffi
 from packaging.version import InvalidVersion, Version
@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from covet_pipe._core import ABI_MAJOR, ABI_MINOR
 from covet_pipe.errors import PluginLoadError
 from covet_pipe.native._elf import check_elf
-from covet_pipe.native._ffi import DESCRIPTOR_SIZE_1_0, ffi
+from covet_pipe.native._ffi import DESCRIPTOR_SIZE_1_0, descriptor, descriptor_head, ffi
 from covet_pipe.native.plugin import NativePlugin
 
 __all__ = ["load_native", "cache_dir"]
@@ -63,10 +63,10 @@ def _content_copy(data: bytes, digest: str, filename: str) -> Path:
     return target
 
 
-def _text(ptr: Any, field: str, where: str) -> str:
+def _text(ptr: cffi.FFI.CData, field: str, where: str) -> str:
     if ptr == ffi.NULL:
         raise PluginLoadError(f"{where}: the descriptor's {field} is NULL; set it to a string", path=where)
-    raw = ffi.string(ptr, _MAX_TEXT + 1)
+    raw = cast(bytes, ffi.string(ptr, _MAX_TEXT + 1))      # a const char * reads as bytes
     if len(raw) > _MAX_TEXT:
         raise PluginLoadError(f"{where}: the descriptor's {field} is longer than {_MAX_TEXT} bytes (or not "
                               "NUL-terminated); end it with NUL and keep it short", path=where)
@@ -77,7 +77,7 @@ def _text(ptr: Any, field: str, where: str) -> str:
                               path=where) from None
 
 
-def _text_list(ptr: Any, field: str, where: str) -> list[str]:
+def _text_list(ptr: cffi.FFI.CData, field: str, where: str) -> list[str]:
     out: list[str] = []
     if ptr == ffi.NULL:
         return out
@@ -89,12 +89,12 @@ def _text_list(ptr: Any, field: str, where: str) -> list[str]:
                           "end the list with NULL", path=where)
 
 
-def _describe(desc: Any, keep: Any, where: str, language: str) -> NativePlugin:
+def _describe(desc: cffi.FFI.CData, keep: Any, where: str, language: str) -> NativePlugin:
     """Check a descriptor against this host's ABI and wrap it."""
     if desc == ffi.NULL:
         raise PluginLoadError(f"{where}: covet_plugin_entry_v1() returned NULL: the plugin says it cannot "
                               "run here (see its own log or documentation)", path=where)
-    head = ffi.cast("covet_descriptor_head *", desc)
+    head = descriptor_head(desc)
     major, minor = head.abi_version >> 16, head.abi_version & 0xFFFF
     if major != ABI_MAJOR:
         raise PluginLoadError(
@@ -106,7 +106,7 @@ def _describe(desc: Any, keep: Any, where: str, language: str) -> NativePlugin:
             f"{where}: its descriptor says struct_size = {head.struct_size} bytes, but an ABI 1.0 "
             f"descriptor has {DESCRIPTOR_SIZE_1_0}; fill struct_size with sizeof(covet_plugin_descriptor) "
             "(COVET_DESCRIPTOR_HEADER does) and rebuild", path=where)
-    d = ffi.cast("const covet_plugin_descriptor *", desc)
+    d = descriptor(desc)
     # Whatever minor it was built with: what it needs must be here (a 1.0 build cannot need more,
     # so a requires_minor above its own minor is a broken descriptor, refused the same way).
     if d.requires_minor > ABI_MINOR:
@@ -172,7 +172,7 @@ def load_native(path: str | os.PathLike[str]) -> NativePlugin:
     digest = hashlib.sha256(data).hexdigest()
     copy = _content_copy(data, digest, p.name)
     try:
-        lib = ffi.dlopen(str(copy), ffi.RTLD_NOW | ffi.RTLD_LOCAL)
+        lib = ffi.dlopen(str(copy), os.RTLD_NOW | os.RTLD_LOCAL)   # dlfcn.h's values, as ffi.RTLD_* are
     except OSError as exc:
         # cffi appends a note about ctypes.util.find_library that does not apply to a path
         why = str(exc).split("  Additionally, ctypes.util.find_library()")[0].replace(str(copy), p.name)
@@ -181,10 +181,8 @@ def load_native(path: str | os.PathLike[str]) -> NativePlugin:
                                   "library; build it with -shared -fPIC", path=where) from None
         raise PluginLoadError(f"{where}: the dynamic loader refused it: {why}; a C plugin links against "
                               "nothing of covet-pipe's: check its own dependencies with ldd", path=where) from None
-    try:
-        entry = lib.covet_plugin_entry_v1
-    except AttributeError:
-        entry = None
+    # the library's functions are the attributes cffi makes from the cdef (mypy sees none of them)
+    entry: Callable[[], cffi.FFI.CData] | None = getattr(lib, "covet_plugin_entry_v1", None)
     if entry is not None:
         plugin = _describe(entry(), lib, where, "c")
         plugin.loaded_from = str(copy)

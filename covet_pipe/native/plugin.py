@@ -5,9 +5,11 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+import cffi
+
 from covet_pipe._core import ABI_MAJOR, ABI_MINOR, NativeHost, host_api_address
 from covet_pipe.errors import PluginError
-from covet_pipe.native._ffi import ffi
+from covet_pipe.native._ffi import Descriptor, ffi
 from covet_pipe.plugin import MiddlewarePlugin
 
 __all__ = ["NativePlugin"]
@@ -21,7 +23,7 @@ _INIT = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes
 _SHUTDOWN = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)
 
 
-def _addr(p: Any) -> int:
+def _addr(p: cffi.FFI.CData) -> int:
     return int(ffi.cast("uintptr_t", p))
 
 
@@ -34,10 +36,12 @@ class NativePlugin(MiddlewarePlugin):
     """
 
     style = "hook"
+    #: the descriptor's name (always set, unlike a plugin class's optional one)
+    name: str
     #: marks native plugins for the registry (kinds, entries)
     _covet_native = True
 
-    def __init__(self, *, desc: Any, keep: Any, path: str, language: str, name: str, version: str,
+    def __init__(self, *, desc: Descriptor, keep: Any, path: str, language: str, name: str, version: str,
                  priority: int, dependencies: list[str], protocols: list[str], flags: int,
                  abi: tuple[int, int]) -> None:
         self.name = name

@@ -13,9 +13,12 @@ import os
 import sys
 import traceback
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from covet_pipe.sandbox.channel import ChannelClosed, HelperChannel, ProtocolError
+
+if TYPE_CHECKING:   # imported at run time only after confinement (see _core())
+    from covet_pipe._core import RequestContext
 
 #: request contexts kept between a request hook and its response hook (bounded)
 MAX_PENDING = 10000
@@ -29,7 +32,7 @@ class Helper:
         self.plugin: Any = None
         #: the event loop for async hooks, made at the first one (a plugin with sync hooks opens none)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.contexts: OrderedDict[int, Any] = OrderedDict()
+        self.contexts: OrderedDict[int, RequestContext] = OrderedDict()
 
     def run(self, value: Any) -> Any:
         if not inspect.isawaitable(value):
@@ -40,7 +43,7 @@ class Helper:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def op_init(self, msg: dict) -> dict:
+    def op_init(self, msg: dict[str, Any]) -> dict[str, Any]:
         from covet_pipe.sandbox import confine
         from covet_pipe.sandbox.policy import SandboxPolicy
         layers = confine.apply(SandboxPolicy.from_dict(msg["policy"]))
@@ -79,16 +82,16 @@ class Helper:
             "needs_body": bool(getattr(p, "needs_body", False)),
         }}
 
-    def op_initialize(self, msg: dict) -> dict:
+    def op_initialize(self, msg: dict[str, Any]) -> dict[str, Any]:
         from covet_pipe.sandbox.context import HelperContext
         self.run(self.plugin.initialize(HelperContext(self.plugin.name, msg.get("config") or {})))
         return {}
 
-    def op_shutdown(self, msg: dict) -> dict:
+    def op_shutdown(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.run(self.plugin.shutdown())
         return {}
 
-    def op_request(self, msg: dict) -> dict:
+    def op_request(self, msg: dict[str, Any]) -> dict[str, Any]:
         Request, _make_context, _ = _core()
         r = msg["req"]
         scope = {
@@ -116,9 +119,9 @@ class Helper:
                        headers=[(k, v) for k, v in edited["headers"]])
         return out
 
-    def op_response(self, msg: dict) -> dict:
+    def op_response(self, msg: dict[str, Any]) -> dict[str, Any]:
         Request, _make_context, Response = _core()
-        ctx = self.contexts.pop(msg.get("rid"), None) or _make_context(Request(), "http", None)
+        ctx = self._take_context(msg.get("rid")) or _make_context(Request(), "http", None)
         resp = Response(msg["status"], [(bytes(k), bytes(v)) for k, v in msg.get("headers", [])])
         before = (resp.status, resp.headers.raw)
         self.run(self.plugin.process_response(resp, ctx))
@@ -126,24 +129,28 @@ class Helper:
             return {}
         return {"status": resp.status, "headers": resp.headers.raw}
 
-    def op_forget(self, msg: dict) -> dict:
-        self.contexts.pop(msg.get("rid"), None)
+    def op_forget(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._take_context(msg.get("rid"))
         return {}
 
-    def op_call(self, msg: dict) -> dict:
+    def _take_context(self, rid: int | None) -> RequestContext | None:
+        """Drop and return the context kept for request *rid* (None: the request hook kept none)."""
+        return None if rid is None else self.contexts.pop(rid, None)
+
+    def op_call(self, msg: dict[str, Any]) -> dict[str, Any]:
         method = msg["method"]
         if method not in ("authenticate", "authorize", "get", "set", "delete", "exists", "expire", "ttl"):
             raise ValueError(f"no such method {method!r}")
         return {"result": self.run(getattr(self.plugin, method)(*msg.get("args", [])))}
 
-    def op_export_state(self, msg: dict) -> dict:
+    def op_export_state(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"result": self.run(self.plugin.export_state())}
 
-    def op_import_state(self, msg: dict) -> dict:
+    def op_import_state(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.run(self.plugin.import_state(msg.get("state")))
         return {}
 
-    def op_ping(self, msg: dict) -> dict:
+    def op_ping(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"result": os.getpid()}
 
     # -- the loop ----------------------------------------------------------------------------

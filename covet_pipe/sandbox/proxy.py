@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
+from covet_pipe._core import Headers, MiddlewareAction, Request, RequestContext, Response
 from covet_pipe.errors import PluginError, PluginLoadError
 from covet_pipe.plugin import AuthPlugin, MiddlewarePlugin, Plugin, StoragePlugin
 from covet_pipe.sandbox.channel import Reply
@@ -42,6 +42,9 @@ class SandboxedPlugin(Plugin):
 
     _covet_sandboxed = True
     _sup: Supervisor
+    #: set by start_sandboxed from the helper's report (a middleware proxy also reads them)
+    needs_body: bool
+    _has_response: bool
 
     async def initialize(self, ctx: Any) -> None:
         if self._sup.closing or self._sup.moved():
@@ -68,7 +71,9 @@ class SandboxedPlugin(Plugin):
         _, reply = await self._checked("export_state")
         return reply.result
 
-    async def import_state(self, state: Any) -> None:
+    # Plugin.import_state "may be async" (its docstring) and the registry awaits what it returns;
+    # its annotation says None only.
+    async def import_state(self, state: Any) -> None:  # type: ignore[override]  # async, as Plugin allows
         # every helper of the pool gets the state (each has its own copy of the plugin)
         for helper in [h for h in self._sup.helpers if h is not None and h.alive]:
             await self._checked("import_state", helper, state=state)
@@ -87,7 +92,7 @@ class SandboxedPlugin(Plugin):
         return h, reply
 
 
-async def _process_request(self: Any, request: Request, ctx: RequestContext) -> Any:
+async def _process_request(self: SandboxedPlugin, request: Request, ctx: RequestContext) -> Any:
     payload: dict[str, Any] = {
         "type": request.type, "method": request.method, "path": request.path,
         "root_path": request.scope.get("root_path") or "", "query": request.query_string, "headers": request.headers.raw,
@@ -111,6 +116,7 @@ async def _process_request(self: Any, request: Request, ctx: RequestContext) -> 
         await self._sup.kill_helper(h, problem)
         return self._unavailable(f"the helper {problem}")
     if reply.action == "respond":
+        assert reply.status is not None     # _invalid refused a "respond" without a status
         return MiddlewareAction.respond(Response(reply.status, reply.headers or [], reply.body or b"",
                                                  reply.media_type))
     if reply.headers is not None:
@@ -124,7 +130,7 @@ async def _process_request(self: Any, request: Request, ctx: RequestContext) -> 
     return None
 
 
-async def _process_response(self: Any, response: Response, ctx: RequestContext) -> None:
+async def _process_response(self: SandboxedPlugin, response: Response, ctx: RequestContext) -> None:
     where = ctx.state.pop(_RID, None) if _RID in ctx.state else None
     if where is _SKIP:
         return      # the request hook already answered by the failure policy
@@ -175,7 +181,7 @@ def _invalid(reply: Reply, response: bool = False) -> str | None:
     return None
 
 
-def _replace_headers(headers: Any, new: list) -> None:
+def _replace_headers(headers: Headers, new: list[tuple[bytes, bytes]]) -> None:
     for name in {k for k, _ in headers.raw}:
         headers.remove(name)
     for k, v in new:
@@ -183,7 +189,7 @@ def _replace_headers(headers: Any, new: list) -> None:
 
 
 def _remote(method: str) -> Any:
-    async def call(self: Any, *args: Any) -> Any:
+    async def call(self: SandboxedPlugin, *args: Any) -> Any:
         try:
             _, reply = await self._checked("call", method=method, args=list(args))
         except SandboxUnavailable as exc:
@@ -229,7 +235,7 @@ async def start_sandboxed(spec: SandboxSpec) -> SandboxedPlugin:
             bases.append(StoragePlugin)
             attrs.update({m: _remote(m) for m in ("get", "set", "delete", "exists", "expire", "ttl")})
         cls = type(f"Sandboxed[{name}]", tuple(bases), attrs)
-        proxy = cls()
+        proxy: SandboxedPlugin = cls()     # bases[0] is SandboxedPlugin
     except BaseException:
         await sup.shutdown()
         raise

@@ -34,7 +34,7 @@ class Timer(MiddlewarePlugin):
         response.headers.add("x-timer", "1")
 
 
-async def app(scope: dict, receive: object, send: object) -> None: ...
+async def app(scope: dict[str, object], receive: object, send: object) -> None: ...
 
 
 manager = PluginManager(PluginConfig(plugin_paths=["./plugins"]))
