@@ -390,7 +390,7 @@ class PluginManager:
         A ``path`` loads the new version from another file (a renamed plugin file).
         State the old version exports is handed to the new one (``export_state``/``import_state``).
         """
-        from covet_pipe._swap import reload_plugin
+        from covet_pipe.hot_swap import reload_plugin
         await reload_plugin(self, name, path)
 
     # -- inspection ----------------------------------------------------------
