@@ -112,7 +112,7 @@ def readable_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _import_fresh(path: Path) -> Any:
+def import_fresh(path: Path) -> Any:
     """Import a plugin file or package as a new module object (never a cached one)."""
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     modname = f"covet_pipe_plugin_{path.stem.replace('-', '_').replace('.', '_')}_{digest}_{next(_counter)}"
@@ -143,7 +143,7 @@ def _import_fresh(path: Path) -> Any:
     return module
 
 
-def _plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> list[Any]:
+def plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> list[Any]:
     create = getattr(factory_owner, "create_plugin", None)
     if create is not None:
         try:
@@ -235,12 +235,12 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if wants_sandbox(p, manifest, config):
         # Untrusted: never imported in the host. The manager starts it in a helper.
         raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
-    module = _import_fresh(p)
+    module = import_fresh(p)
     base_name = (manifest or {}).get("name")
     settings = dict(config.plugin_settings.get(base_name or p.stem, {}))
     settings.update((manifest or {}).get("config", {}))
     records = []
-    for plugin in _plugins_from(module, settings, where):
+    for plugin in plugins_from(module, settings, where):
         if manifest:
             _apply_manifest(plugin, manifest, where)
         try:
@@ -327,7 +327,7 @@ def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | N
             elif isinstance(target, Plugin):
                 plugins = [target]
             elif callable(target):
-                plugins = _plugins_from(type("ep", (), {"create_plugin": staticmethod(target)}), settings, where)
+                plugins = plugins_from(type("ep", (), {"create_plugin": staticmethod(target)}), settings, where)
             else:
                 raise PluginLoadError(f"{where} names {type(target).__name__}; name a create_plugin(config) "
                                       "factory or a Plugin class", path=where)

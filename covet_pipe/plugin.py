@@ -20,6 +20,7 @@ __all__ = [
     "MiddlewareAction",
     "plugin_kinds",
     "middleware_style",
+    "overridden_hook",
 ]
 
 CallNext = Callable[[Request], Awaitable[Response]]
@@ -217,3 +218,10 @@ def middleware_style(plugin: MiddlewarePlugin) -> str:
     except (TypeError, ValueError):
         return "hook"
     return "call_next" if len(params) >= 2 and params[1] == "call_next" else "hook"
+
+
+def overridden_hook(plugin: object, name: str) -> Any:
+    """The bound hook *name* if the plugin's class overrides MiddlewarePlugin's, else None (the core skips it)."""
+    if getattr(type(plugin), name, None) is getattr(MiddlewarePlugin, name):
+        return None
+    return getattr(plugin, name)

@@ -24,7 +24,7 @@ from covet_pipe.errors import (
     PluginError,
     PluginValidationError,
 )
-from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, plugin_kinds
+from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
 
 __all__ = ["Registry", "PluginRecord", "STATES", "ALL_PROTOCOLS"]
 
@@ -174,18 +174,11 @@ def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | 
     )
 
 
-def _hook(plugin: Any, name: str) -> Any:
-    """The bound hook if the plugin's class overrides it, else None (the core skips it)."""
-    if getattr(type(plugin), name, None) is getattr(MiddlewarePlugin, name):
-        return None
-    return getattr(plugin, name)
-
-
 def make_entry(record: PluginRecord) -> Entry:
     """The core's view of a middleware plugin."""
     plugin = record.plugin
-    req = _hook(plugin, "process_request")
-    resp = _hook(plugin, "process_response")
+    req = overridden_hook(plugin, "process_request")
+    resp = overridden_hook(plugin, "process_response")
     if record.style == "call_next":
         req = plugin.process_request
     native = getattr(plugin, "_covet_native", False)
