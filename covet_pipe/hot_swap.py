@@ -71,7 +71,7 @@ async def reload_plugin(manager: Any, name: str, path: str | None) -> None:
     async with manager._get_lock():
         manager._registry._records[name] = new
         problem = manager._registry.dependency_problem(new)
-        started = problem is None and await manager._registry.start(new, manager)
+        started = problem is None and await manager._registry.start(new)
         if not started:
             manager._registry._records[name] = old
             await _end_helpers(new)

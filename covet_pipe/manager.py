@@ -235,7 +235,7 @@ class PluginManager:
                     if problem is not None:
                         self._registry.fail(record, problem)
                         continue
-                    await self._registry.start(record, self)
+                    await self._registry.start(record)
                 for record in self._registry.records():
                     if record.state == "initialized":
                         record.state = "active"

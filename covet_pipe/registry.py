@@ -18,20 +18,12 @@ from covet_pipe._core import Entry, MiddlewareAction, PluginStats
 from covet_pipe._graph import start_order
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext, Services
-from covet_pipe.errors import (
-    DependencyCycleError,
-    DependencyError,
-    PluginError,
-    PluginValidationError,
-)
+from covet_pipe.errors import DependencyCycleError, PluginValidationError
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
 
-__all__ = ["Registry", "PluginRecord", "STATES", "ALL_PROTOCOLS"]
+__all__ = ["Registry", "PluginRecord", "ALL_PROTOCOLS"]
 
 log = logging.getLogger("covet_pipe.registry")
-
-#: registered -> initialized -> active -> draining -> stopped, or failed
-STATES = ("registered", "initialized", "active", "draining", "stopped", "failed")
 
 #: the protocols of a stand-in that does not know its own: it refuses every protocol there is
 ALL_PROTOCOLS = frozenset({"*"})
@@ -59,6 +51,7 @@ class PluginRecord:
     protocols: frozenset[str]
     config: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    #: registered -> initialized -> active -> draining -> stopped, or failed
     state: str = "registered"
     error: str | None = None
     stats: PluginStats = field(default_factory=PluginStats)
@@ -335,9 +328,9 @@ class Registry:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def start(self, record: PluginRecord, manager: Any) -> bool:
+    async def start(self, record: PluginRecord) -> bool:
         """Initialise one plugin; on failure mark it failed and say why."""
-        ctx = PluginContext(record.name, self.services, record.config, manager)
+        ctx = PluginContext(record.name, self.services, record.config)
         try:
             await asyncio.wait_for(_maybe_await(record.plugin.initialize(ctx)),
                                    self.config.initialize_timeout)
@@ -370,7 +363,3 @@ class Registry:
                       exc_info=exc)
         if record.state != "failed":
             record.state = "stopped"
-
-
-def dependency_error(message: str, name: str) -> PluginError:
-    return DependencyError(message, plugin_name=name)
