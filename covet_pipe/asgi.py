@@ -48,7 +48,7 @@ class Pipeline(PipelineCore):
             raise TypeError(f"Pipeline(app): app must be an ASGI application (a callable), got {app!r}")
         self.app = app
         self.manager = manager if manager is not None else PluginManager(config)
-        self.chain = self.manager._chain
+        self.chain = self.manager.chain
 
     async def _first_request(self, scope: dict, receive: Any, send: Any) -> None:
         # No lifespan, plugins registered since, or a later start after a shutdown (a Starlette

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from covet_pipe._standin import stand_in
 from covet_pipe.config import PluginConfig, check_cpu_limit, parse_size
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
 from covet_pipe.logsafe import printable
@@ -22,7 +23,8 @@ from covet_pipe.registry import PluginRecord, validate
 
 log = logging.getLogger("covet_pipe.discovery")
 
-__all__ = ["LoadReport", "discover", "load_path", "find_plugin", "read_manifest", "ENTRY_POINT_GROUP"]
+__all__ = ["LoadReport", "discover", "discovered_by", "load_path", "find_plugin", "read_manifest",
+           "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "covet_pipe.plugins"
 MANIFEST = "covet-plugin.toml"
@@ -341,7 +343,6 @@ def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | N
 
 def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
     """Load every plugin in ``plugin_paths`` and the entry points; a failure never stops the rest."""
-    from covet_pipe._standin import stand_in
     report = LoadReport()
     # by real path: the same folder given twice (./plugins and /abs/plugins) loads once
     known = {os.path.realpath(r.path) for r in registry.records() if r.path} if registry is not None else set()
@@ -369,6 +370,14 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
         _entry_point_records(config, report)
         report.records[before:] = [r for r in report.records[before:] if r.source not in known_sources]
     return report
+
+
+def discovered_by(record: PluginRecord, config: PluginConfig) -> bool:
+    """Whether *record* is what :func:`discover` finds: a plugin under ``plugin_paths``, or of an entry point."""
+    if not record.path:
+        return record.source.startswith("entry point")
+    p = Path(record.path).resolve()
+    return any(p == b or b in p.parents for b in (Path(x).resolve() for x in config.plugin_paths))
 
 
 def find_plugin(name: str, config: PluginConfig) -> PluginRecord | None:

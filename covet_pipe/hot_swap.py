@@ -1,102 +1,140 @@
-"""Reloading one plugin: load the new version beside the old, start it, hand state over, swap, drain.
+"""Swapping a plugin's versions: load the new beside the old, start it, hand state over, swap, drain.
 
-``PluginManager.reload_plugin`` calls :func:`reload_plugin`; the watcher (``reload.py``) calls that.
+:func:`reload_plugin` is what ``PluginManager.reload_plugin`` (and so the file watcher) runs; a
+plugin file held by a stand-in (it failed to load) is loaded in the stand-in's place by
+:func:`replace_stand_in`. Both take the registry and the snapshots, change records only through the
+registry's methods, and leave starting what took a stand-in's place to the caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
+from covet_pipe._standin import is_stand_in
 from covet_pipe.errors import PluginError
-from covet_pipe.manager import _end_helpers
-from covet_pipe.registry import PluginRecord
+from covet_pipe.loading import end_helpers, load
+from covet_pipe.logsafe import printable
+from covet_pipe.plugin import is_sandboxed
+from covet_pipe.registry import PluginRecord, Registry
+from covet_pipe.snapshots import Snapshots
 
-__all__ = ["reload_plugin"]
+__all__ = ["reload_plugin", "replace_stand_in"]
 
 log = logging.getLogger("covet_pipe.manager")
 
 
-async def reload_plugin(manager: Any, name: str, path: str | None) -> None:
+async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, path: str | None) -> list[str]:
     """Load a plugin's file again beside the running version, start it, swap, drain the old.
 
     If the new version fails, the old one keeps serving and the error is raised.
     A ``path`` loads the new version from another file (a renamed plugin file).
+    :returns: the plugins that took the place of a stand-in and wait to be started (see
+        :func:`replace_stand_in`); ``[]`` once the new version serves.
     """
-    if not manager.config.hot_reload:
+    config = registry.config
+    if not config.hot_reload:
         raise PluginError(f"cannot reload {name!r}: hot_reload is off; set PluginConfig(hot_reload=True)",
                           plugin_name=name)
-    old = manager._need(name)
+    old = registry.need(name)
     if old.path is None:
         raise PluginError(f"cannot reload {name!r}: it was registered as an instance, so there is no "
                           "file to load it from; unload it and register the new instance",
                           plugin_name=name)
-    from covet_pipe._standin import is_stand_in, replace_stand_in
     if is_stand_in(old):    # the file never loaded: what it defines now takes the stand-in's place
-        await replace_stand_in(manager, old, path)
-        manager._reload_errors.pop(name, None)
-        return
-    from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
-    try:
-        source = path or old.path
-        if getattr(old.plugin, "_sup", None) is not None:
-            # It runs sandboxed: so does its new version (a new helper generation), never imported here.
-            raise SandboxRequested(sandbox_spec(Path(source), manager.config))
-        loaded = await asyncio.to_thread(load_path, source, manager.config)
-    except SandboxRequested as req:
-        loaded = [await manager._start_sandboxed(req.spec)]
+        return await replace_stand_in(registry, snapshots, old, path)
+    source = path or old.path
+    # A sandboxed plugin's new version runs sandboxed too (a new helper generation), never imported here.
+    loaded = await load(source, config, sandbox=is_sandboxed(old.plugin))
     fresh = [r for r in loaded if r.name == name]
     for record in loaded:
         if record.name != name:
-            await _end_helpers(record)
+            await end_helpers(record)
     if not fresh:
         raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
                           plugin_name=name, path=source)
     new = fresh[0]
     new.stats = old.stats
-    policy = manager.config.policy_for(new.name, new.path)
+    policy = config.policy_for(new.name, new.path)
     if policy is not None:
         new.failure_policy = policy
-    broken = _broken_dependents(manager, name, new.version)
+    broken = _broken_dependents(registry, name, new.version)
     if broken:
-        await _end_helpers(new)
+        await end_helpers(new)
         raise PluginError(
             f"reload of {name!r} refused, the old version {old.version} keeps serving: the new version "
             f"{new.version} does not satisfy {'; '.join(broken)}; release a version that does, or "
             "update those plugins' dependencies first", plugin_name=name, path=old.path)
-    async with manager._get_lock():
-        manager._registry._records[name] = new
-        problem = manager._registry.dependency_problem(new)
-        started = problem is None and await manager._registry.start(new)
+    async with snapshots.lock():
+        registry.replace(new)
+        problem = registry.dependency_problem(new)
+        started = problem is None and await registry.start(new)
         if not started:
-            manager._registry._records[name] = old
-            await _end_helpers(new)
+            registry.replace(old)
+            await end_helpers(new)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
                               f"{problem or new.error}", plugin_name=name, path=old.path)
         handoff = await _hand_state(old, new)
         if handoff is not None:
-            manager._registry._records[name] = old
-            await manager._registry.stop(new)
-            await _end_helpers(new)
+            registry.replace(old)
+            await registry.stop(new)
+            await end_helpers(new)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: {handoff}",
                               plugin_name=name, path=old.path)
         new.state = "active"
         old.state = "draining"
-        snap = manager._rebuild()
-        await manager._drain(snap, [old.plugin])
-        await manager._registry.stop(old)
-    manager._reload_errors.pop(name, None)
+        snap = snapshots.rebuild()
+        await snapshots.drain(snap, [old.plugin])
+        await registry.stop(old)
     log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
+    return []
 
 
-def _broken_dependents(manager: Any, name: str, version: Any) -> list[str]:
+async def replace_stand_in(registry: Registry, snapshots: Snapshots, old: PluginRecord,
+                           path: str | None) -> list[str]:
+    """Load the file a stand-in holds the place of; its plugins take the stand-in's place.
+
+    Until they are active the stand-in's 503 entry stays in the chain (there is no moment without
+    it): the caller starts them (``initialize_all``) and a plugin of the file that then fails to
+    start is fail-closed as usual.
+    :returns: the names of the plugins that took the stand-in's place.
+    :raises PluginError: when the file still does not load (the stand-in stays, with the new reason).
+    """
+    source = path or old.path
+    assert source is not None
+    try:
+        records = await load(source, registry.config)
+    except PluginError as exc:
+        old.plugin.load_failure = str(exc)
+        old.error = f"could not be loaded: {exc}"
+        raise PluginError(f"{source} still does not load, so its stand-in {old.name!r} keeps answering in its "
+                          f"place: {exc}", plugin_name=old.name, path=source) from None
+    # No await from here to the end of the swap of records: nothing sees the registry half-changed.
+    registry.remove(old.name)
+    added: list[PluginRecord] = []
+    try:
+        for record in records:
+            registry.add(record)
+            added.append(record)
+    except PluginError:
+        for record in added:
+            registry.remove(record.name)
+        registry.replace(old)
+        for record in records:
+            await end_helpers(record)
+        raise
+    snapshots.chain.ready = False        # the chain is rebuilt without the stand-in
+    log.info("plugin file %s loads now: %s took the place of its stand-in %s", printable(source),
+             printable(", ".join(f"{r.name} {r.version}" for r in records)), printable(repr(old.name)))
+    return [r.name for r in records]
+
+
+def _broken_dependents(registry: Registry, name: str, version: Any) -> list[str]:
     """The running plugins whose constraint on *name* a *version* would break (as messages)."""
     out = []
-    for record in manager._registry.records():
+    for record in registry.records():
         if record.state not in ("active", "initialized"):
             continue
         for req in record.requires:

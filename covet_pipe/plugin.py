@@ -20,6 +20,7 @@ __all__ = [
     "MiddlewareAction",
     "plugin_kinds",
     "middleware_style",
+    "is_sandboxed",
     "overridden_hook",
 ]
 
@@ -203,9 +204,14 @@ def plugin_kinds(plugin: object) -> tuple[str, ...]:
     kinds = tuple(k for k, cls in _KINDS if isinstance(plugin, cls))
     if getattr(plugin, "_covet_native", False):
         kinds += ("native",)
-    if getattr(plugin, "_covet_sandboxed", False):
+    if is_sandboxed(plugin):
         kinds += ("sandboxed",)
     return kinds or ("plugin",)
+
+
+def is_sandboxed(plugin: object) -> bool:
+    """Whether *plugin* runs in sandboxed helper processes (it is the host's proxy of one)."""
+    return bool(getattr(plugin, "_covet_sandboxed", False))
 
 
 def middleware_style(plugin: MiddlewarePlugin) -> str:

@@ -18,7 +18,7 @@ from covet_pipe._core import Entry, MiddlewareAction, PluginStats
 from covet_pipe._graph import start_order
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext, Services
-from covet_pipe.errors import DependencyCycleError, PluginValidationError
+from covet_pipe.errors import DependencyCycleError, PluginNotFoundError, PluginValidationError
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
 
 __all__ = ["Registry", "PluginRecord", "ALL_PROTOCOLS"]
@@ -243,6 +243,17 @@ class Registry:
     def get(self, name: str) -> PluginRecord | None:
         return self._records.get(name)
 
+    def need(self, name: str) -> PluginRecord:
+        """The record named *name*.
+
+        :raises PluginNotFoundError: naming the plugins that are registered.
+        """
+        record = self._records.get(name)
+        if record is None:
+            names = ", ".join(r.name for r in self.records()) or "none"
+            raise PluginNotFoundError(f"no plugin named {name!r}; registered: {names}", plugin_name=name)
+        return record
+
     def records(self) -> list[PluginRecord]:
         """Every record, in (priority, name) order."""
         return sorted(self._records.values(), key=lambda r: (r.priority, r.name))
@@ -264,6 +275,14 @@ class Registry:
 
     def remove(self, name: str) -> PluginRecord | None:
         return self._records.pop(name, None)
+
+    def replace(self, record: PluginRecord) -> None:
+        """Put *record* in the place of the one of its name, whatever that one's state.
+
+        A reload puts its new version in while it starts (and the old one back if it fails); unlike
+        :meth:`add` nothing is checked.
+        """
+        self._records[record.name] = record
 
     def every_protocol(self) -> frozenset[str]:
         """Every protocol a request may come in: HTTP, websocket, what protocol plugins and middleware name."""

@@ -1,13 +1,13 @@
 """Hot reload on change: watch the plugin paths and reload a plugin when its content changes.
 
-``PluginWatcher(manager)`` runs ``watchfiles.awatch`` on the server's event loop over the folders
-of ``plugin_paths`` and of plugins loaded by path. A change is mapped to the plugin whose file or
+``PluginWatcher(manager, registry)`` runs ``watchfiles.awatch`` on the server's event loop over the
+folders of ``plugin_paths`` and of plugins loaded by path (the registry's records). A change is mapped to the plugin whose file or
 package it touches; when the content hash differs from the last one seen, the plugin is reloaded
 (``manager.reload_plugin``), or, for a new file in a plugin folder, loaded. A deleted file
 unloads its plugins (refused, and reported, while others depend on them); a renamed one reloads
 from its new path. A plugin folder created after start is picked up within about a second. A
-failed reload is logged and shown in health (``plugins[name]["reload_error"]``) while the old
-version serves on.
+failed reload is logged and kept in ``reload_errors`` (health shows it as
+``plugins[name]["reload_error"]``) while the old version serves on.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-__all__ = ["PluginWatcher"]
+from covet_pipe.registry import Registry
+
+__all__ = ["PluginWatcher", "PluginActions", "content_hash"]
 
 log = logging.getLogger("covet_pipe.reload")
 
@@ -56,21 +58,37 @@ def content_hash(unit: Path) -> str | None:
     return h.hexdigest()
 
 
+class PluginActions(Protocol):
+    """What the watcher asks of a PluginManager when files change."""
+
+    async def reload_plugin(self, name: str, *, path: str | None = None) -> None: ...
+
+    async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]: ...
+
+    async def load_plugin_from_path(self, path: str, *, sandbox: bool = False) -> list[str]: ...
+
+
 class PluginWatcher:
     """Watches plugin files and reloads changed plugins on the running loop.
 
-    :param manager: the PluginManager whose plugins are watched.
+    :param manager: what reloads, unloads and loads the plugins (a PluginManager).
+    :param registry: its records: which files are plugins, and ``config.plugin_paths``.
     :param debounce_ms: the longest time changes are grouped before they are handled.
     """
 
-    def __init__(self, manager: Any, *, debounce_ms: int = 150, step_ms: int = 50) -> None:
+    def __init__(self, manager: PluginActions, registry: Registry, *, debounce_ms: int = 150,
+                 step_ms: int = 50) -> None:
         self.manager = manager
+        self.registry = registry
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
         #: plugin unit (file or package folder) -> content hash last seen
         self._hashes: dict[str, str | None] = {}
         #: path of a new file that failed to load -> why
         self.errors: dict[str, str] = {}
+        #: plugin name -> why its last hot reload (or the unload after its file was deleted) failed;
+        #: the next good one clears it
+        self.reload_errors: dict[str, str] = {}
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -82,12 +100,16 @@ class PluginWatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def forget(self, name: str) -> None:
+        """Clear the reload error of plugin *name* (it reloaded, or it is gone)."""
+        self.reload_errors.pop(name, None)
+
     # -- what to watch -------------------------------------------------------
 
     def _plugin_folders(self) -> list[Path]:
         """plugin_paths entries that are plain folders (a new file there is a new plugin)."""
         out = []
-        for base in self.manager.config.plugin_paths:
+        for base in self.registry.config.plugin_paths:
             p = Path(base)
             if p.is_dir() and not (p / "__init__.py").is_file():
                 out.append(p.resolve())
@@ -96,14 +118,14 @@ class PluginWatcher:
     def _units(self) -> dict[Path, list[str]]:
         """Plugin file or package -> names of the plugins loaded from it."""
         units: dict[Path, list[str]] = {}
-        for record in self.manager._registry.records():
+        for record in self.registry.records():
             if record.path:
                 units.setdefault(Path(record.path).resolve(), []).append(record.name)
         return units
 
     def _compute_roots(self) -> list[Path]:
         dirs = set(self._plugin_folders())
-        for base in self.manager.config.plugin_paths:
+        for base in self.registry.config.plugin_paths:
             p = Path(base)
             if p.is_file() or (p.is_dir() and (p / "__init__.py").is_file()):
                 dirs.add(p.resolve().parent)
@@ -265,32 +287,30 @@ class PluginWatcher:
             await self._load(unit)
 
     async def _unload(self, unit: Path, names: list[str]) -> None:
-        manager = self.manager
         for name in names:
-            record = manager._registry.get(name)
+            record = self.registry.get(name)
             if record is None or record.path is None or Path(record.path).resolve() != unit:
                 continue        # already reloaded from elsewhere
             try:
-                await manager.unload_plugin(name)
+                await self.manager.unload_plugin(name)
             except Exception as exc:
-                manager._reload_errors[name] = (f"{unit} was deleted, but the plugin keeps serving: {exc}")
+                self.reload_errors[name] = f"{unit} was deleted, but the plugin keeps serving: {exc}"
                 log.error("plugin file %s deleted; plugin %r not unloaded: %s", unit, name, exc)
             else:
-                manager._reload_errors.pop(name, None)
+                self.forget(name)
                 self.reloads += 1
                 log.info("plugin file %s deleted: plugin %r unloaded", unit, name)
 
     async def _reload(self, name: str, path: Path | None = None) -> bool:
-        manager = self.manager
         try:
-            await manager.reload_plugin(name, path=None if path is None else str(path))
+            await self.manager.reload_plugin(name, path=None if path is None else str(path))
         except Exception as exc:
             if path is not None:
                 return False        # not a rename of this plugin: the caller unloads and loads
-            manager._reload_errors[name] = str(exc)
+            self.reload_errors[name] = str(exc)
             log.error("hot reload of plugin %r: %s", name, exc)
             return False
-        manager._reload_errors.pop(name, None)
+        self.forget(name)
         self.reloads += 1
         return True
 

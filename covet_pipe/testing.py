@@ -14,7 +14,7 @@ def make_context(request: Request | None = None, *, protocol: str = "http",
                  services: Any = None) -> RequestContext:
     """A RequestContext for calling a plugin's hooks directly in a unit test.
 
-    :param services: an object with ``get_service(name)``, e.g. ``manager._registry.services``
+    :param services: an object with ``get_service(name)``, e.g. ``manager.services``
         or any stand-in of your own.
     """
     return make_request_context(request if request is not None else Request(), protocol, services)
