@@ -61,8 +61,6 @@ class PluginManager:
         self._discovered = False
         #: where -> why, for load failures no record holds (a missing folder, an entry point ...)
         self._load_failures: dict[str, str] = {}
-        #: the event loop of the last initialize_all: a server's loop replaces the one plugins were loaded on
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def chain(self) -> Chain:
@@ -176,16 +174,12 @@ class PluginManager:
         A plugin that fails is marked failed (with the reason in health), its dependents are
         not started, and the rest serve. ``plugin_paths`` that nobody loaded are loaded first.
         """
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # The first call, or plugins loaded on another loop (asyncio.run() at import): the lock is
-            # made anew on this one (the watcher starts its task here below; sandboxed helpers move
-            # themselves when started, in SandboxedPlugin.initialize).
-            self._loop = loop
-            self._snapshots.renew_lock()
         if not self._discovered and self.config.plugin_paths and not self.config.auto_resolve_dependencies:
             # (with auto_resolve_dependencies, plugin_paths is where missing dependencies are found, one by one)
             await self.load_plugins()
+        # Plugins loaded on another loop (asyncio.run() at import) serve on this one: the lock is one per
+        # loop, the watcher starts its task here below, and sandboxed helpers move themselves when
+        # started (SandboxedPlugin.initialize).
         snapshots = self._snapshots
         async with snapshots.lock():
             # Loop: a plugin registered while an initialize() ran is started too, before

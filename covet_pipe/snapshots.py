@@ -37,6 +37,7 @@ class Snapshots:
         #: replaced snapshots that still had requests in flight (drains wait on these too)
         self._retired: list[Snapshot] = []
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def current(self) -> Snapshot:
@@ -44,14 +45,12 @@ class Snapshots:
         return self.chain.current
 
     def lock(self) -> asyncio.Lock:
-        """The lock changes to what serves are made under."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+        """The lock changes to what serves are made under: one per event loop (a server's loop replaces
+        the one plugins were loaded on, ``asyncio.run()`` at import, say)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
-
-    def renew_lock(self) -> None:
-        """Make the lock anew (the plugins serve on another event loop than before)."""
-        self._lock = None
 
     def rebuild(self) -> Snapshot:
         """Build a snapshot of the active middleware, swap it in, return the one it replaced."""
