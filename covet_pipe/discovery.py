@@ -166,12 +166,16 @@ def plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> li
     return made
 
 
-def wants_sandbox(p: Path, manifest: dict[str, Any] | None, config: PluginConfig) -> bool:
-    """Whether the plugin at *p* runs in a sandboxed helper.
+def wants_sandbox(p: Path, manifest: dict[str, Any] | None, config: PluginConfig, *, host: bool = False) -> bool:
+    """Whether the plugin at *p* is to run in a sandboxed helper: the one place that decides it.
 
     The operator's ``sandbox_enabled`` holds for every file outside ``trusted_paths``: the manifest ships with the
     plugin, so its ``sandbox = false`` cannot lift it (``sandbox = true`` may ask for a sandbox, though).
+    :param host: the host asks for a sandbox (``load_plugin_from_path(..., sandbox=True)``, or a reload of
+        a plugin that runs sandboxed), which nothing lifts.
     """
+    if host:
+        return True
     asked = (manifest or {}).get("sandbox")
     if asked is True or not config.sandbox_enabled:
         return bool(asked)
@@ -220,9 +224,11 @@ def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None 
                        pool_size=config.sandbox_pool_size, call_timeout=config.sandbox_call_timeout)
 
 
-def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
-    """Load the plugins of one ``.py`` file or package folder as fresh modules.
+def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) -> list[PluginRecord]:
+    """Load the plugins of one ``.py`` file or package folder as fresh modules (or a native library).
 
+    :param sandbox: the host asks for it to run sandboxed (see :func:`wants_sandbox`).
+    :raises SandboxRequested: it is to run sandboxed; nothing of it was imported.
     :raises PluginLoadError: naming the file and what to fix.
     """
     p = Path(path).expanduser()
@@ -230,11 +236,11 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if not p.exists():
         raise PluginLoadError(f"{where} does not exist", path=where)
     if p.suffix == ".so":
-        return [_native_record(p, config)]
+        return [_native_record(p, config, sandbox)]
     if p.is_file() and p.suffix != ".py":
         raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
     manifest = read_manifest(p)
-    if wants_sandbox(p, manifest, config):
+    if wants_sandbox(p, manifest, config, host=sandbox):
         # Untrusted: never imported in the host. The manager starts it in a helper.
         raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
     module = import_fresh(p)
@@ -256,12 +262,16 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     return records
 
 
-def _native_record(p: Path, config: PluginConfig) -> PluginRecord:
+def _native_record(p: Path, config: PluginConfig, sandbox: bool) -> PluginRecord:
     """A C or Cython plugin library, with its manifest (``x.covet-plugin.toml`` for ``x.so``)."""
     from covet_pipe.native import load_native
     where = str(p)
     manifest = read_manifest(p.with_name(p.name.split(".", 1)[0] + ".so"))
-    if wants_sandbox(p, manifest, config):
+    if wants_sandbox(p, manifest, config, host=sandbox):
+        if sandbox:
+            raise PluginLoadError(f"{where} was to be loaded sandboxed (sandbox=True), but native plugins run "
+                                  "in-process and cannot be sandboxed; load it without sandbox=True if you "
+                                  "trust this library", path=where)
         raise PluginLoadError(f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but native "
                               "plugins run in-process and cannot be sandboxed; if you trust this library, add "
                               "it or its folder to PluginConfig(trusted_paths=[...])", path=where)

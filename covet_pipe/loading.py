@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from covet_pipe._standin import stand_in
 from covet_pipe.config import PluginConfig
-from covet_pipe.discovery import LoadReport, SandboxRequested, discover, load_path, sandbox_spec
+from covet_pipe.discovery import LoadReport, SandboxRequested, discover, load_path
 from covet_pipe.errors import PluginError
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.registry import PluginRecord, Registry, validate
@@ -49,13 +49,12 @@ async def discover_all(config: PluginConfig, registry: Registry) -> LoadReport:
 async def load(path: str | Path, config: PluginConfig, *, sandbox: bool = False) -> list[PluginRecord]:
     """The records of the plugins of one file or package, sandboxed ones with their helpers started.
 
-    :param sandbox: run it sandboxed whatever ``sandbox_enabled`` and its manifest say.
+    :param sandbox: run it sandboxed whatever ``sandbox_enabled`` and its manifest say (discovery's
+        ``wants_sandbox`` decides, and refuses what cannot run sandboxed, a native library say).
     :raises PluginLoadError: naming the file and what to fix.
     """
     try:
-        if sandbox:
-            raise SandboxRequested(sandbox_spec(Path(path).expanduser(), config))
-        return await asyncio.to_thread(load_path, path, config)
+        return await asyncio.to_thread(load_path, path, config, sandbox=sandbox)
     except SandboxRequested as req:
         return [await start_sandboxed(req.spec)]
 
