@@ -57,9 +57,6 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
                           plugin_name=name, path=source)
     new = fresh[0]
     new.stats = old.stats
-    policy = config.policy_for(new.name, new.path)
-    if policy is not None:
-        new.failure_policy = policy
     broken = _broken_dependents(registry, name, new.version)
     if broken:
         await end_helpers(new)

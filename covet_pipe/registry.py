@@ -266,12 +266,7 @@ class Registry:
         old = self._records.get(record.name)
         if old is not None and old.state not in ("stopped",):
             raise PluginValidationError(_taken(old, record), plugin_name=record.name, path=record.path)
-        policy = self.config.policy_for(record.name, record.path)
-        if policy is not None:      # the operator's word wins over the plugin's and its manifest's
-            record.failure_policy = policy
-            with contextlib.suppress(AttributeError):
-                record.plugin.failure_policy = policy
-        self._records[record.name] = record
+        self.replace(record)
 
     def remove(self, name: str) -> PluginRecord | None:
         return self._records.pop(name, None)
@@ -280,8 +275,13 @@ class Registry:
         """Put *record* in the place of the one of its name, whatever that one's state.
 
         A reload puts its new version in while it starts (and the old one back if it fails); unlike
-        :meth:`add` nothing is checked.
+        :meth:`add` nothing is checked. The operator's failure policy applies, as it does in :meth:`add`.
         """
+        policy = self.config.policy_for(record.name, record.path)
+        if policy is not None:      # the operator's word wins over the plugin's and its manifest's
+            record.failure_policy = policy
+            with contextlib.suppress(AttributeError):
+                record.plugin.failure_policy = policy
         self._records[record.name] = record
 
     def every_protocol(self) -> frozenset[str]:

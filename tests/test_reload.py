@@ -328,3 +328,20 @@ async def test_reload_that_breaks_a_dependents_constraint_is_refused_and_the_old
     await manager.reload_plugin("clock")
     assert manager.get_plugin("clock").version == "1.5.0"
     await manager.shutdown_all()
+
+
+async def test_the_reloaded_version_takes_the_operators_failure_policy_as_the_first_one_did(tmp_path):
+    path = tmp_path / "clock.py"
+    path.write_text(CLOCK.format(version="1.0.0"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False, failure_policies={"clock": "open"}))
+    await manager.load_plugin_from_path(str(path))
+    await manager.initialize_all()
+    assert manager.get_plugin("clock").failure_policy == "open"
+
+    path.write_text(CLOCK.format(version="2.0.0"))
+    await manager.reload_plugin("clock")
+    plugin = manager.get_plugin("clock")
+    # the record and the plugin object both: a sandboxed plugin's proxy reads its own failure_policy
+    assert (plugin.version, plugin.failure_policy) == ("2.0.0", "open")
+    assert [p["failure_policy"] for p in manager.list_plugins()] == ["open"]
+    await manager.shutdown_all()
