@@ -157,7 +157,7 @@ async def _hand_state(old: PluginRecord, new: PluginRecord) -> str | None:
     except Exception as exc:
         log.warning("reload of %r: export_state() of version %s failed (%s: %s); version %s starts "
                     "without the old state (export dicts, lists, strings, numbers, booleans and None)",
-                    old.name, old.version, type(exc).__name__, exc, new.version)
+                    old.name, old.version, type(exc).__name__, printable(str(exc)), new.version)
         return None
     try:
         done = new.plugin.import_state(state)

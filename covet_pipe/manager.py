@@ -237,7 +237,7 @@ class PluginManager:
                 record = await asyncio.to_thread(find_plugin, name, self.config)
                 if record is not None:
                     self._add_record(record)
-                    log.info("auto-resolved dependency %r from %s", name, record.path or record.source)
+                    log.info("auto-resolved dependency %r from %s", name, printable(record.path or record.source))
                     found = True
             if not found:
                 return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,11 +18,13 @@ from covet_pipe._graph import start_order
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext, Services
 from covet_pipe.errors import DependencyCycleError, PluginNotFoundError, PluginValidationError
+from covet_pipe.logsafe import logger, printable
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
 
 __all__ = ["Registry", "PluginRecord", "ALL_PROTOCOLS"]
 
-log = logging.getLogger("covet_pipe.registry")
+#: a plugin's exceptions are logged with their messages escaped, tracebacks included
+log = logger("covet_pipe.registry")
 
 #: the protocols of a stand-in that does not know its own: it refuses every protocol there is
 ALL_PROTOCOLS = frozenset({"*"})
@@ -368,7 +369,7 @@ class Registry:
         record.state = "failed"
         record.error = message
         log.error("plugin %r %s failed: %s; the other plugins keep serving", record.name,
-                  record.version, message, exc_info=exc)
+                  record.version, printable(message), exc_info=exc)
 
     async def stop(self, record: PluginRecord) -> None:
         """Shut one plugin down; errors are logged, never raised."""
@@ -378,7 +379,7 @@ class Registry:
             log.error("plugin %r: shutdown() did not finish within %s s", record.name,
                       self.config.shutdown_timeout)
         except Exception as exc:
-            log.error("plugin %r: shutdown() raised %s: %s", record.name, type(exc).__name__, exc,
-                      exc_info=exc)
+            log.error("plugin %r: shutdown() raised %s: %s", record.name, type(exc).__name__,
+                      printable(str(exc)), exc_info=exc)
         if record.state != "failed":
             record.state = "stopped"

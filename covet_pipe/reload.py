@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from covet_pipe.logsafe import printable
 from covet_pipe.registry import Registry
 
 __all__ = ["PluginWatcher", "PluginActions", "content_hash"]
@@ -197,7 +198,7 @@ class PluginWatcher:
             except (asyncio.CancelledError, Exception):
                 pass
         except Exception as exc:
-            log.error("the plugin watcher ended with %s: %s", type(exc).__name__, exc)
+            log.error("the plugin watcher ended with %s: %s", type(exc).__name__, printable(str(exc)))
 
     # -- the loop -------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class PluginWatcher:
                     pass
                 self._roots = [Path("/nonexistent")]   # so the next round scans what appeared
                 continue
-            log.info("watching plugin folders %s for changes", ", ".join(map(str, self._roots)))
+            log.info("watching plugin folders %s for changes", printable(", ".join(map(str, self._roots))))
             try:
                 async for changes in watchfiles.awatch(*self._roots, stop_event=self._wake,
                                                        debounce=self.debounce_ms, step=self.step_ms,
@@ -229,7 +230,8 @@ class PluginWatcher:
                     if self._compute_roots() != self._roots:
                         break       # a plugin folder was created or removed
             except Exception as exc:  # a folder vanished, inotify limits ...: retry after a pause
-                log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__, exc)
+                log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__,
+                          printable(str(exc)))
                 try:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 except asyncio.TimeoutError:
@@ -278,8 +280,8 @@ class PluginWatcher:
             (old_unit, names), new_unit = gone[0], fresh[0]
             results = [await self._reload(name, path=new_unit) for name in names]
             if all(results):
-                log.info("plugin file %s renamed to %s: %s reloaded from there", old_unit, new_unit,
-                         ", ".join(names))
+                log.info("plugin file %s renamed to %s: %s reloaded from there", printable(str(old_unit)),
+                         printable(str(new_unit)), ", ".join(names))
                 return
         for unit, names in gone:
             await self._unload(unit, names)
@@ -295,11 +297,12 @@ class PluginWatcher:
                 await self.manager.unload_plugin(name)
             except Exception as exc:
                 self.reload_errors[name] = f"{unit} was deleted, but the plugin keeps serving: {exc}"
-                log.error("plugin file %s deleted; plugin %r not unloaded: %s", unit, name, exc)
+                log.error("plugin file %s deleted; plugin %r not unloaded: %s", printable(str(unit)), name,
+                          printable(str(exc)))
             else:
                 self.forget(name)
                 self.reloads += 1
-                log.info("plugin file %s deleted: plugin %r unloaded", unit, name)
+                log.info("plugin file %s deleted: plugin %r unloaded", printable(str(unit)), name)
 
     async def _reload(self, name: str, path: Path | None = None) -> bool:
         try:
@@ -308,7 +311,7 @@ class PluginWatcher:
             if path is not None:
                 return False        # not a rename of this plugin: the caller unloads and loads
             self.reload_errors[name] = str(exc)
-            log.error("hot reload of plugin %r: %s", name, exc)
+            log.error("hot reload of plugin %r: %s", name, printable(str(exc)))
             return False
         self.forget(name)
         self.reloads += 1
@@ -319,8 +322,8 @@ class PluginWatcher:
             names = await self.manager.load_plugin_from_path(str(unit))
         except Exception as exc:
             self.errors[str(unit)] = str(exc)
-            log.error("could not load new plugin file %s: %s", unit, exc)
+            log.error("could not load new plugin file %s: %s", printable(str(unit)), printable(str(exc)))
         else:
             self.errors.pop(str(unit), None)
             self.reloads += 1
-            log.info("loaded new plugin(s) %s from %s", ", ".join(names), unit)
+            log.info("loaded new plugin(s) %s from %s", ", ".join(names), printable(str(unit)))
