@@ -23,8 +23,8 @@ from covet_pipe.registry import PluginRecord, validate
 
 log = logging.getLogger("covet_pipe.discovery")
 
-__all__ = ["LoadReport", "discover", "discovered_by", "load_path", "find_plugin", "read_manifest",
-           "ENTRY_POINT_GROUP"]
+__all__ = ["LoadReport", "discover", "discovered_by", "load_path", "forget_module", "find_plugin",
+           "read_manifest", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "covet_pipe.plugins"
 MANIFEST = "covet-plugin.toml"
@@ -133,11 +133,11 @@ def import_fresh(path: Path) -> Any:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        sys.modules.pop(modname, None)
+        forget_module(module)
         raise PluginLoadError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the file and "
                               "load it again", path=str(path)) from None
     except BaseException as exc:
-        sys.modules.pop(modname, None)
+        forget_module(module)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         raise PluginLoadError(f"{path}: importing it raised {type(exc).__name__}: {exc}; fix the "
@@ -248,18 +248,35 @@ def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) 
     settings = dict(config.plugin_settings.get(base_name or p.stem, {}))
     settings.update((manifest or {}).get("config", {}))
     records = []
-    for plugin in plugins_from(module, settings, where):
-        if manifest:
-            _apply_manifest(plugin, manifest, where)
-        try:
-            record = validate(plugin, priority=(manifest or {}).get("priority"),
-                              failure_policy=(manifest or {}).get("failure_policy"),
-                              source="file", path=where, config=settings)
-        except PluginError as exc:
-            raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
-        record.module = module
-        records.append(record)
+    try:
+        for plugin in plugins_from(module, settings, where):
+            if manifest:
+                _apply_manifest(plugin, manifest, where)
+            try:
+                record = validate(plugin, priority=(manifest or {}).get("priority"),
+                                  failure_policy=(manifest or {}).get("failure_policy"),
+                                  source="file", path=where, config=settings)
+            except PluginError as exc:
+                raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
+            record.module = module
+            records.append(record)
+    except PluginError:
+        forget_module(module)
+        raise
     return records
+
+
+def forget_module(module: Any) -> None:
+    """Drop a module :func:`import_fresh` made (and its package's submodules) from ``sys.modules``.
+
+    For a plugin that is gone (unloaded, replaced by a reload, refused): its modules go with it
+    instead of piling up reload after reload. None does nothing.
+    """
+    if module is None:
+        return
+    name = module.__name__
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
 
 
 def _native_record(p: Path, config: PluginConfig, sandbox: bool) -> PluginRecord:

@@ -15,7 +15,7 @@ from typing import Any
 
 from covet_pipe._standin import is_stand_in
 from covet_pipe.errors import PluginError
-from covet_pipe.loading import end_helpers, load
+from covet_pipe.loading import discard, load
 from covet_pipe.logsafe import printable
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.registry import PluginRecord, Registry
@@ -51,7 +51,7 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
     fresh = [r for r in loaded if r.name == name]
     for record in loaded:
         if record.name != name:
-            await end_helpers(record)
+            await discard(record)
     if not fresh:
         raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
                           plugin_name=name, path=source)
@@ -59,7 +59,7 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
     new.stats = old.stats
     broken = _broken_dependents(registry, name, new.version)
     if broken:
-        await end_helpers(new)
+        await discard(new)
         raise PluginError(
             f"reload of {name!r} refused, the old version {old.version} keeps serving: the new version "
             f"{new.version} does not satisfy {'; '.join(broken)}; release a version that does, or "
@@ -70,14 +70,14 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
         started = problem is None and await registry.start(new)
         if not started:
             registry.replace(old)
-            await end_helpers(new)
+            await discard(new)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
                               f"{problem or new.error}", plugin_name=name, path=old.path)
         handoff = await _hand_state(old, new)
         if handoff is not None:
             registry.replace(old)
             await registry.stop(new)
-            await end_helpers(new)
+            await discard(new)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: {handoff}",
                               plugin_name=name, path=old.path)
         new.state = "active"
@@ -85,6 +85,7 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
         snap = snapshots.rebuild()
         await snapshots.drain(snap, [old.plugin])
         await registry.stop(old)
+        await discard(old)
     log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
     return []
 
@@ -120,7 +121,7 @@ async def replace_stand_in(registry: Registry, snapshots: Snapshots, old: Plugin
             registry.remove(record.name)
         registry.replace(old)
         for record in records:
-            await end_helpers(record)
+            await discard(record)
         raise
     snapshots.chain.ready = False        # the chain is rebuilt without the stand-in
     log.info("plugin file %s loads now: %s took the place of its stand-in %s", printable(source),

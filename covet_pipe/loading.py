@@ -3,8 +3,8 @@
 :func:`load` (one file) and :func:`discover_all` (``plugin_paths`` and entry points) run discovery
 off the loop; a plugin that is to run sandboxed comes back from it as a spec (its code is never
 imported in the host), and its helpers start here, on the loop that will call them.
-:func:`end_helpers` ends the helpers of a sandboxed record that will not serve (it failed to start,
-lost a reload, or was refused). Whether a loaded plugin runs sandboxed is
+:func:`end_helpers` ends the helpers of a sandboxed record that does not serve (it failed to start,
+or the manager stopped); :func:`discard` releases everything of a record that is gone for good. Whether a loaded plugin runs sandboxed is
 ``covet_pipe.plugin.is_sandboxed``.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from covet_pipe._standin import stand_in
 from covet_pipe.config import PluginConfig
-from covet_pipe.discovery import LoadReport, SandboxRequested, discover, load_path
+from covet_pipe.discovery import LoadReport, SandboxRequested, discover, forget_module, load_path
 from covet_pipe.errors import PluginError
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.registry import PluginRecord, Registry, validate
@@ -24,7 +24,7 @@ from covet_pipe.registry import PluginRecord, Registry, validate
 if TYPE_CHECKING:
     from covet_pipe.sandbox.supervisor import SandboxSpec
 
-__all__ = ["discover_all", "load", "start_sandboxed", "end_helpers", "sandbox_health"]
+__all__ = ["discover_all", "load", "start_sandboxed", "end_helpers", "discard", "sandbox_health"]
 
 
 async def discover_all(config: PluginConfig, registry: Registry) -> LoadReport:
@@ -81,6 +81,13 @@ async def end_helpers(record: PluginRecord) -> None:
     sup = _supervisor(record)
     if sup is not None and not sup.closing:
         await sup.shutdown(call_plugin=False)
+
+
+async def discard(record: PluginRecord) -> None:
+    """Release what a record that is gone for good holds (unloaded, replaced by a reload, refused):
+    the helpers of a sandboxed plugin, the fresh modules of one loaded in-process."""
+    await end_helpers(record)
+    forget_module(record.module)
 
 
 def sandbox_health(record: PluginRecord) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from covet_pipe.config import PluginConfig
 from covet_pipe.context import Services
 from covet_pipe.discovery import discovered_by, find_plugin
 from covet_pipe.errors import PluginError, PluginNotFoundError, StrictError
-from covet_pipe.loading import discover_all, end_helpers, load
+from covet_pipe.loading import discard, discover_all, end_helpers, load
 from covet_pipe.logsafe import printable
 from covet_pipe.registry import PluginRecord, Registry, validate
 from covet_pipe.reload import PluginWatcher
@@ -109,7 +109,7 @@ class PluginManager:
         report = await discover_all(self.config, self._registry)
         if self.config.strict and report.failed:
             for record in report.records:
-                await end_helpers(record)
+                await discard(record)
             raise StrictError("PluginConfig(strict=True): refusing to start", report.failed)
         for record in report.records:
             try:
@@ -291,8 +291,7 @@ class PluginManager:
             await snapshots.drain(old, [record.plugin])
             if was_running:
                 await self._registry.stop(record)
-            else:
-                await end_helpers(record)
+            await discard(record)
             self._registry.remove(name)
         if self._watcher is not None:
             self._watcher.forget(name)

@@ -56,7 +56,7 @@ class PluginRecord:
     state: str = "registered"
     error: str | None = None
     stats: PluginStats = field(default_factory=PluginStats)
-    #: modules loaded for this plugin (hot reload drops them with it)
+    #: the fresh module the plugin was loaded from (dropped from sys.modules when the plugin is gone)
     module: Any = None
 
     def describe(self) -> dict[str, Any]:

@@ -345,3 +345,40 @@ async def test_the_reloaded_version_takes_the_operators_failure_policy_as_the_fi
     assert (plugin.version, plugin.failure_policy) == ("2.0.0", "open")
     assert [p["failure_policy"] for p in manager.list_plugins()] == ["open"]
     await manager.shutdown_all()
+
+
+async def test_reloads_and_unloads_drop_the_modules_the_plugin_was_loaded_as(tmp_path):
+    import sys
+
+    import pytest
+
+    from covet_pipe import PluginError
+
+    pkg = tmp_path / "tick"
+    pkg.mkdir()
+    (pkg / "helper.py").write_text("VERSION = '1.0.0'\n")
+    (pkg / "__init__.py").write_text(CLOCK.format(version="{VERSION}").replace("\"{VERSION}\"", "helper.VERSION")
+                                     .replace('name = "clock"', 'name = "tick"')
+                                     .replace("from covet_pipe import MiddlewarePlugin",
+                                              "from covet_pipe import MiddlewarePlugin\nfrom . import helper"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+    await manager.load_plugin_from_path(str(pkg))
+    await manager.initialize_all()
+
+    def modules() -> list[str]:
+        return sorted(m for m in sys.modules if m.startswith("covet_pipe_plugin_tick_"))
+
+    first = modules()
+    assert len(first) == 2 and first[1] == first[0] + ".helper"      # the package and its submodule
+    (pkg / "helper.py").write_text("VERSION = '2.0.0'\n")
+    await manager.reload_plugin("tick")
+    second = modules()
+    assert manager.get_plugin("tick").version == "2.0.0" and len(second) == 2 and not set(first) & set(second)
+
+    (pkg / "helper.py").write_text("VERSION = 'not a version'\n")     # the new version is refused
+    with pytest.raises(PluginError):
+        await manager.reload_plugin("tick")
+    assert modules() == second
+
+    await manager.unload_plugin("tick")
+    assert modules() == []
