@@ -213,7 +213,7 @@ def _native_record(p: Path, config: PluginConfig, sandbox: bool) -> PluginRecord
     """A C or Cython plugin library, with its manifest (``x.covet-plugin.toml`` for ``x.so``)."""
     from covet_pipe.native import load_native
     where = str(p)
-    manifest = read_manifest(p.with_name(p.name.split(".", 1)[0] + ".so"))
+    manifest = read_manifest(p)
     if wants_sandbox(p, manifest, config, host=sandbox):
         if sandbox:
             raise PluginLoadError(f"{where} was to be loaded sandboxed (sandbox=True), but native plugins run "

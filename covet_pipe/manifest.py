@@ -26,9 +26,15 @@ PERMISSION_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 
 def manifest_path(path: Path) -> Path:
-    """Where the manifest of a plugin file or package lives."""
+    """Where the manifest of a plugin file, library or package lives.
+
+    ``x.py`` -> ``x.covet-plugin.toml``; a library, ``x.so`` or ``x.cpython-311-x86_64-linux-gnu.so``, ->
+    ``x.covet-plugin.toml``; a package folder -> ``covet-plugin.toml`` inside it.
+    """
     if path.is_dir():
         return path / MANIFEST
+    if path.suffix == ".so":
+        return path.with_name(f"{path.name.split('.', 1)[0]}.{MANIFEST}")
     return path.with_name(f"{path.stem}.{MANIFEST}")
 
 
@@ -45,7 +51,7 @@ def _check_table(table: dict[str, Any], known: dict[str, Any], where: str, mpath
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest of a plugin file or package, checked; None when there is none.
+    """The manifest of a plugin file, library or package, checked; None when there is none.
 
     :raises PluginLoadError: naming the file, the field, what was expected and what was found.
     """
@@ -77,8 +83,6 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 def readable_manifest(path: Path) -> dict[str, Any] | None:
     """The manifest of a plugin file, .so or package, or None when there is none or it cannot be read."""
-    if path.suffix == ".so":
-        path = path.with_name(path.name.split(".", 1)[0] + ".so")
     try:
         return read_manifest(path)
     except PluginError:

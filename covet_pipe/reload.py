@@ -19,22 +19,12 @@ from pathlib import Path
 from typing import Protocol
 
 from covet_pipe.logsafe import printable
+from covet_pipe.manifest import manifest_path
 from covet_pipe.registry import Registry
 
 __all__ = ["PluginWatcher", "PluginActions", "content_hash"]
 
 log = logging.getLogger("covet_pipe.reload")
-
-_MANIFEST = "covet-plugin.toml"
-
-
-def _manifest_of(unit: Path) -> Path:
-    """Where discovery reads the manifest of a plugin file or package."""
-    if unit.is_dir():
-        return unit / _MANIFEST
-    if unit.suffix == ".so":  # x.cpython-311-x86_64-linux-gnu.so -> x.covet-plugin.toml
-        return unit.with_name(f"{unit.name.split('.', 1)[0]}.{_MANIFEST}")
-    return unit.with_name(f"{unit.stem}.{_MANIFEST}")
 
 
 def content_hash(unit: Path) -> str | None:
@@ -49,7 +39,7 @@ def content_hash(unit: Path) -> str | None:
                 h.update(f.read_bytes() + b"\0")
         elif unit.is_file():
             h.update(unit.read_bytes() + b"\0")
-            manifest = _manifest_of(unit)
+            manifest = manifest_path(unit)
             if manifest.is_file():
                 h.update(manifest.read_bytes())
         else:
@@ -141,7 +131,7 @@ class PluginWatcher:
         for unit in units:
             if changed == unit or unit in changed.parents:
                 return unit
-            if not unit.is_dir() and changed == _manifest_of(unit):
+            if not unit.is_dir() and changed == manifest_path(unit):
                 return unit
         for folder in self._plugin_folders():
             if changed.parent == folder:
