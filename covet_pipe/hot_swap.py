@@ -15,7 +15,7 @@ from typing import Any
 
 from covet_pipe._standin import is_stand_in
 from covet_pipe.errors import PluginError
-from covet_pipe.loading import discard, load
+from covet_pipe.loading import discard, end_helpers, load
 from covet_pipe.logsafe import printable
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.registry import PluginRecord, Registry
@@ -51,15 +51,17 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
     fresh = [r for r in loaded if r.name == name]
     for record in loaded:
         if record.name != name:
-            await discard(record)
+            await end_helpers(record)       # left unused (its module is the new version's too)
     if not fresh:
+        for record in loaded:
+            await discard(record, registry)
         raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
                           plugin_name=name, path=source)
     new = fresh[0]
     new.stats = old.stats
     broken = _broken_dependents(registry, name, new.version)
     if broken:
-        await discard(new)
+        await discard(new, registry)
         raise PluginError(
             f"reload of {name!r} refused, the old version {old.version} keeps serving: the new version "
             f"{new.version} does not satisfy {'; '.join(broken)}; release a version that does, or "
@@ -70,14 +72,14 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
         started = problem is None and await registry.start(new)
         if not started:
             registry.replace(old)
-            await discard(new)
+            await discard(new, registry)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: "
                               f"{problem or new.error}", plugin_name=name, path=old.path)
         handoff = await _hand_state(old, new)
         if handoff is not None:
             registry.replace(old)
             await registry.stop(new)
-            await discard(new)
+            await discard(new, registry)
             raise PluginError(f"reload of {name!r} failed, the old version keeps serving: {handoff}",
                               plugin_name=name, path=old.path)
         new.state = "active"
@@ -85,7 +87,7 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
         snap = snapshots.rebuild()
         await snapshots.drain(snap, [old.plugin])
         await registry.stop(old)
-        await discard(old)
+        await discard(old, registry)
     log.info("reloaded plugin %r: %s -> %s", name, old.version, new.version)
     return []
 
@@ -121,7 +123,7 @@ async def replace_stand_in(registry: Registry, snapshots: Snapshots, old: Plugin
             registry.remove(record.name)
         registry.replace(old)
         for record in records:
-            await discard(record)
+            await discard(record, registry)
         raise
     snapshots.chain.ready = False        # the chain is rebuilt without the stand-in
     log.info("plugin file %s loads now: %s took the place of its stand-in %s", printable(source),

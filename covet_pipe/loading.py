@@ -4,8 +4,8 @@
 off the loop; a plugin that is to run sandboxed comes back from it as a spec (its code is never
 imported in the host), and its helpers start here, on the loop that will call them.
 :func:`end_helpers` ends the helpers of a sandboxed record that does not serve (it failed to start,
-or the manager stopped); :func:`discard` releases everything of a record that is gone for good. Whether a loaded plugin runs sandboxed is
-``covet_pipe.plugin.is_sandboxed``.
+or the manager stopped); :func:`discard` releases everything of a record that is gone for good.
+Whether a loaded plugin runs sandboxed is ``covet_pipe.plugin.is_sandboxed``.
 """
 
 from __future__ import annotations
@@ -83,11 +83,13 @@ async def end_helpers(record: PluginRecord) -> None:
         await sup.shutdown(call_plugin=False)
 
 
-async def discard(record: PluginRecord) -> None:
+async def discard(record: PluginRecord, registry: Registry) -> None:
     """Release what a record that is gone for good holds (unloaded, replaced by a reload, refused):
-    the helpers of a sandboxed plugin, the fresh modules of one loaded in-process."""
+    the helpers of a sandboxed plugin, the fresh modules of one loaded in-process, unless a record
+    of *registry* came from the same module (a file that makes several plugins)."""
     await end_helpers(record)
-    forget_module(record.module)
+    if record.module is not None and not any(r.module is record.module for r in registry.records()):
+        forget_module(record.module)
 
 
 def sandbox_health(record: PluginRecord) -> dict[str, Any] | None:

@@ -109,7 +109,7 @@ class PluginManager:
         report = await discover_all(self.config, self._registry)
         if self.config.strict and report.failed:
             for record in report.records:
-                await discard(record)
+                await discard(record, self._registry)
             raise StrictError("PluginConfig(strict=True): refusing to start", report.failed)
         for record in report.records:
             try:
@@ -291,8 +291,8 @@ class PluginManager:
             await snapshots.drain(old, [record.plugin])
             if was_running:
                 await self._registry.stop(record)
-            await discard(record)
             self._registry.remove(name)
+            await discard(record, self._registry)
         if self._watcher is not None:
             self._watcher.forget(name)
         log.info("unloaded plugin %r", name)

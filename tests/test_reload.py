@@ -382,3 +382,43 @@ async def test_reloads_and_unloads_drop_the_modules_the_plugin_was_loaded_as(tmp
 
     await manager.unload_plugin("tick")
     assert modules() == []
+
+
+async def test_a_module_stays_while_a_plugin_loaded_from_it_still_serves(tmp_path):
+    import sys
+
+    path = tmp_path / "pair.py"
+    path.write_text(PAIR.format(version="1.0.0"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+    assert await manager.load_plugin_from_path(str(path)) == ["first", "second"]
+    await manager.initialize_all()
+    old_module = type(manager.get_plugin("second")).__module__
+
+    path.write_text(PAIR.format(version="2.0.0"))
+    await manager.reload_plugin("first")        # the file's other plugin of the new load is left unused
+    new_module = type(manager.get_plugin("first")).__module__
+    assert manager.get_plugin("first").version == "2.0.0" and new_module != old_module
+    assert new_module in sys.modules        # the new version's module, though its sibling was dropped
+    assert old_module in sys.modules        # "second" 1.0.0 still serves from the old one
+
+    await manager.reload_plugin("second")
+    assert old_module not in sys.modules and new_module in sys.modules
+    await manager.unload_plugin("first")
+    await manager.unload_plugin("second")
+    assert not [m for m in sys.modules if m.startswith("covet_pipe_plugin_pair_")]
+
+
+PAIR = """
+from covet_pipe import MiddlewarePlugin
+
+class First(MiddlewarePlugin):
+    name = "first"
+    version = "{version}"
+
+class Second(MiddlewarePlugin):
+    name = "second"
+    version = "{version}"
+
+def create_plugin(config):
+    return [First(), Second()]
+"""
