@@ -239,10 +239,13 @@ cdef class RequestContext:
         return f"<RequestContext {self.protocol} {self.request!r} plugin={self.plugin_name}>"
 
 
-def _make_context(Request request, str protocol="http", services=None):
+def make_request_context(Request request, str protocol="http", services=None):
     """A RequestContext for tests and protocol plugins that build requests themselves."""
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     ctx.request = request
     ctx.protocol = protocol
     ctx._services = services
     return ctx
+
+
+_make_context = make_request_context    # the former name (the sandbox helper calls it so)

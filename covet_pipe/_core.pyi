@@ -239,7 +239,8 @@ class PipelineCore:
     def _lifespan(self, scope: dict[str, Any], receive: _ReceiveCallable, send: _SendCallable) -> Awaitable[None]:
         """Run a ``lifespan`` scope (the plugins' startup and shutdown around the app's)."""
 
-def _make_context(request: Request, protocol: str = "http", services: Any = None) -> RequestContext: ...
+def make_request_context(request: Request, protocol: str = "http", services: Any = None) -> RequestContext: ...
+_make_context = make_request_context
 def _error_response(status: int) -> Response: ...
 
 

@@ -7,13 +7,12 @@ on import or has a syntax error, a sandbox that does not start) is registered as
 the chain holds a 503 entry in its place on the protocols it would have served (every protocol
 when its manifest cannot be read or does not list them), like a plugin whose ``initialize`` failed;
 ``failure_policy = "open"`` (in its manifest, or the operator's ``PluginConfig.failure_policies``)
-leaves it out. Hot reload replaces the stand-in with whatever the file defines once it loads.
+leaves it out. Hot reload replaces the stand-in with whatever the file defines once it loads
+(``hot_swap.replace_stand_in``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
 from pathlib import Path
@@ -22,14 +21,10 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from covet_pipe.config import PluginConfig
-from covet_pipe.errors import PluginError
-from covet_pipe.logsafe import printable
 from covet_pipe.plugin import MiddlewarePlugin
 from covet_pipe.registry import ALL_PROTOCOLS, PluginRecord
 
-__all__ = ["LoadFailed", "stand_in", "is_stand_in", "held_by", "replace_stand_in"]
-
-log = logging.getLogger("covet_pipe.manager")
+__all__ = ["LoadFailed", "stand_in", "is_stand_in", "held_by"]
 
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -97,46 +92,3 @@ def stand_in(path: str | Path, reason: str, config: PluginConfig,
     )
     return record
 
-
-async def replace_stand_in(manager: Any, old: PluginRecord, path: str | None) -> list[str]:
-    """Load the file a stand-in holds the place of; its plugins take the stand-in's place.
-
-    Until they are active the stand-in's 503 entry stays in the chain (there is no moment
-    without it); a plugin of the file that then fails to start is fail-closed as usual.
-    :raises PluginError: when the file still does not load (the stand-in stays, with the new reason).
-    """
-    from covet_pipe.discovery import SandboxRequested, load_path
-    from covet_pipe.manager import _end_helpers
-    source = path or old.path
-    assert source is not None
-    try:
-        try:
-            records = await asyncio.to_thread(load_path, source, manager.config)
-        except SandboxRequested as req:
-            records = [await manager._start_sandboxed(req.spec)]
-    except PluginError as exc:
-        old.plugin.load_failure = str(exc)
-        old.error = f"could not be loaded: {exc}"
-        raise PluginError(f"{source} still does not load, so its stand-in {old.name!r} keeps answering in its "
-                          f"place: {exc}", plugin_name=old.name, path=source) from None
-    registry = manager._registry
-    # No await from here to the end of the swap of records: nothing sees the registry half-changed.
-    registry.remove(old.name)
-    added: list[PluginRecord] = []
-    try:
-        for record in records:
-            registry.add(record)
-            added.append(record)
-    except PluginError:
-        for record in added:
-            registry.remove(record.name)
-        registry._records[old.name] = old
-        for record in records:
-            await _end_helpers(record)
-        raise
-    manager._chain.ready = False        # the chain is rebuilt without the stand-in
-    log.info("plugin file %s loads now: %s took the place of its stand-in %s", printable(source),
-             printable(", ".join(f"{r.name} {r.version}" for r in records)), printable(repr(old.name)))
-    if manager.status == "running":
-        await manager.initialize_all()
-    return [r.name for r in records]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from typing import Any
 
 from covet_pipe._core import PipelineCore
 from covet_pipe.config import PluginConfig
+from covet_pipe.logsafe import logger, printable
 from covet_pipe.manager import PluginManager
 
 __all__ = ["Pipeline", "wrap"]
 
-log = logging.getLogger("covet_pipe.asgi")
+#: the app's exceptions are logged with their messages escaped, tracebacks included
+log = logger("covet_pipe.asgi")
 
 _UNAVAILABLE = b'{"error":"Service Unavailable"}'
 
@@ -48,7 +49,7 @@ class Pipeline(PipelineCore):
             raise TypeError(f"Pipeline(app): app must be an ASGI application (a callable), got {app!r}")
         self.app = app
         self.manager = manager if manager is not None else PluginManager(config)
-        self.chain = self.manager._chain
+        self.chain = self.manager.chain
 
     async def _first_request(self, scope: dict, receive: Any, send: Any) -> None:
         # No lifespan, plugins registered since, or a later start after a shutdown (a Starlette
@@ -93,7 +94,7 @@ class Pipeline(PipelineCore):
         except Exception as exc:
             if received is None:
                 log.info("the app does not handle lifespan (%s: %s); covet-pipe runs it for the plugins",
-                         type(exc).__name__, exc)
+                         type(exc).__name__, printable(str(exc)))
                 await self._own_lifespan(receive, send)
                 return
             if not answered:

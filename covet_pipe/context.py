@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable, Protocol
 
 from covet_pipe._core import RequestContext
 from covet_pipe.errors import ServiceNotFoundError
 
-if TYPE_CHECKING:
-    from covet_pipe.registry import Registry
-
 __all__ = ["PluginContext", "RequestContext", "Services"]
+
+
+class Records(Protocol):
+    """Where Services finds the plugins: the registry's records by name, and all of them."""
+
+    def get(self, name: str) -> Any: ...
+
+    def records(self) -> Iterable[Any]: ...
 
 
 class Services:
     """Finds services by name: ones the host provided, then plugins' ``service``."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Records) -> None:
         self._registry = registry
         self._provided: dict[str, Any] = {}
 
@@ -50,8 +55,7 @@ class Services:
 class PluginContext:
     """Handed to ``Plugin.initialize``: the plugin's settings, logger and services."""
 
-    def __init__(self, name: str, services: Services, config: dict[str, Any] | None = None,
-                 manager: Any = None) -> None:
+    def __init__(self, name: str, services: Services, config: dict[str, Any] | None = None) -> None:
         #: the plugin this context belongs to
         self.plugin_name = name
         #: settings for this plugin (``PluginConfig.plugin_settings`` or the manifest's [config])
@@ -59,7 +63,6 @@ class PluginContext:
         #: a logger named for the plugin
         self.logger = logging.getLogger(f"covet_pipe.plugins.{name}")
         self._services = services
-        self._manager = manager
 
     def get_service(self, name: str) -> Any:
         """A service by name: a plugin (or its ``service``), or one the host provided."""

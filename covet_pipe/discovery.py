@@ -1,4 +1,4 @@
-"""Discovery: Python plugins from files, packages and entry points, with their manifests."""
+"""Discovery: Python plugins from files, packages and entry points, with their manifests (``manifest.py``)."""
 
 from __future__ import annotations
 
@@ -9,33 +9,25 @@ import itertools
 import logging
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from covet_pipe.config import PluginConfig, check_cpu_limit, parse_size
+from covet_pipe._standin import stand_in
+from covet_pipe.config import PluginConfig
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
 from covet_pipe.logsafe import printable
+from covet_pipe.manifest import read_manifest, readable_manifest
 from covet_pipe.plugin import Plugin
 from covet_pipe.registry import PluginRecord, validate
 
 log = logging.getLogger("covet_pipe.discovery")
 
-__all__ = ["LoadReport", "discover", "load_path", "find_plugin", "read_manifest", "ENTRY_POINT_GROUP"]
+__all__ = ["LoadReport", "discover", "discovered_by", "load_path", "forget_module", "find_plugin",
+           "read_manifest", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "covet_pipe.plugins"
-MANIFEST = "covet-plugin.toml"
 _counter = itertools.count()
-
-_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "version": str, "priority": int, "dependencies": list, "protocols": list, "sandbox": bool,
-    "failure_policy": str, "permissions": dict, "config": dict,
-}
-_PERMISSION_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "allowed_files": list, "writable_files": list, "allowed_networks": list,
-    "memory_limit": (str, int), "cpu_limit": (int, float), "allowed_syscalls": list,
-}
 
 
 @dataclass
@@ -52,67 +44,7 @@ class LoadReport:
     stand_ins: list[PluginRecord] = field(default_factory=list, repr=False)
 
 
-def manifest_path(path: Path) -> Path:
-    """Where the manifest of a plugin file or package lives."""
-    if path.is_dir():
-        return path / MANIFEST
-    return path.with_name(f"{path.stem}.{MANIFEST}")
-
-
-def _check_table(table: dict[str, Any], known: dict[str, Any], where: str, mpath: Path) -> None:
-    for key, value in table.items():
-        if key not in known:
-            raise ConfigError(f"{mpath}: unknown field {where}{key!r}; known fields: {', '.join(known)}",
-                              field=f"{where}{key}", path=str(mpath))
-        want = known[key]
-        if isinstance(value, bool) and want is int or not isinstance(value, want):
-            names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
-            raise ConfigError(f"{mpath}: {where}{key}: expected `{names}`, got `{type(value).__name__}` "
-                              f"({value!r})", field=f"{where}{key}", path=str(mpath))
-
-
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest of a plugin file or package, checked; None when there is none.
-
-    :raises PluginLoadError: naming the file, the field, what was expected and what was found.
-    """
-    mpath = manifest_path(path)
-    if not mpath.is_file():
-        return None
-    try:
-        data = tomllib.loads(mpath.read_text(encoding="utf-8"))
-        _check_table(data, _MANIFEST_FIELDS, "", mpath)
-        _check_table(data.get("permissions", {}), _PERMISSION_FIELDS, "permissions.", mpath)
-        for key, example in (("dependencies", '["jwt_handler>=1,<2"]'), ("protocols", '["http", "resp"]')):
-            if not all(isinstance(d, str) for d in data.get(key, [])):
-                raise ConfigError(f"{mpath}: {key}: expected a list of strings such as {example}",
-                                  field=key, path=str(mpath))
-        if data.get("failure_policy", "closed") not in ("closed", "open"):
-            raise ConfigError(f"{mpath}: failure_policy: expected 'closed' or 'open', got "
-                              f"{data['failure_policy']!r}", field="failure_policy", path=str(mpath))
-        perms = data.get("permissions", {})
-        if "memory_limit" in perms:
-            parse_size(perms["memory_limit"], field="permissions.memory_limit")
-        check_cpu_limit(perms.get("cpu_limit"), field="permissions.cpu_limit")
-    except tomllib.TOMLDecodeError as exc:
-        raise PluginLoadError(f"{mpath} is not valid TOML: {exc}", path=str(mpath)) from None
-    except ConfigError as exc:
-        raise PluginLoadError(str(exc) if str(mpath) in str(exc) else f"{mpath}: {exc}",
-                              path=str(mpath)) from None
-    return data
-
-
-def readable_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest of a plugin file, .so or package, or None when there is none or it cannot be read."""
-    if path.suffix == ".so":
-        path = path.with_name(path.name.split(".", 1)[0] + ".so")
-    try:
-        return read_manifest(path)
-    except PluginError:
-        return None
-
-
-def _import_fresh(path: Path) -> Any:
+def import_fresh(path: Path) -> Any:
     """Import a plugin file or package as a new module object (never a cached one)."""
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     modname = f"covet_pipe_plugin_{path.stem.replace('-', '_').replace('.', '_')}_{digest}_{next(_counter)}"
@@ -131,11 +63,11 @@ def _import_fresh(path: Path) -> Any:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        sys.modules.pop(modname, None)
+        forget_module(module)
         raise PluginLoadError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the file and "
                               "load it again", path=str(path)) from None
     except BaseException as exc:
-        sys.modules.pop(modname, None)
+        forget_module(module)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         raise PluginLoadError(f"{path}: importing it raised {type(exc).__name__}: {exc}; fix the "
@@ -143,7 +75,7 @@ def _import_fresh(path: Path) -> Any:
     return module
 
 
-def _plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> list[Any]:
+def plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> list[Any]:
     create = getattr(factory_owner, "create_plugin", None)
     if create is not None:
         try:
@@ -164,12 +96,16 @@ def _plugins_from(factory_owner: Any, settings: dict[str, Any], where: str) -> l
     return made
 
 
-def wants_sandbox(p: Path, manifest: dict[str, Any] | None, config: PluginConfig) -> bool:
-    """Whether the plugin at *p* runs in a sandboxed helper.
+def wants_sandbox(p: Path, manifest: dict[str, Any] | None, config: PluginConfig, *, host: bool = False) -> bool:
+    """Whether the plugin at *p* is to run in a sandboxed helper: the one place that decides it.
 
     The operator's ``sandbox_enabled`` holds for every file outside ``trusted_paths``: the manifest ships with the
     plugin, so its ``sandbox = false`` cannot lift it (``sandbox = true`` may ask for a sandbox, though).
+    :param host: the host asks for a sandbox (``load_plugin_from_path(..., sandbox=True)``, or a reload of
+        a plugin that runs sandboxed), which nothing lifts.
     """
+    if host:
+        return True
     asked = (manifest or {}).get("sandbox")
     if asked is True or not config.sandbox_enabled:
         return bool(asked)
@@ -218,9 +154,11 @@ def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None 
                        pool_size=config.sandbox_pool_size, call_timeout=config.sandbox_call_timeout)
 
 
-def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
-    """Load the plugins of one ``.py`` file or package folder as fresh modules.
+def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) -> list[PluginRecord]:
+    """Load the plugins of one ``.py`` file or package folder as fresh modules (or a native library).
 
+    :param sandbox: the host asks for it to run sandboxed (see :func:`wants_sandbox`).
+    :raises SandboxRequested: it is to run sandboxed; nothing of it was imported.
     :raises PluginLoadError: naming the file and what to fix.
     """
     p = Path(path).expanduser()
@@ -228,38 +166,59 @@ def load_path(path: str | Path, config: PluginConfig) -> list[PluginRecord]:
     if not p.exists():
         raise PluginLoadError(f"{where} does not exist", path=where)
     if p.suffix == ".so":
-        return [_native_record(p, config)]
+        return [_native_record(p, config, sandbox)]
     if p.is_file() and p.suffix != ".py":
         raise PluginLoadError(f"{where} is neither a .py file nor a package folder", path=where)
     manifest = read_manifest(p)
-    if wants_sandbox(p, manifest, config):
+    if wants_sandbox(p, manifest, config, host=sandbox):
         # Untrusted: never imported in the host. The manager starts it in a helper.
         raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
-    module = _import_fresh(p)
+    module = import_fresh(p)
     base_name = (manifest or {}).get("name")
     settings = dict(config.plugin_settings.get(base_name or p.stem, {}))
     settings.update((manifest or {}).get("config", {}))
     records = []
-    for plugin in _plugins_from(module, settings, where):
-        if manifest:
-            _apply_manifest(plugin, manifest, where)
-        try:
-            record = validate(plugin, priority=(manifest or {}).get("priority"),
-                              failure_policy=(manifest or {}).get("failure_policy"),
-                              source="file", path=where, config=settings)
-        except PluginError as exc:
-            raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
-        record.module = module
-        records.append(record)
+    try:
+        for plugin in plugins_from(module, settings, where):
+            if manifest:
+                _apply_manifest(plugin, manifest, where)
+            try:
+                record = validate(plugin, priority=(manifest or {}).get("priority"),
+                                  failure_policy=(manifest or {}).get("failure_policy"),
+                                  source="file", path=where, config=settings)
+            except PluginError as exc:
+                raise PluginLoadError(str(exc), plugin_name=exc.plugin_name, path=where) from None
+            record.module = module
+            records.append(record)
+    except PluginError:
+        forget_module(module)
+        raise
     return records
 
 
-def _native_record(p: Path, config: PluginConfig) -> PluginRecord:
+def forget_module(module: Any) -> None:
+    """Drop a module :func:`import_fresh` made (and its package's submodules) from ``sys.modules``.
+
+    For a plugin that is gone (unloaded, replaced by a reload, refused): its modules go with it
+    instead of piling up reload after reload. None does nothing.
+    """
+    if module is None:
+        return
+    name = module.__name__
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+
+
+def _native_record(p: Path, config: PluginConfig, sandbox: bool) -> PluginRecord:
     """A C or Cython plugin library, with its manifest (``x.covet-plugin.toml`` for ``x.so``)."""
     from covet_pipe.native import load_native
     where = str(p)
-    manifest = read_manifest(p.with_name(p.name.split(".", 1)[0] + ".so"))
-    if wants_sandbox(p, manifest, config):
+    manifest = read_manifest(p)
+    if wants_sandbox(p, manifest, config, host=sandbox):
+        if sandbox:
+            raise PluginLoadError(f"{where} was to be loaded sandboxed (sandbox=True), but native plugins run "
+                                  "in-process and cannot be sandboxed; load it without sandbox=True if you "
+                                  "trust this library", path=where)
         raise PluginLoadError(f"{where} is to run sandboxed (sandbox_enabled / sandbox = true), but native "
                               "plugins run in-process and cannot be sandboxed; if you trust this library, add "
                               "it or its folder to PluginConfig(trusted_paths=[...])", path=where)
@@ -327,7 +286,7 @@ def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | N
             elif isinstance(target, Plugin):
                 plugins = [target]
             elif callable(target):
-                plugins = _plugins_from(type("ep", (), {"create_plugin": staticmethod(target)}), settings, where)
+                plugins = plugins_from(type("ep", (), {"create_plugin": staticmethod(target)}), settings, where)
             else:
                 raise PluginLoadError(f"{where} names {type(target).__name__}; name a create_plugin(config) "
                                       "factory or a Plugin class", path=where)
@@ -341,7 +300,6 @@ def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | N
 
 def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
     """Load every plugin in ``plugin_paths`` and the entry points; a failure never stops the rest."""
-    from covet_pipe._standin import stand_in
     report = LoadReport()
     # by real path: the same folder given twice (./plugins and /abs/plugins) loads once
     known = {os.path.realpath(r.path) for r in registry.records() if r.path} if registry is not None else set()
@@ -369,6 +327,14 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
         _entry_point_records(config, report)
         report.records[before:] = [r for r in report.records[before:] if r.source not in known_sources]
     return report
+
+
+def discovered_by(record: PluginRecord, config: PluginConfig) -> bool:
+    """Whether *record* is what :func:`discover` finds: a plugin under ``plugin_paths``, or of an entry point."""
+    if not record.path:
+        return record.source.startswith("entry point")
+    p = Path(record.path).resolve()
+    return any(p == b or b in p.parents for b in (Path(x).resolve() for x in config.plugin_paths))
 
 
 def find_plugin(name: str, config: PluginConfig) -> PluginRecord | None:

@@ -1,18 +1,30 @@
-"""PluginManager: the seed's management facade over the registry and the chain."""
+"""PluginManager: covet-pipe's one handle on its plugins.
+
+It registers, loads, starts, stops, unloads, reloads and inspects plugins, and delegates to the rooms
+that do the work: the registry (records, dependency order, one plugin's start and stop), discovery and
+loading (files into records, sandboxed ones with their helpers), the snapshots (the chain a pipeline
+serves, rebuilt and drained), hot_swap (a plugin's new version beside the old) and the file watcher.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from covet_pipe._core import Chain, Snapshot
-from covet_pipe._standin import held_by, is_stand_in, replace_stand_in, stand_in
+from covet_pipe import hot_swap
+from covet_pipe._core import Chain
+from covet_pipe._report import plugin_health, plugin_list, summary_lines
+from covet_pipe._standin import held_by, is_stand_in
 from covet_pipe.config import PluginConfig
+from covet_pipe.context import Services
+from covet_pipe.discovery import discovered_by, find_plugin
 from covet_pipe.errors import PluginError, PluginNotFoundError, StrictError
+from covet_pipe.loading import discard, discover_all, end_helpers, load
 from covet_pipe.logsafe import printable
-from covet_pipe.registry import PluginRecord, Registry, make_entry, unavailable_entry, validate
+from covet_pipe.registry import PluginRecord, Registry, validate
+from covet_pipe.reload import PluginWatcher
+from covet_pipe.snapshots import Snapshots
 
 __all__ = ["PluginManager", "ChainEntry"]
 
@@ -31,7 +43,7 @@ class ChainEntry(NamedTuple):
 
 
 class PluginManager:
-    """Registers, loads, starts, stops and inspects plugins; owns the chain snapshots.
+    """Registers, loads, starts, stops, reloads and inspects plugins; its ``chain`` is what a Pipeline serves.
 
     :param config: settings; ``PluginConfig()`` when omitted.
     """
@@ -39,25 +51,26 @@ class PluginManager:
     def __init__(self, config: PluginConfig | None = None) -> None:
         self.config = config if config is not None else PluginConfig()
         self._registry = Registry(self.config)
-        self._chain = Chain(self._registry.services)
-        self._lock: asyncio.Lock | None = None
-        self._generation = 0
-        self._protocols: tuple[PluginRecord, ...] = ()
-        #: replaced snapshots that still had requests in flight (drains wait on these too)
-        self._retired: list[Snapshot] = []
+        self._snapshots = Snapshots(self._registry)
         #: "new" until initialize_all, "running", "stopping" during shutdown_all, then "closed" (a later
         #: initialize_all starts the plugins again)
         self.status = "new"
-        #: plugin name -> why its last hot reload failed (cleared by the next good one)
-        self._reload_errors: dict[str, str] = {}
         #: the file watcher (reload_on_change), started by initialize_all on the running loop
-        self._watcher: Any = None
+        self._watcher: PluginWatcher | None = None
         #: load_plugins() has run (initialize_all runs it for plugin_paths that nobody loaded)
         self._discovered = False
-        #: the event loop of the last initialize_all: a server's loop replaces the one plugins were loaded on
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: where -> why, for load failures no record holds (a missing folder, an entry point ...)
         self._load_failures: dict[str, str] = {}
+
+    @property
+    def chain(self) -> Chain:
+        """The chain a Pipeline serves from: ``chain.current`` is the snapshot new requests run on."""
+        return self._snapshots.chain
+
+    @property
+    def services(self) -> Services:
+        """The service locator plugins use (``ctx.get_service(name)``): host services, then plugins."""
+        return self._registry.services
 
     # -- registration --------------------------------------------------------
 
@@ -72,14 +85,13 @@ class PluginManager:
         settings = dict(self.config.plugin_settings.get(getattr(plugin, "name", None) or "", {}))
         settings.update(config or {})
         record = validate(plugin, priority=priority, failure_policy=failure_policy, config=settings)
-        self._registry.add(record)
-        self._chain.ready = False
+        self._add_record(record)
         log.info("registered plugin %r %s (%s)", record.name, record.version, ", ".join(record.kinds))
         return record.name
 
     def _add_record(self, record: PluginRecord) -> None:
         self._registry.add(record)
-        self._chain.ready = False
+        self._snapshots.chain.ready = False
 
     def provide_service(self, name: str, service: Any) -> None:
         """Offer a host object to plugins under *name* (``ctx.get_service(name)``)."""
@@ -93,21 +105,11 @@ class PluginManager:
         When nobody calls it, ``initialize_all()`` (lifespan startup, or the first request) does, once,
         if ``plugin_paths`` is set.
         """
-        from covet_pipe.discovery import discover
         self._discovered = True
-        report = await asyncio.to_thread(discover, self.config, self._registry)
-        known = {r.path for r in self._registry.records()}
-        for spec in report.sandboxed:
-            if spec.path in known:
-                continue
-            try:
-                report.records.append(await self._start_sandboxed(spec))
-            except PluginError as exc:
-                report.failed[spec.path] = str(exc)
-                report.stand_ins.append(stand_in(spec.path, str(exc), self.config, spec.manifest))
+        report = await discover_all(self.config, self._registry)
         if self.config.strict and report.failed:
             for record in report.records:
-                await _end_helpers(record)
+                await discard(record, self._registry)
             raise StrictError("PluginConfig(strict=True): refusing to start", report.failed)
         for record in report.records:
             try:
@@ -129,25 +131,16 @@ class PluginManager:
                 self._load_failures[where] = why
         # A second call (after the one initialize_all made at startup, say) reports what is loaded from
         # plugin_paths and entry points already, as well as what it loaded itself.
-        bases = [Path(b).resolve() for b in self.config.plugin_paths]
-
-        def found_here(r: PluginRecord) -> bool:
-            if not r.path:
-                return r.source.startswith("entry point")
-            p = Path(r.path).resolve()
-            return any(p == b or b in p.parents for b in bases)
-
         already = []
         for r in self._registry.records():
-            if not found_here(r):
+            if not discovered_by(r, self.config):
                 continue
             if not is_stand_in(r) and r.name not in report.loaded:
                 already.append(r.name)
             elif is_stand_in(r) and r.path not in report.failed:   # failed before, still held by a stand-in
                 report.failed[r.path] = r.plugin.load_failure
         report.loaded[:0] = already
-        if self.status == "running":
-            await self.initialize_all()
+        await self._start_if_running()
         return report
 
     async def load_plugin_from_path(self, path: str, *, sandbox: bool = False) -> list[str]:
@@ -155,46 +148,25 @@ class PluginManager:
 
         :raises PluginLoadError: naming the file and what to fix.
         """
-        from pathlib import Path
-
-        from covet_pipe.discovery import SandboxRequested, load_path, sandbox_spec
         held = held_by(self._registry.records(), path)
         if held is not None and not sandbox:    # the file failed to load before: it takes its place now
-            return await replace_stand_in(self, held, path)
-        try:
-            if sandbox:
-                raise SandboxRequested(sandbox_spec(Path(path).expanduser(), self.config))
-            records = await asyncio.to_thread(load_path, path, self.config)
-        except SandboxRequested as req:
-            records = [await self._start_sandboxed(req.spec)]
+            names = await hot_swap.replace_stand_in(self._registry, self._snapshots, held, path)
+            await self._start_if_running()
+            return names
+        records = await load(path, self.config, sandbox=sandbox)
         for record in records:
             self._add_record(record)
-        if self.status == "running":
-            await self.initialize_all()
+        await self._start_if_running()
         if self._watcher is not None:
             self._watcher.refresh()
         return [r.name for r in records]
 
-    async def _start_sandboxed(self, spec: Any) -> PluginRecord:
-        """Start a sandboxed plugin's helpers and make the record of its proxy."""
-        from covet_pipe.sandbox.proxy import start_sandboxed
-        proxy = await start_sandboxed(spec)
-        if spec.manifest.get("protocols"):
-            proxy.protocols = frozenset(spec.manifest["protocols"])
-        try:
-            return validate(proxy, priority=spec.manifest.get("priority"),
-                            failure_policy=spec.manifest.get("failure_policy"), source="sandbox",
-                            path=spec.path, config=spec.config)
-        except PluginError:
-            await proxy._sup.shutdown()
-            raise
-
     # -- lifecycle -----------------------------------------------------------
 
-    def _get_lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
+    async def _start_if_running(self) -> None:
+        """Start what was added while the manager serves (before that, initialize_all will)."""
+        if self.status == "running":
+            await self.initialize_all()
 
     async def initialize_all(self) -> None:
         """Start every plugin not yet started, in dependency order; idempotent.
@@ -202,25 +174,23 @@ class PluginManager:
         A plugin that fails is marked failed (with the reason in health), its dependents are
         not started, and the rest serve. ``plugin_paths`` that nobody loaded are loaded first.
         """
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # The first call, or plugins loaded on another loop (asyncio.run() at import): the lock is
-            # made anew on this one (the watcher starts its task here below; sandboxed helpers move
-            # themselves when started, in SandboxedPlugin.initialize).
-            self._loop, self._lock = loop, None
         if not self._discovered and self.config.plugin_paths and not self.config.auto_resolve_dependencies:
             # (with auto_resolve_dependencies, plugin_paths is where missing dependencies are found, one by one)
             await self.load_plugins()
-        async with self._get_lock():
+        # Plugins loaded on another loop (asyncio.run() at import) serve on this one: the lock is one per
+        # loop, the watcher starts its task here below, and sandboxed helpers move themselves when
+        # started (SandboxedPlugin.initialize).
+        snapshots = self._snapshots
+        async with snapshots.lock():
             # Loop: a plugin registered while an initialize() ran is started too, before
             # the chain is marked ready (each round starts or fails everything pending).
-            stale = not self._chain.ready     # records were added (a stand-in starts nothing)
+            stale = not snapshots.chain.ready     # records were added (a stand-in starts nothing)
             while True:
                 await self._resolve_missing()
                 pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
                 if not pending:
                     if stale:
-                        self._rebuild()
+                        snapshots.rebuild()
                     break
                 live = [r.name for r in self._registry.records() if r.state != "failed"]
                 order, failures = self._registry.plan(live)
@@ -235,11 +205,11 @@ class PluginManager:
                     if problem is not None:
                         self._registry.fail(record, problem)
                         continue
-                    await self._registry.start(record, self)
+                    await self._registry.start(record)
                 for record in self._registry.records():
                     if record.state == "initialized":
                         record.state = "active"
-                self._rebuild()
+                snapshots.rebuild()
                 stale = False
             if self.config.strict:
                 failed = {f"{r.name} ({r.path or r.source})": r.error or "failed"
@@ -248,17 +218,15 @@ class PluginManager:
                     raise StrictError("PluginConfig(strict=True): refusing to serve",
                                       {**self._load_failures, **failed})
             self.status = "running"
-            self._chain.ready = True
+            snapshots.chain.ready = True
             if self.config.hot_reload and self.config.reload_on_change:
                 if self._watcher is None:
-                    from covet_pipe.reload import PluginWatcher
-                    self._watcher = PluginWatcher(self)
+                    self._watcher = PluginWatcher(self, self._registry)
                 self._watcher.start()  # idempotent
 
     async def _resolve_missing(self) -> None:
         if not self.config.auto_resolve_dependencies:
             return
-        from covet_pipe.discovery import find_plugin
         for _ in range(16):  # bounded: each round may bring new dependencies
             missing = {q.name for r in self._registry.records() if r.state == "registered"
                        for q in r.requires if self._registry.get(q.name) is None}
@@ -269,65 +237,10 @@ class PluginManager:
                 record = await asyncio.to_thread(find_plugin, name, self.config)
                 if record is not None:
                     self._add_record(record)
-                    log.info("auto-resolved dependency %r from %s", name, record.path or record.source)
+                    log.info("auto-resolved dependency %r from %s", name, printable(record.path or record.source))
                     found = True
             if not found:
                 return
-
-    def _rebuild(self) -> Snapshot:
-        """Build a snapshot of the active middleware, swap it in, return the old one."""
-        entries = []
-        every = self._registry.every_protocol()
-        for r in self._registry.records():
-            if "middleware" not in r.kinds:
-                continue
-            if r.state == "active":
-                entries.append(make_entry(r))
-            elif r.state == "failed" and r.failure_policy == "closed":
-                # Fail closed: a guard that could not load or start must not leave its requests unguarded.
-                entries.append(unavailable_entry(r, every))
-        self._generation += 1
-        self._protocols = tuple(sorted(
-            (r for r in self._registry.records() if "protocol" in r.kinds and r.state == "active"),
-            key=lambda r: (r.priority, r.name)))
-        old = self._chain.swap(Snapshot(entries, self._generation))
-        # A request runs to its end on the snapshot it started with, however many swaps
-        # happen meanwhile: keep every replaced snapshot that is still in use.
-        self._retired = [s for s in self._retired if s.inflight > 0]
-        if old.inflight > 0:
-            self._retired.append(old)
-        return old
-
-    async def _drain(self, snap: Snapshot, plugins: list[Any] | None = None) -> bool:
-        """Wait (bounded by drain_timeout) until no request runs on *snap*, nor on any older
-        snapshot still in use that runs one of *plugins* (every plugin when None)."""
-        snaps = [s for s in {id(s): s for s in (*self._retired, snap)}.values() if s.inflight > 0
-                 and (plugins is None or any(e.plugin is p for e in s.entries for p in plugins))]
-        if not snaps:
-            return True
-        loop = asyncio.get_running_loop()
-        waits = []
-        for s in snaps:
-            done = loop.create_future()
-
-            def idle(_snap: Snapshot, done: asyncio.Future = done) -> None:
-                if not done.done():
-                    done.set_result(None)
-
-            s.on_idle = idle
-            waits.append(done)
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), self.config.drain_timeout)
-            return True
-        except asyncio.TimeoutError:
-            log.warning("%d request(s) still ran on chain generation(s) %s after %s s (drain_timeout); "
-                        "shutting their plugins down anyway", sum(s.inflight for s in snaps),
-                        ", ".join(str(s.generation) for s in snaps if s.inflight > 0),
-                        self.config.drain_timeout)
-            return False
-        finally:
-            for s in snaps:
-                s.on_idle = None
 
     async def shutdown_all(self) -> None:
         """Stop every plugin in reverse dependency order, after in-flight requests finish."""
@@ -336,14 +249,15 @@ class PluginManager:
             await self._watcher.stop(self.config.drain_timeout + self.config.initialize_timeout
                                      + self.config.shutdown_timeout)
         self.status = "stopping"
-        async with self._get_lock():
-            self._chain.ready = False
+        snapshots = self._snapshots
+        async with snapshots.lock():
+            snapshots.chain.ready = False
             self.status = "stopping"
             running = [r for r in self._registry.records() if r.state in ("active", "initialized")]
             for record in running:
                 record.state = "draining"
-            old = self._rebuild()
-            await self._drain(old)
+            old = snapshots.rebuild()
+            await snapshots.drain(old)
             order, _ = self._registry.plan([r.name for r in running])
             for name in reversed(order):
                 record = self._registry.get(name)
@@ -351,7 +265,7 @@ class PluginManager:
                     await self._registry.stop(record)
             for record in self._registry.records():
                 if record not in running:
-                    await _end_helpers(record)
+                    await end_helpers(record)
             self.status = "closed"
 
     async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]:
@@ -359,7 +273,7 @@ class PluginManager:
 
         :raises PluginError: if others depend on it and *cascade* is False.
         """
-        record = self._need(name)
+        record = self._registry.need(name)
         dependents = self._registry.dependents(name)
         if dependents and not cascade:
             raise PluginError(
@@ -369,17 +283,18 @@ class PluginManager:
         for dep in dependents:
             if self._registry.get(dep) is not None:
                 unloaded += await self.unload_plugin(dep, cascade=True)
-        async with self._get_lock():
+        snapshots = self._snapshots
+        async with snapshots.lock():
             was_running = record.state in ("active", "initialized")
             record.state = "draining"
-            old = self._rebuild()
-            await self._drain(old, [record.plugin])
+            old = snapshots.rebuild()
+            await snapshots.drain(old, [record.plugin])
             if was_running:
                 await self._registry.stop(record)
-            else:
-                await _end_helpers(record)
             self._registry.remove(name)
-        self._reload_errors.pop(name, None)
+            await discard(record, self._registry)
+        if self._watcher is not None:
+            self._watcher.forget(name)
         log.info("unloaded plugin %r", name)
         return unloaded + [name]
 
@@ -390,21 +305,17 @@ class PluginManager:
         A ``path`` loads the new version from another file (a renamed plugin file).
         State the old version exports is handed to the new one (``export_state``/``import_state``).
         """
-        from covet_pipe._swap import reload_plugin
-        await reload_plugin(self, name, path)
+        waiting = await hot_swap.reload_plugin(self._registry, self._snapshots, name, path)
+        if self._watcher is not None:
+            self._watcher.forget(name)
+        if waiting:         # it took a stand-in's place
+            await self._start_if_running()
 
     # -- inspection ----------------------------------------------------------
 
-    def _need(self, name: str) -> PluginRecord:
-        record = self._registry.get(name)
-        if record is None:
-            names = ", ".join(r.name for r in self._registry.records()) or "none"
-            raise PluginNotFoundError(f"no plugin named {name!r}; registered: {names}", plugin_name=name)
-        return record
-
     def get_plugin(self, name: str) -> Any:
         """The plugin instance named *name*."""
-        return self._need(name).plugin
+        return self._registry.need(name).plugin
 
     def _of_kind(self, name: str, kind: str, what: str) -> Any:
         record = self._registry.get(name)
@@ -434,7 +345,7 @@ class PluginManager:
 
     def protocol_records(self) -> tuple[PluginRecord, ...]:
         """The active protocol plugins in (priority, name) order, as of the last chain swap."""
-        return self._protocols
+        return self._snapshots.protocols
 
     def get_protocol_handler(self, protocol: str) -> Any:
         """The first ProtocolPlugin, in (priority, name) order, that speaks *protocol*."""
@@ -447,7 +358,7 @@ class PluginManager:
     def get_middleware_chain(self) -> tuple[ChainEntry, ...]:
         """The current chain's middleware in request order, read-only."""
         out = []
-        for e in self._chain.current.entries:
+        for e in self._snapshots.current.entries:
             record = self._registry.get(e.name)
             out.append(ChainEntry(e.name, e.version, e.priority, e.kind, e.style,
                                   record.state if record is not None else "stopped"))
@@ -455,53 +366,23 @@ class PluginManager:
 
     def list_plugins(self) -> list[dict[str, Any]]:
         """Every plugin with its version, kinds, style, state, counters and metadata."""
-        out = []
-        for record in self._registry.records():
-            info = record.describe()
-            info["stats"] = record.stats.as_dict()
-            try:
-                info["metadata"] = record.plugin.metadata()
-            except Exception as exc:
-                info["metadata"] = {"error": f"metadata() raised {type(exc).__name__}"}
-            out.append(info)
-        return out
+        return plugin_list(self._registry.records())
 
     def log_plugins(self) -> None:
         """Log one line per plugin (name, version, kind, priority, sandboxed, path) and per failure."""
-        from covet_pipe._report import summary_lines
         for level, line in summary_lines(self._registry.records(), self._load_failures):
             log.log(level, "%s", line)
 
     async def get_health_status(self) -> dict[str, Any]:
         """Overall status and, per plugin, state, error and counters."""
-        plugins = {}
-        for record in self._registry.records():
-            plugins[record.name] = {
-                "state": record.state, "version": str(record.version), "error": record.error,
-                "path": record.path, **record.stats.as_dict(),
-            }
-            if record.name in self._reload_errors:
-                plugins[record.name]["reload_error"] = self._reload_errors[record.name]
-            sup = getattr(record.plugin, "_sup", None)
-            if sup is not None:
-                plugins[record.name]["sandbox"] = sup.health()
-            if getattr(record.plugin, "load_failure", None) is not None:   # a stand-in (_standin.py)
-                plugins[record.name]["load_failed"] = True
-                plugins[record.name]["failure_policy"] = record.failure_policy
-        states = {p["state"] for p in plugins.values()}
-        status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
-        snap = self._chain.current
+        watcher = self._watcher
+        status, plugins = plugin_health(self._registry.records(),
+                                        watcher.reload_errors if watcher is not None else {})
+        snap = self._snapshots.current
         out = {"status": status, "manager": self.status, "chain_generation": snap.generation,
                "inflight": snap.inflight, "plugins": plugins,
-               "protocol_chain": [r.name for r in self._protocols]}
-        if self._watcher is not None:
-            out["watcher"] = {"running": self._watcher.running, "reloads": self._watcher.reloads,
-                              "errors": dict(self._watcher.errors)}
+               "protocol_chain": [r.name for r in self._snapshots.protocols]}
+        if watcher is not None:
+            out["watcher"] = {"running": watcher.running, "reloads": watcher.reloads,
+                              "errors": dict(watcher.errors)}
         return out
-
-
-async def _end_helpers(record: PluginRecord) -> None:
-    """End the helper processes of a sandboxed plugin that never started (or failed to)."""
-    sup = getattr(record.plugin, "_sup", None)
-    if sup is not None and not sup.closing:
-        await sup.shutdown(call_plugin=False)

@@ -1,4 +1,4 @@
-"""The plugin model: base classes every Python plugin derives from (seed section 2)."""
+"""The plugin model: base classes every Python plugin derives from, and what a plugin instance is."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ __all__ = [
     "MiddlewareAction",
     "plugin_kinds",
     "middleware_style",
+    "is_sandboxed",
+    "overridden_hook",
 ]
 
 CallNext = Callable[[Request], Awaitable[Response]]
@@ -28,8 +30,7 @@ CallNext = Callable[[Request], Awaitable[Response]]
 class Plugin(ABC):
     """Base of every plugin: a name, a version, dependencies and a lifecycle.
 
-    Class attributes satisfy the seed's properties (``name = "x"``); properties
-    work as well.
+    Class attributes declare them (``name = "x"``); properties work as well.
     """
 
     #: unique name; letters, digits, ``_``, ``-`` and ``.``
@@ -79,7 +80,7 @@ class MiddlewarePlugin(Plugin):
     one that answered (its response hook sees its own answer). Either may be
     ``def`` or ``async def``.
 
-    **call_next style** (the seed's): ``async def process_request(self, request,
+    **call_next style**: ``async def process_request(self, request,
     call_next) -> Response``. Chosen when the second parameter is named
     ``call_next``, or by ``style = "call_next"``.
     """
@@ -99,7 +100,7 @@ class MiddlewarePlugin(Plugin):
 
 
 class AuthPlugin(Plugin):
-    """An authentication provider (seed section 2); a guard middleware calls it."""
+    """An authentication provider; a guard middleware calls it."""
 
     @abstractmethod
     async def authenticate(self, credentials: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,7 +112,7 @@ class AuthPlugin(Plugin):
 
 
 class StoragePlugin(Plugin):
-    """A key-value storage engine (seed section 2)."""
+    """A key-value storage engine."""
 
     #: False when no call ever waits (an in-process engine): protocols may then run it inline
     suspends: bool = True
@@ -146,7 +147,7 @@ class StoragePlugin(Plugin):
 
 
 class ProtocolPlugin(Plugin):
-    """A wire protocol for covet-pipe's own listener (seed section 2; contract in covet_pipe.protocol).
+    """A wire protocol for covet-pipe's own listener (the contract is in covet_pipe.protocol).
 
     A *layer* (``layer = True``, such as PROXY) consumes a prefix of the stream and
     hands the rest on; a *terminal* protocol claims the connection and turns its
@@ -202,9 +203,14 @@ def plugin_kinds(plugin: object) -> tuple[str, ...]:
     kinds = tuple(k for k, cls in _KINDS if isinstance(plugin, cls))
     if getattr(plugin, "_covet_native", False):
         kinds += ("native",)
-    if getattr(plugin, "_covet_sandboxed", False):
+    if is_sandboxed(plugin):
         kinds += ("sandboxed",)
     return kinds or ("plugin",)
+
+
+def is_sandboxed(plugin: object) -> bool:
+    """Whether *plugin* runs in sandboxed helper processes (it is the host's proxy of one)."""
+    return bool(getattr(plugin, "_covet_sandboxed", False))
 
 
 def middleware_style(plugin: MiddlewarePlugin) -> str:
@@ -217,3 +223,10 @@ def middleware_style(plugin: MiddlewarePlugin) -> str:
     except (TypeError, ValueError):
         return "hook"
     return "call_next" if len(params) >= 2 and params[1] == "call_next" else "hook"
+
+
+def overridden_hook(plugin: object, name: str) -> Any:
+    """The bound hook *name* if the plugin's class overrides MiddlewarePlugin's, else None (the core skips it)."""
+    if getattr(type(plugin), name, None) is getattr(MiddlewarePlugin, name):
+        return None
+    return getattr(plugin, name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,20 +17,14 @@ from covet_pipe._core import Entry, MiddlewareAction, PluginStats
 from covet_pipe._graph import start_order
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext, Services
-from covet_pipe.errors import (
-    DependencyCycleError,
-    DependencyError,
-    PluginError,
-    PluginValidationError,
-)
-from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, plugin_kinds
+from covet_pipe.errors import DependencyCycleError, PluginNotFoundError, PluginValidationError
+from covet_pipe.logsafe import logger, printable
+from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
 
-__all__ = ["Registry", "PluginRecord", "STATES", "ALL_PROTOCOLS"]
+__all__ = ["Registry", "PluginRecord", "ALL_PROTOCOLS"]
 
-log = logging.getLogger("covet_pipe.registry")
-
-#: registered -> initialized -> active -> draining -> stopped, or failed
-STATES = ("registered", "initialized", "active", "draining", "stopped", "failed")
+#: a plugin's exceptions are logged with their messages escaped, tracebacks included
+log = logger("covet_pipe.registry")
 
 #: the protocols of a stand-in that does not know its own: it refuses every protocol there is
 ALL_PROTOCOLS = frozenset({"*"})
@@ -59,10 +52,11 @@ class PluginRecord:
     protocols: frozenset[str]
     config: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    #: registered -> initialized -> active -> draining -> stopped, or failed
     state: str = "registered"
     error: str | None = None
     stats: PluginStats = field(default_factory=PluginStats)
-    #: modules loaded for this plugin (hot reload drops them with it)
+    #: the fresh module the plugin was loaded from (dropped from sys.modules when the plugin is gone)
     module: Any = None
 
     def describe(self) -> dict[str, Any]:
@@ -174,18 +168,11 @@ def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | 
     )
 
 
-def _hook(plugin: Any, name: str) -> Any:
-    """The bound hook if the plugin's class overrides it, else None (the core skips it)."""
-    if getattr(type(plugin), name, None) is getattr(MiddlewarePlugin, name):
-        return None
-    return getattr(plugin, name)
-
-
 def make_entry(record: PluginRecord) -> Entry:
     """The core's view of a middleware plugin."""
     plugin = record.plugin
-    req = _hook(plugin, "process_request")
-    resp = _hook(plugin, "process_response")
+    req = overridden_hook(plugin, "process_request")
+    resp = overridden_hook(plugin, "process_response")
     if record.style == "call_next":
         req = plugin.process_request
     native = getattr(plugin, "_covet_native", False)
@@ -257,6 +244,17 @@ class Registry:
     def get(self, name: str) -> PluginRecord | None:
         return self._records.get(name)
 
+    def need(self, name: str) -> PluginRecord:
+        """The record named *name*.
+
+        :raises PluginNotFoundError: naming the plugins that are registered.
+        """
+        record = self._records.get(name)
+        if record is None:
+            names = ", ".join(r.name for r in self.records()) or "none"
+            raise PluginNotFoundError(f"no plugin named {name!r}; registered: {names}", plugin_name=name)
+        return record
+
     def records(self) -> list[PluginRecord]:
         """Every record, in (priority, name) order."""
         return sorted(self._records.values(), key=lambda r: (r.priority, r.name))
@@ -269,15 +267,23 @@ class Registry:
         old = self._records.get(record.name)
         if old is not None and old.state not in ("stopped",):
             raise PluginValidationError(_taken(old, record), plugin_name=record.name, path=record.path)
+        self.replace(record)
+
+    def remove(self, name: str) -> PluginRecord | None:
+        return self._records.pop(name, None)
+
+    def replace(self, record: PluginRecord) -> None:
+        """Put *record* in the place of the one of its name, whatever that one's state.
+
+        A reload puts its new version in while it starts (and the old one back if it fails); unlike
+        :meth:`add` nothing is checked. The operator's failure policy applies, as it does in :meth:`add`.
+        """
         policy = self.config.policy_for(record.name, record.path)
         if policy is not None:      # the operator's word wins over the plugin's and its manifest's
             record.failure_policy = policy
             with contextlib.suppress(AttributeError):
                 record.plugin.failure_policy = policy
         self._records[record.name] = record
-
-    def remove(self, name: str) -> PluginRecord | None:
-        return self._records.pop(name, None)
 
     def every_protocol(self) -> frozenset[str]:
         """Every protocol a request may come in: HTTP, websocket, what protocol plugins and middleware name."""
@@ -342,9 +348,9 @@ class Registry:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def start(self, record: PluginRecord, manager: Any) -> bool:
+    async def start(self, record: PluginRecord) -> bool:
         """Initialise one plugin; on failure mark it failed and say why."""
-        ctx = PluginContext(record.name, self.services, record.config, manager)
+        ctx = PluginContext(record.name, self.services, record.config)
         try:
             await asyncio.wait_for(_maybe_await(record.plugin.initialize(ctx)),
                                    self.config.initialize_timeout)
@@ -363,7 +369,7 @@ class Registry:
         record.state = "failed"
         record.error = message
         log.error("plugin %r %s failed: %s; the other plugins keep serving", record.name,
-                  record.version, message, exc_info=exc)
+                  record.version, printable(message), exc_info=exc)
 
     async def stop(self, record: PluginRecord) -> None:
         """Shut one plugin down; errors are logged, never raised."""
@@ -373,11 +379,7 @@ class Registry:
             log.error("plugin %r: shutdown() did not finish within %s s", record.name,
                       self.config.shutdown_timeout)
         except Exception as exc:
-            log.error("plugin %r: shutdown() raised %s: %s", record.name, type(exc).__name__, exc,
-                      exc_info=exc)
+            log.error("plugin %r: shutdown() raised %s: %s", record.name, type(exc).__name__,
+                      printable(str(exc)), exc_info=exc)
         if record.state != "failed":
             record.state = "stopped"
-
-
-def dependency_error(message: str, name: str) -> PluginError:
-    return DependencyError(message, plugin_name=name)

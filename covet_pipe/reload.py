@@ -1,13 +1,13 @@
 """Hot reload on change: watch the plugin paths and reload a plugin when its content changes.
 
-``PluginWatcher(manager)`` runs ``watchfiles.awatch`` on the server's event loop over the folders
-of ``plugin_paths`` and of plugins loaded by path. A change is mapped to the plugin whose file or
+``PluginWatcher(manager, registry)`` runs ``watchfiles.awatch`` on the server's event loop over the
+folders of ``plugin_paths`` and of plugins loaded by path (the registry's records). A change is mapped to the plugin whose file or
 package it touches; when the content hash differs from the last one seen, the plugin is reloaded
 (``manager.reload_plugin``), or, for a new file in a plugin folder, loaded. A deleted file
 unloads its plugins (refused, and reported, while others depend on them); a renamed one reloads
 from its new path. A plugin folder created after start is picked up within about a second. A
-failed reload is logged and shown in health (``plugins[name]["reload_error"]``) while the old
-version serves on.
+failed reload is logged and kept in ``reload_errors`` (health shows it as
+``plugins[name]["reload_error"]``) while the old version serves on.
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-__all__ = ["PluginWatcher"]
+from covet_pipe.logsafe import printable
+from covet_pipe.manifest import manifest_path
+from covet_pipe.registry import Registry
+
+__all__ = ["PluginWatcher", "PluginActions", "content_hash"]
 
 log = logging.getLogger("covet_pipe.reload")
-
-_MANIFEST = "covet-plugin.toml"
-
-
-def _manifest_of(unit: Path) -> Path:
-    """Where discovery reads the manifest of a plugin file or package."""
-    if unit.is_dir():
-        return unit / _MANIFEST
-    if unit.suffix == ".so":  # x.cpython-311-x86_64-linux-gnu.so -> x.covet-plugin.toml
-        return unit.with_name(f"{unit.name.split('.', 1)[0]}.{_MANIFEST}")
-    return unit.with_name(f"{unit.stem}.{_MANIFEST}")
 
 
 def content_hash(unit: Path) -> str | None:
@@ -46,7 +39,7 @@ def content_hash(unit: Path) -> str | None:
                 h.update(f.read_bytes() + b"\0")
         elif unit.is_file():
             h.update(unit.read_bytes() + b"\0")
-            manifest = _manifest_of(unit)
+            manifest = manifest_path(unit)
             if manifest.is_file():
                 h.update(manifest.read_bytes())
         else:
@@ -56,21 +49,37 @@ def content_hash(unit: Path) -> str | None:
     return h.hexdigest()
 
 
+class PluginActions(Protocol):
+    """What the watcher asks of a PluginManager when files change."""
+
+    async def reload_plugin(self, name: str, *, path: str | None = None) -> None: ...
+
+    async def unload_plugin(self, name: str, *, cascade: bool = False) -> list[str]: ...
+
+    async def load_plugin_from_path(self, path: str, *, sandbox: bool = False) -> list[str]: ...
+
+
 class PluginWatcher:
     """Watches plugin files and reloads changed plugins on the running loop.
 
-    :param manager: the PluginManager whose plugins are watched.
+    :param manager: what reloads, unloads and loads the plugins (a PluginManager).
+    :param registry: its records: which files are plugins, and ``config.plugin_paths``.
     :param debounce_ms: the longest time changes are grouped before they are handled.
     """
 
-    def __init__(self, manager: Any, *, debounce_ms: int = 150, step_ms: int = 50) -> None:
+    def __init__(self, manager: PluginActions, registry: Registry, *, debounce_ms: int = 150,
+                 step_ms: int = 50) -> None:
         self.manager = manager
+        self.registry = registry
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
         #: plugin unit (file or package folder) -> content hash last seen
         self._hashes: dict[str, str | None] = {}
         #: path of a new file that failed to load -> why
         self.errors: dict[str, str] = {}
+        #: plugin name -> why its last hot reload (or the unload after its file was deleted) failed;
+        #: the next good one clears it
+        self.reload_errors: dict[str, str] = {}
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -82,12 +91,16 @@ class PluginWatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def forget(self, name: str) -> None:
+        """Clear the reload error of plugin *name* (it reloaded, or it is gone)."""
+        self.reload_errors.pop(name, None)
+
     # -- what to watch -------------------------------------------------------
 
     def _plugin_folders(self) -> list[Path]:
         """plugin_paths entries that are plain folders (a new file there is a new plugin)."""
         out = []
-        for base in self.manager.config.plugin_paths:
+        for base in self.registry.config.plugin_paths:
             p = Path(base)
             if p.is_dir() and not (p / "__init__.py").is_file():
                 out.append(p.resolve())
@@ -96,14 +109,14 @@ class PluginWatcher:
     def _units(self) -> dict[Path, list[str]]:
         """Plugin file or package -> names of the plugins loaded from it."""
         units: dict[Path, list[str]] = {}
-        for record in self.manager._registry.records():
+        for record in self.registry.records():
             if record.path:
                 units.setdefault(Path(record.path).resolve(), []).append(record.name)
         return units
 
     def _compute_roots(self) -> list[Path]:
         dirs = set(self._plugin_folders())
-        for base in self.manager.config.plugin_paths:
+        for base in self.registry.config.plugin_paths:
             p = Path(base)
             if p.is_file() or (p.is_dir() and (p / "__init__.py").is_file()):
                 dirs.add(p.resolve().parent)
@@ -118,7 +131,7 @@ class PluginWatcher:
         for unit in units:
             if changed == unit or unit in changed.parents:
                 return unit
-            if not unit.is_dir() and changed == _manifest_of(unit):
+            if not unit.is_dir() and changed == manifest_path(unit):
                 return unit
         for folder in self._plugin_folders():
             if changed.parent == folder:
@@ -175,7 +188,7 @@ class PluginWatcher:
             except (asyncio.CancelledError, Exception):
                 pass
         except Exception as exc:
-            log.error("the plugin watcher ended with %s: %s", type(exc).__name__, exc)
+            log.error("the plugin watcher ended with %s: %s", type(exc).__name__, printable(str(exc)))
 
     # -- the loop -------------------------------------------------------------
 
@@ -195,7 +208,7 @@ class PluginWatcher:
                     pass
                 self._roots = [Path("/nonexistent")]   # so the next round scans what appeared
                 continue
-            log.info("watching plugin folders %s for changes", ", ".join(map(str, self._roots)))
+            log.info("watching plugin folders %s for changes", printable(", ".join(map(str, self._roots))))
             try:
                 async for changes in watchfiles.awatch(*self._roots, stop_event=self._wake,
                                                        debounce=self.debounce_ms, step=self.step_ms,
@@ -207,7 +220,8 @@ class PluginWatcher:
                     if self._compute_roots() != self._roots:
                         break       # a plugin folder was created or removed
             except Exception as exc:  # a folder vanished, inotify limits ...: retry after a pause
-                log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__, exc)
+                log.error("the plugin watcher failed (%s: %s); watching again in 1 s", type(exc).__name__,
+                          printable(str(exc)))
                 try:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 except asyncio.TimeoutError:
@@ -256,8 +270,8 @@ class PluginWatcher:
             (old_unit, names), new_unit = gone[0], fresh[0]
             results = [await self._reload(name, path=new_unit) for name in names]
             if all(results):
-                log.info("plugin file %s renamed to %s: %s reloaded from there", old_unit, new_unit,
-                         ", ".join(names))
+                log.info("plugin file %s renamed to %s: %s reloaded from there", printable(str(old_unit)),
+                         printable(str(new_unit)), ", ".join(names))
                 return
         for unit, names in gone:
             await self._unload(unit, names)
@@ -265,32 +279,31 @@ class PluginWatcher:
             await self._load(unit)
 
     async def _unload(self, unit: Path, names: list[str]) -> None:
-        manager = self.manager
         for name in names:
-            record = manager._registry.get(name)
+            record = self.registry.get(name)
             if record is None or record.path is None or Path(record.path).resolve() != unit:
                 continue        # already reloaded from elsewhere
             try:
-                await manager.unload_plugin(name)
+                await self.manager.unload_plugin(name)
             except Exception as exc:
-                manager._reload_errors[name] = (f"{unit} was deleted, but the plugin keeps serving: {exc}")
-                log.error("plugin file %s deleted; plugin %r not unloaded: %s", unit, name, exc)
+                self.reload_errors[name] = f"{unit} was deleted, but the plugin keeps serving: {exc}"
+                log.error("plugin file %s deleted; plugin %r not unloaded: %s", printable(str(unit)), name,
+                          printable(str(exc)))
             else:
-                manager._reload_errors.pop(name, None)
+                self.forget(name)
                 self.reloads += 1
-                log.info("plugin file %s deleted: plugin %r unloaded", unit, name)
+                log.info("plugin file %s deleted: plugin %r unloaded", printable(str(unit)), name)
 
     async def _reload(self, name: str, path: Path | None = None) -> bool:
-        manager = self.manager
         try:
-            await manager.reload_plugin(name, path=None if path is None else str(path))
+            await self.manager.reload_plugin(name, path=None if path is None else str(path))
         except Exception as exc:
             if path is not None:
                 return False        # not a rename of this plugin: the caller unloads and loads
-            manager._reload_errors[name] = str(exc)
-            log.error("hot reload of plugin %r: %s", name, exc)
+            self.reload_errors[name] = str(exc)
+            log.error("hot reload of plugin %r: %s", name, printable(str(exc)))
             return False
-        manager._reload_errors.pop(name, None)
+        self.forget(name)
         self.reloads += 1
         return True
 
@@ -299,8 +312,8 @@ class PluginWatcher:
             names = await self.manager.load_plugin_from_path(str(unit))
         except Exception as exc:
             self.errors[str(unit)] = str(exc)
-            log.error("could not load new plugin file %s: %s", unit, exc)
+            log.error("could not load new plugin file %s: %s", printable(str(unit)), printable(str(exc)))
         else:
             self.errors.pop(str(unit), None)
             self.reloads += 1
-            log.info("loaded new plugin(s) %s from %s", ", ".join(names), unit)
+            log.info("loaded new plugin(s) %s from %s", ", ".join(names), printable(str(unit)))

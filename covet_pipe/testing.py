@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from covet_pipe._core import Headers, Request, RequestContext, _make_context
+from covet_pipe._core import Headers, Request, RequestContext, make_request_context
 
 __all__ = ["make_context", "call", "Result"]
 
@@ -14,10 +14,10 @@ def make_context(request: Request | None = None, *, protocol: str = "http",
                  services: Any = None) -> RequestContext:
     """A RequestContext for calling a plugin's hooks directly in a unit test.
 
-    :param services: an object with ``get_service(name)``, e.g. ``manager._registry.services``
+    :param services: an object with ``get_service(name)``, e.g. ``manager.services``
         or any stand-in of your own.
     """
-    return _make_context(request if request is not None else Request(), protocol, services)
+    return make_request_context(request if request is not None else Request(), protocol, services)
 
 
 @dataclass

@@ -187,3 +187,28 @@ async def test_entry_points_off_skips_them(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     report = await PluginManager(PluginConfig(entry_points=False)).load_plugins()
     assert "ep_off" not in report.loaded
+
+
+def test_load_path_decides_sandboxing_once_and_honours_the_host_asking_for_it(tmp_path):
+    from covet_pipe.discovery import SandboxRequested, load_path
+    path = write_plugin(tmp_path, "asked", "asked")
+    config = PluginConfig()
+    assert [r.name for r in load_path(path, config)] == ["asked"]      # in-process by default
+    with pytest.raises(SandboxRequested) as caught:
+        load_path(path, config, sandbox=True)
+    assert caught.value.spec.path == str(path) and caught.value.spec.policy is not None
+
+
+@pytest.mark.parametrize("name, why", [
+    ("missing.py", "does not exist"),
+    ("notes.txt", "neither a .py file nor a package folder"),
+    ("native.so", "native plugins run in-process and cannot be sandboxed"),
+])
+async def test_load_plugin_from_path_sandboxed_refuses_what_cannot_run_sandboxed_before_any_helper(tmp_path, name,
+                                                                                                    why):
+    if name != "missing.py":
+        (tmp_path / name).write_bytes(b"not a plugin")
+    manager = PluginManager()
+    with pytest.raises(PluginLoadError, match=why):
+        await manager.load_plugin_from_path(str(tmp_path / name), sandbox=True)
+    assert manager.list_plugins() == []

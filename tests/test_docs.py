@@ -286,10 +286,10 @@ def test_doc_blocks_run_as_written(doc: Path, tmp_path: Path) -> None:
 
 
 def test_plugins_md_lists_every_manifest_field() -> None:
-    from covet_pipe import discovery
+    from covet_pipe import manifest
     section = (ROOT / "docs" / "plugins.md").read_text().split("## 7.", 1)[1].split("\n## ", 1)[0]
-    for field in discovery._MANIFEST_FIELDS:
-        shown = f"[{field}]" if discovery._MANIFEST_FIELDS[field] is dict else field
+    for field in manifest.FIELDS:
+        shown = f"[{field}]" if manifest.FIELDS[field] is dict else field
         assert f"`{shown}`" in section, f"docs/plugins.md, section 7, does not list the manifest field {shown}"
-    for field in discovery._PERMISSION_FIELDS:
+    for field in manifest.PERMISSION_FIELDS:
         assert f"`{field}`" in section, f"docs/plugins.md, section 7, does not list permissions.{field}"

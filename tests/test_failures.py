@@ -362,3 +362,29 @@ async def test_health_counts_calls_errors_short_circuits_and_open_skips():
     assert flaky["state"] == "active" and health["status"] == "ok"
     [listed] = manager.list_plugins()
     assert listed["stats"]["errors"] == 2
+
+
+async def test_a_plugins_error_text_in_lifecycle_logs_stays_on_one_escaped_line(caplog):
+    class FailsToStart(MiddlewarePlugin):
+        name = "fails_to_start"
+        version = "1.0.0"
+
+        async def initialize(self, ctx):
+            raise RuntimeError("no database\nERROR forged: the admin password is hunter2")
+
+    class FailsToStop(MiddlewarePlugin):
+        name = "fails_to_stop"
+        version = "1.0.0"
+
+        async def shutdown(self):
+            raise RuntimeError("gone\r\nERROR forged: all plugins stopped")
+
+    manager = PluginManager()
+    manager.register(FailsToStart())
+    manager.register(FailsToStop())
+    with caplog.at_level(logging.ERROR, logger="covet_pipe"):
+        await manager.initialize_all()
+        await manager.shutdown_all()
+    assert "no database\\nERROR forged: the admin password" in caplog.text   # message and traceback
+    assert "gone\\r\\nERROR forged: all plugins stopped" in caplog.text
+    assert not [line for line in caplog.text.splitlines() if line.lstrip("\r").startswith("ERROR forged")]

@@ -200,3 +200,23 @@ async def test_register_during_initialize_all_is_started_before_the_next_request
     assert sorted(result.getall("x-tracked")) == ["late", "slow"]
     assert states(manager) == {"late": "active", "slow": "active"}
     assert late.initialized == 1
+
+
+def test_changes_made_on_a_later_event_loop_wait_on_a_lock_of_that_loop():
+    # Plugins started and changed under one asyncio.run(), then changed under another (a server's loop,
+    # say) with no initialize_all there: two unloads at once on each loop, the second waiting for the first.
+    events: list = []
+    manager = PluginManager()
+    for name in "abcd":
+        manager.register(Tracked(name, events))
+
+    async def start_then_unload_two() -> list:
+        await manager.initialize_all()
+        return await asyncio.gather(manager.unload_plugin("a"), manager.unload_plugin("b"))
+
+    async def unload_two() -> list:
+        return await asyncio.gather(manager.unload_plugin("c"), manager.unload_plugin("d"))
+
+    assert asyncio.run(start_then_unload_two()) == [["a"], ["b"]]
+    assert asyncio.run(unload_two()) == [["c"], ["d"]]
+    assert events[-2:] == ["c.shutdown", "d.shutdown"] and states(manager) == {}

@@ -516,11 +516,11 @@ async def test_cancelling_a_request_suspended_in_an_async_hook_reaches_the_hook_
 
     task = asyncio.ensure_future(wrap(app, manager)(http_scope("/"), receive, send))
     await asyncio.wait_for(entered.wait(), 10)
-    assert manager._chain.current.inflight == 1
+    assert manager.chain.current.inflight == 1
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass
     assert seen == ["cancelled"] and app_ran == []
-    assert manager._chain.current.inflight == 0
+    assert manager.chain.current.inflight == 0

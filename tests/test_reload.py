@@ -328,3 +328,97 @@ async def test_reload_that_breaks_a_dependents_constraint_is_refused_and_the_old
     await manager.reload_plugin("clock")
     assert manager.get_plugin("clock").version == "1.5.0"
     await manager.shutdown_all()
+
+
+async def test_the_reloaded_version_takes_the_operators_failure_policy_as_the_first_one_did(tmp_path):
+    path = tmp_path / "clock.py"
+    path.write_text(CLOCK.format(version="1.0.0"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False, failure_policies={"clock": "open"}))
+    await manager.load_plugin_from_path(str(path))
+    await manager.initialize_all()
+    assert manager.get_plugin("clock").failure_policy == "open"
+
+    path.write_text(CLOCK.format(version="2.0.0"))
+    await manager.reload_plugin("clock")
+    plugin = manager.get_plugin("clock")
+    # the record and the plugin object both: a sandboxed plugin's proxy reads its own failure_policy
+    assert (plugin.version, plugin.failure_policy) == ("2.0.0", "open")
+    assert [p["failure_policy"] for p in manager.list_plugins()] == ["open"]
+    await manager.shutdown_all()
+
+
+async def test_reloads_and_unloads_drop_the_modules_the_plugin_was_loaded_as(tmp_path):
+    import sys
+
+    import pytest
+
+    from covet_pipe import PluginError
+
+    pkg = tmp_path / "tick"
+    pkg.mkdir()
+    (pkg / "helper.py").write_text("VERSION = '1.0.0'\n")
+    (pkg / "__init__.py").write_text(CLOCK.format(version="{VERSION}").replace("\"{VERSION}\"", "helper.VERSION")
+                                     .replace('name = "clock"', 'name = "tick"')
+                                     .replace("from covet_pipe import MiddlewarePlugin",
+                                              "from covet_pipe import MiddlewarePlugin\nfrom . import helper"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+    await manager.load_plugin_from_path(str(pkg))
+    await manager.initialize_all()
+
+    def modules() -> list[str]:
+        return sorted(m for m in sys.modules if m.startswith("covet_pipe_plugin_tick_"))
+
+    first = modules()
+    assert len(first) == 2 and first[1] == first[0] + ".helper"      # the package and its submodule
+    (pkg / "helper.py").write_text("VERSION = '2.0.0'\n")
+    await manager.reload_plugin("tick")
+    second = modules()
+    assert manager.get_plugin("tick").version == "2.0.0" and len(second) == 2 and not set(first) & set(second)
+
+    (pkg / "helper.py").write_text("VERSION = 'not a version'\n")     # the new version is refused
+    with pytest.raises(PluginError):
+        await manager.reload_plugin("tick")
+    assert modules() == second
+
+    await manager.unload_plugin("tick")
+    assert modules() == []
+
+
+async def test_a_module_stays_while_a_plugin_loaded_from_it_still_serves(tmp_path):
+    import sys
+
+    path = tmp_path / "pair.py"
+    path.write_text(PAIR.format(version="1.0.0"))
+    manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+    assert await manager.load_plugin_from_path(str(path)) == ["first", "second"]
+    await manager.initialize_all()
+    old_module = type(manager.get_plugin("second")).__module__
+
+    path.write_text(PAIR.format(version="2.0.0"))
+    await manager.reload_plugin("first")        # the file's other plugin of the new load is left unused
+    new_module = type(manager.get_plugin("first")).__module__
+    assert manager.get_plugin("first").version == "2.0.0" and new_module != old_module
+    assert new_module in sys.modules        # the new version's module, though its sibling was dropped
+    assert old_module in sys.modules        # "second" 1.0.0 still serves from the old one
+
+    await manager.reload_plugin("second")
+    assert old_module not in sys.modules and new_module in sys.modules
+    await manager.unload_plugin("first")
+    await manager.unload_plugin("second")
+    assert not [m for m in sys.modules if m.startswith("covet_pipe_plugin_pair_")]
+
+
+PAIR = """
+from covet_pipe import MiddlewarePlugin
+
+class First(MiddlewarePlugin):
+    name = "first"
+    version = "{version}"
+
+class Second(MiddlewarePlugin):
+    name = "second"
+    version = "{version}"
+
+def create_plugin(config):
+    return [First(), Second()]
+"""

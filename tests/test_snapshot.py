@@ -230,7 +230,7 @@ async def test_simple_chain_releases_the_snapshot_when_the_app_is_cancelled_drop
     manager = PluginManager()
     manager.register(Sync())
     await manager.initialize_all()
-    snap = manager._chain.current
+    snap = manager.chain.current
     entered = asyncio.Event()
 
     async def waits(scope, receive, send):

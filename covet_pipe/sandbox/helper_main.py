@@ -50,12 +50,11 @@ class Helper:
         # Only now, confined, does the plugin's code run.
         from pathlib import Path
 
-        from covet_pipe.discovery import _import_fresh, _plugins_from
-        from covet_pipe.plugin import plugin_kinds
-        from covet_pipe.registry import _hook
+        from covet_pipe.discovery import import_fresh, plugins_from
+        from covet_pipe.plugin import overridden_hook, plugin_kinds
         path = Path(msg["path"])
-        module = _import_fresh(path)
-        plugins = _plugins_from(module, msg.get("config") or {}, str(path))
+        module = import_fresh(path)
+        plugins = plugins_from(module, msg.get("config") or {}, str(path))
         if len(plugins) != 1:
             raise ValueError(f"{path} made {len(plugins)} plugins; a sandboxed file must make exactly one")
         self.plugin = p = plugins[0]
@@ -70,7 +69,7 @@ class Helper:
             from covet_pipe.plugin import middleware_style
             style = middleware_style(p)
         overridden = [h for h in ("process_request", "process_response")
-                      if h in hooks and _hook(p, h) is not None]
+                      if h in hooks and overridden_hook(p, h) is not None]
         return {"result": {
             "layers": layers, "pid": os.getpid(),
             "name": getattr(p, "name", None), "version": str(getattr(p, "version", None)),

@@ -121,7 +121,7 @@ async def test_unloaded_plugin_library_stays_mapped_while_a_snapshot_holds_it(tm
     manager = PluginManager()
     await manager.load_plugin_from_path(str(path))
     await manager.initialize_all()
-    pinned = manager._chain.current          # what a request in flight holds
+    pinned = manager.chain.current          # what a request in flight holds
     plugin = manager.get_plugin("reloadable")
     copy = plugin.loaded_from
     del plugin

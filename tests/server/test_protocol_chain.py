@@ -278,9 +278,9 @@ def test_builtins_join_unless_a_registered_plugin_speaks_their_protocol() -> Non
     chain = ProtocolChain(m, builtins=[Hello("builtin")])
     assert [p.name for p in chain.plugins()] == ["hello"]
     m.register(Hello2())
-    m._rebuild()
+    m._snapshots.rebuild()
     m._registry.get("hello2").state = "active"
-    m._rebuild()
+    m._snapshots.rebuild()
     assert [p.name for p in chain.plugins()] == ["hello2"]
 
 
@@ -290,7 +290,7 @@ def test_claim_reports_layers_and_refusals() -> None:
     m.register(ProxyProtocol(trusted_proxies=["127.0.0.0/8"]))
     for r in m._registry.records():
         r.state = "active"
-    m._rebuild()
+    m._snapshots.rebuild()
     chain = ProtocolChain(m)
     conn = ConnectionInfo(peer=("127.0.0.1", 5000), server=("127.0.0.1", 80))
     data = b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 80\r\nHEL"
