@@ -49,7 +49,7 @@ import uvloop  # noqa: E402
 import _docs  # noqa: E402
 import apps  # noqa: E402
 from covet_pipe import PluginConfig, PluginManager  # noqa: E402
-from covet_pipe._core import Request, _make_context  # noqa: E402
+from covet_pipe._core import Request, make_request_context  # noqa: E402
 from covet_pipe.sandbox.channel import encode_frame  # noqa: E402
 
 PLUGIN = os.path.join(HERE, "sandbox_plugin", "noop.py")
@@ -89,7 +89,7 @@ def request_payload(request: Request, ctx: Any) -> dict[str, Any]:
 
 def new_request() -> tuple[Request, Any]:
     request = Request(apps.http_scope())
-    return request, _make_context(request, "http", None)
+    return request, make_request_context(request, "http", None)
 
 
 class RawPeer:

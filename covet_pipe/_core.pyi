@@ -240,7 +240,6 @@ class PipelineCore:
         """Run a ``lifespan`` scope (the plugins' startup and shutdown around the app's)."""
 
 def make_request_context(request: Request, protocol: str = "http", services: Any = None) -> RequestContext: ...
-_make_context = make_request_context
 def _error_response(status: int) -> Response: ...
 
 

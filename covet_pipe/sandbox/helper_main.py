@@ -91,7 +91,7 @@ class Helper:
         return {}
 
     def op_request(self, msg: dict[str, Any]) -> dict[str, Any]:
-        Request, _make_context, _ = _core()
+        Request, make_request_context, _ = _core()
         r = msg["req"]
         scope = {
             "type": r.get("type", "http"), "method": r["method"], "path": r["path"],
@@ -101,7 +101,7 @@ class Helper:
             "http_version": "1.1", "root_path": r.get("root_path") or "",
         }
         request = Request(scope, body=r.get("body"))
-        ctx = _make_context(request, r.get("protocol", "http"), None)
+        ctx = make_request_context(request, r.get("protocol", "http"), None)
         result = self.run(self.plugin.process_request(request, ctx))
         if msg.get("keep"):
             self.contexts[msg["id"]] = ctx
@@ -119,8 +119,8 @@ class Helper:
         return out
 
     def op_response(self, msg: dict[str, Any]) -> dict[str, Any]:
-        Request, _make_context, Response = _core()
-        ctx = self._take_context(msg.get("rid")) or _make_context(Request(), "http", None)
+        Request, make_request_context, Response = _core()
+        ctx = self._take_context(msg.get("rid")) or make_request_context(Request(), "http", None)
         resp = Response(msg["status"], [(bytes(k), bytes(v)) for k, v in msg.get("headers", [])])
         before = (resp.status, resp.headers.raw)
         self.run(self.plugin.process_response(resp, ctx))
@@ -190,11 +190,11 @@ _CORE: Any = None
 
 
 def _core() -> Any:
-    """covet_pipe._core's Request, _make_context and Response, imported once (after confinement)."""
+    """covet_pipe._core's Request, make_request_context and Response, imported once (after confinement)."""
     global _CORE
     if _CORE is None:
-        from covet_pipe._core import Request, Response, _make_context
-        _CORE = (Request, _make_context, Response)
+        from covet_pipe._core import Request, Response, make_request_context
+        _CORE = (Request, make_request_context, Response)
     return _CORE
 
 
