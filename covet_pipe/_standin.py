@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from packaging.version import InvalidVersion, Version
 
@@ -52,7 +52,7 @@ def is_stand_in(record: PluginRecord) -> bool:
     return isinstance(record.plugin, LoadFailed)
 
 
-def held_by(records: Any, path: str | Path) -> PluginRecord | None:
+def held_by(records: Iterable[PluginRecord], path: str | Path) -> PluginRecord | None:
     """The stand-in holding the place of the file at *path*, if one does."""
     real = os.path.realpath(path)
     for record in records:
@@ -75,13 +75,14 @@ def stand_in(path: str | Path, reason: str, config: PluginConfig,
     """
     p = Path(path)
     m = manifest or {}
-    name = m.get("name") if isinstance(m.get("name"), str) and m["name"] else _name_from(p)
+    given = m.get("name")
+    name = given if isinstance(given, str) and given else _name_from(p)
     try:
         version = Version(str(m.get("version", "0")))
     except InvalidVersion:
         version = Version("0")
     protocols = frozenset(m["protocols"]) if m.get("protocols") else ALL_PROTOCOLS
-    policy = config.policy_for(name, str(p)) or m.get("failure_policy") or "closed"
+    policy = str(config.policy_for(name, str(p)) or m.get("failure_policy") or "closed")
     plugin = LoadFailed(name, str(p), reason, protocols, policy)
     priority = m.get("priority", 1000)
     record = PluginRecord(

@@ -51,7 +51,7 @@ class Pipeline(PipelineCore):
         self.manager = manager if manager is not None else PluginManager(config)
         self.chain = self.manager.chain
 
-    async def _first_request(self, scope: dict, receive: Any, send: Any) -> None:
+    async def _first_request(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # No lifespan, plugins registered since, or a later start after a shutdown (a Starlette
         # TestClient used again): start them; requests that arrive meanwhile wait on the manager's lock.
         if self.manager.status != "stopping":
@@ -61,7 +61,7 @@ class Pipeline(PipelineCore):
             return
         await self.call(scope, receive, send)
 
-    async def _lifespan(self, scope: dict, receive: Any, send: Any) -> None:
+    async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Run the app's lifespan with the plugins' around it; the app's own failures reach the server.
 
         An app that raises before it receives ``lifespan.startup`` is taken not to speak lifespan (as
@@ -73,15 +73,15 @@ class Pipeline(PipelineCore):
         answered = False                # the app answered it (complete or failed)
         manager = self.manager
 
-        async def lifespan_receive() -> dict:
+        async def lifespan_receive() -> dict[str, Any]:
             nonlocal received, answered
-            message = await receive()
+            message: dict[str, Any] = await receive()
             if message["type"] == "lifespan.startup":
                 await manager.initialize_all()
             received, answered = message["type"], False
             return message
 
-        async def lifespan_send(message: dict) -> None:
+        async def lifespan_send(message: dict[str, Any]) -> None:
             nonlocal answered
             answered = True
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed",
@@ -121,7 +121,7 @@ class Pipeline(PipelineCore):
                 return
 
 
-async def _unavailable(scope: dict, send: Any) -> None:
+async def _unavailable(scope: dict[str, Any], send: Any) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1013})
         return

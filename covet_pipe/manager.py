@@ -137,7 +137,7 @@ class PluginManager:
                 continue
             if not is_stand_in(r) and r.name not in report.loaded:
                 already.append(r.name)
-            elif is_stand_in(r) and r.path not in report.failed:   # failed before, still held by a stand-in
+            elif is_stand_in(r) and r.path is not None and r.path not in report.failed:   # failed before, still held by a stand-in
                 report.failed[r.path] = r.plugin.load_failure
         report.loaded[:0] = already
         await self._start_if_running()
@@ -260,9 +260,9 @@ class PluginManager:
             await snapshots.drain(old)
             order, _ = self._registry.plan([r.name for r in running])
             for name in reversed(order):
-                record = self._registry.get(name)
-                if record is not None:
-                    await self._registry.stop(record)
+                stopping = self._registry.get(name)
+                if stopping is not None:
+                    await self._registry.stop(stopping)
             for record in self._registry.records():
                 if record not in running:
                     await end_helpers(record)

@@ -217,7 +217,7 @@ def middleware_style(plugin: MiddlewarePlugin) -> str:
     """``"hook"`` or ``"call_next"``: explicit ``style``, else the name of the second parameter."""
     style = getattr(plugin, "style", None)
     if style is not None:
-        return style
+        return str(style)
     try:
         params = list(inspect.signature(plugin.process_request).parameters)
     except (TypeError, ValueError):

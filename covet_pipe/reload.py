@@ -80,7 +80,7 @@ class PluginWatcher:
         #: plugin name -> why its last hot reload (or the unload after its file was deleted) failed;
         #: the next good one clears it
         self.reload_errors: dict[str, str] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._roots: list[Path] = []

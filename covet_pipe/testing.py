@@ -40,17 +40,17 @@ async def call(app: Any, method: str = "GET", path: str = "/", *,
         "query_string": query_string, "root_path": "", "headers": h.raw,
         "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
     }
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
     delivered = False
 
-    async def receive() -> dict:
+    async def receive() -> dict[str, Any]:
         nonlocal delivered
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.disconnect"}
 
-    async def send(message: dict) -> None:
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
