@@ -85,8 +85,8 @@ bench-sandbox: build
 	$(PY) benchmarks/bench_sandbox.py -o benchmarks/results/sandbox.json
 
 clean:
-	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/*.so \
-		covet_pipe/server/_http11.c covet_pipe/server/*.html
+	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/http11/*.so \
+		covet_pipe/server/http11/_http11.c covet_pipe/server/http11/*.html
 
 # redis-benchmark -t get,set against the RESP protocol (bare, and behind one no-op plugin) and a real
 # redis-server in the same run (~2 min); writes the "resp" section of docs/benchmarks.md.

@@ -32,9 +32,9 @@ extensions = [
     ),
     # covet-pipe serve: the HTTP/1.1 connection (one asyncio.Protocol per connection)
     Extension(
-        "covet_pipe.server._http11",
-        ["covet_pipe/server/_http11.pyx"],
-        include_dirs=["covet_pipe/server"],
+        "covet_pipe.server.http11._http11",
+        ["covet_pipe/server/http11/_http11.pyx"],
+        include_dirs=["covet_pipe/server/http11"],
         define_macros=[("COVET_PIPE_DEBUG", "1" if DEBUG else "0")],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,

@@ -7,7 +7,7 @@ from typing import Any
 
 from covet_pipe.plugin import ProtocolPlugin
 from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo
-from covet_pipe.server import _http11
+from covet_pipe.server.http11 import _http11
 
 __all__ = ["HTTP11Protocol", "settings_for"]
 
@@ -23,7 +23,7 @@ def settings_for(server: Any) -> _http11.Settings:
     """The compiled connections' shared settings for *server* (a ServerContext), made once."""
     settings = server.__dict__.get("_http11_settings")
     if settings is None:
-        from covet_pipe.server._ws import WebSocketProtocol
+        from covet_pipe.server.http11._ws import WebSocketProtocol
         settings = _http11.Settings(server, WebSocketProtocol)
         server._http11_settings = settings
     return settings
@@ -109,7 +109,7 @@ class UvicornHTTP:
         if settings is None or settings.state is not app_state:
             from types import SimpleNamespace
 
-            from covet_pipe.server._ws import WebSocketProtocol
+            from covet_pipe.server.http11._ws import WebSocketProtocol
             from covet_pipe.server.config import ServeConfig
             if not config.loaded:
                 config.load()
