@@ -23,8 +23,8 @@ from typing import Any, Awaitable
 
 from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
-from covet_pipe.server.resp_codec import OK, CommandParser, encode_bulk, encode_error
-from covet_pipe.server.resp_commands import COMMANDS, Command, unknown_command, wrong_arity
+from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 
 __all__ = ["RespConnection", "handle"]
 
