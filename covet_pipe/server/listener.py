@@ -170,7 +170,7 @@ class Listener:
         builtins: list[Any] = [HTTP11Protocol()]
         if self.config.trusted_proxies:
             # --trusted-proxy means the PROXY layer is wanted even when no plugin registered it
-            from covet_pipe.builtin.proxy_protocol import ProxyProtocol
+            from covet_pipe.server.proxy import ProxyProtocol
             builtins.append(ProxyProtocol())
         chain = ProtocolChain(self.manager, builtins=builtins, config=self.config)
         sock = self.sock or bind_socket(self.config, reuse_port=self.reuse_port)
