@@ -152,7 +152,7 @@ class Listener:
 
     async def start(self) -> None:
         """Load plugins, run the lifespan startup, then accept connections."""
-        from covet_pipe.server.chain import Detector, ProtocolChain
+        from covet_pipe.server.protocol_chain import Detector, ProtocolChain
         from covet_pipe.server.http11 import HTTP11Protocol
 
         loop = asyncio.get_running_loop()
