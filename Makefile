@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
+# COVET_PIPE_DEBUG=1 makes setup.py cythonize with annotate (an .html beside each .pyx) and linetrace;
+# it is an environment switch for the build only (no C macro of that name reaches the sources).
 debug: $(STAMP)
 	COVET_PIPE_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
