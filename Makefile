@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
+# COVET_PIPE_DEBUG=1 makes setup.py cythonize with annotate (an .html beside each .pyx) and linetrace;
+# it is an environment switch for the build only (no C macro of that name reaches the sources).
 debug: $(STAMP)
 	COVET_PIPE_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
@@ -92,8 +94,8 @@ bench-sandbox: build
 	$(PY) benchmarks/bench_sandbox.py -o benchmarks/results/sandbox.json
 
 clean:
-	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/*.so \
-		covet_pipe/server/_http11.c covet_pipe/server/*.html
+	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/http11/*.so \
+		covet_pipe/server/http11/_http11.c covet_pipe/server/http11/*.html
 
 # redis-benchmark -t get,set against the RESP protocol (bare, and behind one no-op plugin) and a real
 # redis-server in the same run (~2 min); writes the "resp" section of docs/benchmarks.md.

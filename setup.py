@@ -12,6 +12,7 @@ except ImportError:  # pragma: no cover - exercised only without build deps
         "(pip install 'cython>=3.1') or build with 'pip install .', which fetches it."
     )
 
+#: COVET_PIPE_DEBUG=1 (make debug): Cython writes annotated HTML beside the sources and compiles with linetrace
 DEBUG = os.environ.get("COVET_PIPE_DEBUG", "") not in ("", "0")
 SANITIZE = os.environ.get("COVET_PIPE_SANITIZE", "") not in ("", "0")
 
@@ -26,16 +27,14 @@ extensions = [
         "covet_pipe._core",
         ["covet_pipe/_core.pyx"],
         include_dirs=["native_abi", "covet_pipe"],
-        define_macros=[("COVET_PIPE_DEBUG", "1" if DEBUG else "0")],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
     ),
     # covet-pipe serve: the HTTP/1.1 connection (one asyncio.Protocol per connection)
     Extension(
-        "covet_pipe.server._http11",
-        ["covet_pipe/server/_http11.pyx"],
-        include_dirs=["covet_pipe/server"],
-        define_macros=[("COVET_PIPE_DEBUG", "1" if DEBUG else "0")],
+        "covet_pipe.server.http11._http11",
+        ["covet_pipe/server/http11/_http11.pyx"],
+        include_dirs=["covet_pipe/server/http11"],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
     ),

@@ -40,12 +40,11 @@ def _run(cmd: list[str], cwd: Path, timeout: float = STEP) -> subprocess.Complet
 def source_modules() -> set[str]:
     """Every module of the source tree (Python and compiled), by the name it is installed under."""
     names = set()
-    for root, prefix in ((ROOT / "covet_pipe", "covet_pipe"), (ROOT / "plugins", "covet_pipe.builtin")):
-        for path in [*root.rglob("*.py"), *root.rglob("*.pyx")]:
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            names.add(".".join([prefix, *parts]))
+    for path in [*(ROOT / "covet_pipe").rglob("*.py"), *(ROOT / "covet_pipe").rglob("*.pyx")]:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names.add(".".join(parts))
     return names
 
 
@@ -104,8 +103,8 @@ def test_sdist_ships_the_sources_the_build_needs(dist: Dist) -> None:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         header = tar.getmember(f"{dist.sdist.name.removesuffix('.tar.gz')}/covet_pipe/include/covet_plugin.h")
         assert header.isfile(), "the header must be a file in the sdist, not a link into the checkout"
-    for name in ("pyproject.toml", "setup.py", "covet_pipe/_core.pyx", "covet_pipe/server/_http11.pyx",
-                 "covet_pipe/native/loader.py", "plugins/request_id.py", "native_abi/covet_plugin.h",
+    for name in ("pyproject.toml", "setup.py", "covet_pipe/_core.pyx", "covet_pipe/server/http11/_http11.pyx",
+                 "covet_pipe/native/loader.py", "covet_pipe/builtin/request_id.py", "native_abi/covet_plugin.h",
                  "native_abi/examples/api_key/api_key.c"):
         assert name in names, name
 

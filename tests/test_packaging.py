@@ -33,7 +33,7 @@ def test_builtin_plugins_import_as_covet_pipe_builtin():
     assert RequestId().name == "request_id"
 
 
-def test_seed_import_paths_work():
+def test_plugins_and_types_import_paths_work():
     from covet_pipe.plugins import PluginConfig, PluginManager
     from covet_pipe.types import PluginContext, Request, Response
     assert PluginManager and PluginConfig and Request and Response and PluginContext

@@ -1,4 +1,8 @@
-"""covet-pipe's own listener: the protocol chain, HTTP/1.1 and ``covet_pipe.serve``."""
+"""covet-pipe's own listener and ``covet_pipe.serve``.
+
+Here: the listener, workers, launch and ServeConfig, the protocol chain (:mod:`.protocol_chain`) and
+the PROXY layer (:mod:`.proxy`); each protocol is a package, :mod:`.http11` and :mod:`.resp`.
+"""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ class Listener:
 
     async def start(self) -> None:
         """Load plugins, run the lifespan startup, then accept connections."""
-        from covet_pipe.server.chain import Detector, ProtocolChain
+        from covet_pipe.server.protocol_chain import Detector, ProtocolChain
         from covet_pipe.server.http11 import HTTP11Protocol
 
         loop = asyncio.get_running_loop()
@@ -170,7 +170,7 @@ class Listener:
         builtins: list[Any] = [HTTP11Protocol()]
         if self.config.trusted_proxies:
             # --trusted-proxy means the PROXY layer is wanted even when no plugin registered it
-            from covet_pipe.builtin.proxy_protocol import ProxyProtocol
+            from covet_pipe.server.proxy import ProxyProtocol
             builtins.append(ProxyProtocol())
         chain = ProtocolChain(self.manager, builtins=builtins, config=self.config)
         sock = self.sock or bind_socket(self.config, reuse_port=self.reuse_port)

@@ -1,1 +1,1 @@
-"""Tests of the built-in plugins (plugins/, installed as covet_pipe.builtin)."""
+"""Tests of the built-in plugins (covet_pipe.builtin)."""

@@ -196,7 +196,7 @@ def test_preflight_answers_match_starlette(serve, config):
             assert cors(a) == cors(b), case
 
 
-def test_cors_middleware_is_the_seed_name_for_cors():
+def test_cors_middleware_is_a_second_name_for_cors():
     assert CORSMiddleware is CORS
     assert CORSMiddleware(allow_origins=["*"]).name == "cors"
 

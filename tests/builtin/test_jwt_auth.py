@@ -1,4 +1,5 @@
-"""JWTAuth: authenticate real tokens and authorise by the seed's rules; the seed's example runs as written."""
+"""JWTAuth: authenticate real tokens and authorise by permissions and admin roles; a hand-written JWT
+auth plugin on the jwt_handler service runs against the built-in one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from covet_pipe import AuthPlugin, PluginManager
 from covet_pipe.builtin import JWTAuth, JWTHandler
-from covet_pipe.types import PluginContext, Request, Response  # noqa: F401  (the seed's imports)
+from covet_pipe.types import PluginContext, Request, Response  # noqa: F401  (covet_pipe.types, as plugins import it)
 
 SECRET = "s3cret-for-tests-" + "x" * 32
 
@@ -100,7 +101,7 @@ def test_bad_config_raises_valueerror_saying_what_to_use(args, message):
         JWTAuth(*args)
 
 
-# -- the seed's example (ADR section 2), as written, against the built-in jwt_handler ----------
+# -- a JWT auth plugin of its own, written on the jwt_handler service, against the built-in one -------
 
 class JWTAuthPlugin(AuthPlugin):
     def __init__(self, secret_key: str, algorithm: str = "HS256"):
@@ -141,7 +142,7 @@ class JWTAuthPlugin(AuthPlugin):
         return any(role in ["admin", "superuser"] for role in roles)
 
 
-async def test_seed_jwt_auth_plugin_runs_as_written_against_jwt_handler():
+async def test_own_jwt_auth_plugin_on_the_jwt_handler_service_runs_against_the_built_in_one():
     manager = PluginManager()
     manager.register(JWTHandler())
     manager.register(JWTAuthPlugin(secret_key=SECRET))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from covet_pipe.server.resp_codec import RespError, RespProtocolError
+from covet_pipe.server.resp.codec import RespError, RespProtocolError
 
 __all__ = ["ReplyReader", "RespError", "Push", "Verbatim"]
 

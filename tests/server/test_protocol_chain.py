@@ -19,7 +19,7 @@ from covet_pipe.builtin import ProxyProtocol
 from covet_pipe.builtin.proxy_protocol import V2_SIGNATURE
 from covet_pipe.plugin import ProtocolPlugin
 from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo, ProtocolError, ServerContext
-from covet_pipe.server.chain import Detector, ProtocolChain
+from covet_pipe.server.protocol_chain import Detector, ProtocolChain
 
 
 class _LineConn(asyncio.Protocol):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from covet_pipe.server.resp_codec import (
+from covet_pipe.server.resp.codec import (
     CommandParser, encode, encode_bool, encode_bulk, encode_double, encode_error, encode_map, encode_null,
     split_inline,
 )

@@ -15,7 +15,8 @@ class JWTHandler(Plugin):
     """Encodes and decodes JSON Web Tokens with PyJWT; other plugins get it by name.
 
     ``ctx.get_service("jwt_handler")`` returns this plugin itself, whose :meth:`decode` and
-    :meth:`encode` take PyJWT's arguments, so the seed's ``JWTAuthPlugin`` runs as written.
+    :meth:`encode` take PyJWT's arguments: an auth plugin calls ``jwt_handler.decode(token, key,
+    algorithms=[...])`` as it would call ``jwt.decode``.
     Decoding raises PyJWT's errors (``jwt.InvalidTokenError`` and its subclasses, such as
     ``jwt.ExpiredSignatureError``).
 

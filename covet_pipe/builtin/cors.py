@@ -217,5 +217,5 @@ def _add_vary(headers: Headers, field: str) -> None:
     headers.set("vary", ", ".join(current + [field]))
 
 
-#: the seed's name for this plugin (``CORSMiddleware(allow_origins=["*"])``)
+#: CORS under a second name, for code that spells it ``CORSMiddleware(allow_origins=["*"])``
 CORSMiddleware = CORS

@@ -5,11 +5,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from covet_pipe import ProtocolPlugin
+from covet_pipe.plugin import ProtocolPlugin
 from covet_pipe.protocol import MATCH, NEED_MORE, NO
-from covet_pipe.server.resp_codec import MAX_ARRAY, MAX_BULK, MAX_INLINE
-from covet_pipe.server.resp_commands import is_command_name
-from covet_pipe.server.resp_conn import RespConnection, handle
+from covet_pipe.server.resp.codec import MAX_ARRAY, MAX_BULK, MAX_INLINE
+from covet_pipe.server.resp.commands import is_command_name
+from covet_pipe.server.resp.connection import RespConnection, handle
 
 __all__ = ["RespProtocol"]
 

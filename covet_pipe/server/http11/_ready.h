@@ -52,7 +52,7 @@ static PyAsyncMethods covet_ready_async = {covet_ready_await, 0, 0, covet_ready_
 
 static PyTypeObject CovetReady_Type = {
   PyVarObject_HEAD_INIT(NULL, 0)
-  .tp_name = "covet_pipe.server._http11._Ready",
+  .tp_name = "covet_pipe.server.http11._http11._Ready",
   .tp_basicsize = sizeof(CovetReady),
   .tp_dealloc = covet_ready_dealloc,
   .tp_as_async = &covet_ready_async,

@@ -15,7 +15,7 @@ import math
 import time
 from typing import Any, Awaitable, Callable
 
-from covet_pipe.server.resp_codec import (
+from covet_pipe.server.resp.codec import (
     NULL2, NULL3, OK, PONG, encode_array, encode_bulk, encode_error, encode_int, encode_map,
 )
 

@@ -3,9 +3,9 @@
 
 ``HttpConnection`` takes the connection from the protocol chain, feeds httptools, builds the
 ASGI scope uvicorn would build, runs each request in its own Task (so ``current_task()`` and
-contextvars behave as under uvicorn) and writes the response. Included files: ``_h11_wire.pxi``
-(response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_io.pxi``
-(writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send).
+contextvars behave as under uvicorn) and writes the response. Included files: ``_h11_bytes.pxi``
+(response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_wire.pxi``
+(``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send).
 """
 
 cimport cython
@@ -49,9 +49,9 @@ cdef enum:
     T_BODY = 3
 
 
-include "_h11_wire.pxi"
+include "_h11_bytes.pxi"
 include "_h11_settings.pxi"
-include "_h11_io.pxi"
+include "_h11_wire.pxi"
 include "_h11_cycle.pxi"
 
 

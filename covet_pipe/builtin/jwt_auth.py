@@ -13,7 +13,7 @@ __all__ = ["JWTAuth"]
 
 #: the shortest HMAC key (bytes) per algorithm: the hash's output size (RFC 7518 section 3.2)
 _HMAC_MIN_KEY = {"HS256": 32, "HS384": 48, "HS512": 64}
-#: roles allowed everything (the seed's rule)
+#: roles allowed every action on every resource, whatever their permissions
 ADMIN_ROLES = ("admin", "superuser")
 
 
@@ -98,7 +98,7 @@ class JWTAuth(AuthPlugin):
         return payload if isinstance(payload, dict) else None
 
     async def authorize(self, user: dict[str, Any], resource: str, action: str) -> bool:
-        """Whether *user* may do *action* on *resource* (the seed's rules)."""
+        """Whether *user* may do *action* on *resource*: a ``"resource:action"`` permission, or an admin role."""
         permissions = _listed(user.get("permissions"))
         if f"{resource}:{action}" in permissions:
             return True

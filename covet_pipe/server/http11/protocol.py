@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from covet_pipe.plugin import ProtocolPlugin
-from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo
-from covet_pipe.server import _http11
+from covet_pipe.protocol import MATCH, NEED_MORE, NO
+from covet_pipe.server.http11 import _http11
 
 __all__ = ["HTTP11Protocol", "settings_for"]
 
@@ -23,7 +23,7 @@ def settings_for(server: Any) -> _http11.Settings:
     """The compiled connections' shared settings for *server* (a ServerContext), made once."""
     settings = server.__dict__.get("_http11_settings")
     if settings is None:
-        from covet_pipe.server._ws import WebSocketProtocol
+        from covet_pipe.server.http11._ws import WebSocketProtocol
         settings = _http11.Settings(server, WebSocketProtocol)
         server._http11_settings = settings
     return settings
@@ -87,53 +87,3 @@ class HTTP11Protocol(ProtocolPlugin):
     def connection_protocol(self, conn: Any, server: Any) -> Any:
         """The compiled HTTP/1.1 connection (an asyncio.Protocol) for *conn*."""
         return _http11.connection_factory(conn, settings_for(server))
-
-
-class UvicornHTTP:
-    """covet-pipe's HTTP/1.1 as uvicorn's ``http`` class: ``uvicorn.run(app, http=UvicornHTTP)``.
-
-    Also ``uvicorn --http covet_pipe.server.http11:UvicornHTTP myapp:app``. Built on uvicorn's
-    public surface (``Config(http=<class>)``, which uvicorn calls with ``config``,
-    ``server_state``, ``app_state``): each connection is served by the same compiled
-    connection as ``covet-pipe serve`` (no protocol chain: uvicorn has chosen HTTP already),
-    registered in uvicorn's ``server_state.connections`` so its graceful shutdown waits for it.
-    Limits and timeouts are ServeConfig's defaults, except uvicorn's ``root_path`` and
-    ``timeout_keep_alive``.
-    """
-
-    def __new__(cls, config: Any, server_state: Any, app_state: dict, _loop: Any = None) -> Any:
-        import asyncio
-
-        key = "_covet_http11_settings"
-        settings = getattr(config, key, None)
-        if settings is None or settings.state is not app_state:
-            from types import SimpleNamespace
-
-            from covet_pipe.server._ws import WebSocketProtocol
-            from covet_pipe.server.config import ServeConfig
-            if not config.loaded:
-                config.load()
-            serve_config = ServeConfig(root_path=config.root_path or "",
-                                       keepalive_timeout=float(config.timeout_keep_alive) or 5.0)
-            server = SimpleNamespace(app=config.loaded_app, config=serve_config,
-                                     loop=_loop or asyncio.get_event_loop(),
-                                     connections=server_state.connections, state=app_state)
-            settings = _http11.Settings(server, WebSocketProtocol)
-            setattr(config, key, settings)
-        return _UvicornBridge(settings)
-
-
-class _UvicornBridge:
-    """Steps aside at connection_made: the compiled connection takes the transport."""
-
-    __slots__ = ("settings",)
-
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
-    def connection_made(self, transport: Any) -> None:
-        info = ConnectionInfo.of_transport(
-            transport, scheme="https" if transport.get_extra_info("sslcontext") else "http")
-        conn = _http11.connection_factory(info, self.settings)
-        transport.set_protocol(conn)
-        conn.connection_made(transport)

@@ -23,8 +23,9 @@ from typing import Any, Awaitable
 
 from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
-from covet_pipe.server.resp_codec import OK, CommandParser, encode_bulk, encode_error
-from covet_pipe.server.resp_commands import COMMANDS, Command, unknown_command, wrong_arity
+from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
+from covet_pipe.server.resp.errors import StorageFullError
 
 __all__ = ["RespConnection", "handle"]
 
@@ -316,7 +317,6 @@ class RespConnection(asyncio.Protocol):
     def failed(self, cmd: Command | None, exc: BaseException) -> bytes:
         """An exception while running *cmd*: logged with its traceback, a plain error to the client."""
         name = cmd.name if cmd is not None else "?"
-        from covet_pipe.builtin.memory_storage import StorageFullError
         from covet_pipe.errors import PluginError
         if isinstance(exc, StorageFullError):  # redis's answer when maxmemory is reached
             return encode_error(f"OOM {exc}")

@@ -28,6 +28,7 @@ from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo, ProtocolEr
 
 __all__ = ["ProxyProtocol", "V2_SIGNATURE"]
 
+#: the name it has always logged under, the plugin's module covet_pipe.builtin.proxy_protocol
 log = logging.getLogger("covet_pipe.builtin.proxy_protocol")
 
 V1_PREFIX = b"PROXY "

@@ -1,6 +1,9 @@
-"""covet-pipe's built-in plugins (installed as ``covet_pipe.builtin``).
+"""covet-pipe's built-in plugins, ``covet_pipe.builtin``.
 
-They use only covet-pipe's public API, as a third-party plugin would.
+The middleware, auth and storage plugins use only covet-pipe's public API, as a third-party plugin
+would. The protocol plugins are covet-pipe's listener's own: ``RespProtocol`` and ``ProxyProtocol``
+are defined in :mod:`covet_pipe.server.resp` and :mod:`covet_pipe.server.proxy`, and their modules
+here are the names to register them by.
 """
 
 from covet_pipe.builtin.auth_guard import AuthGuard

@@ -9,15 +9,12 @@ from collections import OrderedDict
 from typing import Any
 
 from covet_pipe import StoragePlugin
+from covet_pipe.server.resp.errors import StorageFullError
 
 __all__ = ["MemoryStorage", "StorageFullError"]
 
 #: at most this many expired keys are dropped per write, so one write never stalls the loop
 SWEEP_BATCH = 64
-
-
-class StorageFullError(RuntimeError):
-    """MemoryStorage holds ``max_keys`` live keys and may not evict."""
 
 
 class MemoryStorage(StoragePlugin):

@@ -1,4 +1,4 @@
-"""Types of the compiled HTTP/1.1 connection (covet_pipe/server/_http11.pyx)."""
+"""Types of the compiled HTTP/1.1 connection (covet_pipe/server/http11/_http11.pyx)."""
 
 from typing import Any
 

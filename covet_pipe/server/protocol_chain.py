@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo, ProtocolError, ServerContext
 
@@ -300,8 +300,3 @@ class StreamBridge(asyncio.Protocol):
         """Graceful shutdown: give the plugin's handler until it ends (the listener bounds it)."""
         if self.task is not None:
             await asyncio.wait({self.task})
-
-
-def order(plugins: Sequence[Any]) -> list[str]:
-    """Names in chain order (for health and logs)."""
-    return [p.name for p in sorted(plugins, key=_key)]
