@@ -82,7 +82,7 @@ class Helper:
         }}
 
     def op_initialize(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from covet_pipe.sandbox.context import HelperContext
+        from covet_pipe.sandbox.helper_context import HelperContext
         self.run(self.plugin.initialize(HelperContext(self.plugin.name, msg.get("config") or {})))
         return {}
 
