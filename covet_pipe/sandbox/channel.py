@@ -16,14 +16,14 @@ from typing import Any, Callable
 
 import msgspec
 
-__all__ = ["HostChannel", "HelperChannel", "Reply", "ProtocolError", "ChannelClosed", "MAX_FRAME"]
+__all__ = ["HostChannel", "HelperChannel", "Reply", "FramingError", "ChannelClosed", "MAX_FRAME"]
 
 #: the largest frame either side accepts (bytes)
 MAX_FRAME = 4 * 1024 * 1024
 _LEN = struct.Struct(">I")
 
 
-class ProtocolError(Exception):
+class FramingError(Exception):
     """The other side broke the framing or sent a reply of the wrong shape."""
 
 
@@ -60,7 +60,7 @@ _any_decoder = msgspec.msgpack.Decoder()
 def encode_frame(obj: Any) -> bytes:
     payload = _encoder.encode(obj)
     if len(payload) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(payload)} bytes is over the {MAX_FRAME}-byte cap")
+        raise FramingError(f"frame of {len(payload)} bytes is over the {MAX_FRAME}-byte cap")
     return _LEN.pack(len(payload)) + payload
 
 
@@ -213,14 +213,14 @@ class HelperChannel:
             self._fill(4)
         (size,) = _LEN.unpack_from(buf)
         if size > self._max:
-            raise ProtocolError(f"the host sent a frame of {size} bytes, over the cap of {self._max}")
+            raise FramingError(f"the host sent a frame of {size} bytes, over the cap of {self._max}")
         if len(buf) < 4 + size:
             self._fill(4 + size)
         payload = bytes(buf[4:4 + size])
         del buf[:4 + size]
         message = _any_decoder.decode(payload)
         if not isinstance(message, dict) or not isinstance(message.get("id"), int):
-            raise ProtocolError("the host sent a frame that is not a call")
+            raise FramingError("the host sent a frame that is not a call")
         return message
 
     def send(self, reply: dict[str, Any]) -> None:

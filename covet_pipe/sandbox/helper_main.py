@@ -15,7 +15,7 @@ import traceback
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from covet_pipe.sandbox.channel import ChannelClosed, HelperChannel, ProtocolError
+from covet_pipe.sandbox.channel import ChannelClosed, HelperChannel, FramingError
 
 if TYPE_CHECKING:   # imported at run time only after confinement (see _core())
     from covet_pipe._core import RequestContext
@@ -160,7 +160,7 @@ class Helper:
                 msg = self.channel.receive()
             except ChannelClosed:
                 return 0
-            except ProtocolError as exc:
+            except FramingError as exc:
                 print(f"covet-pipe helper: {exc}", file=sys.stderr)
                 return 2
             op = msg.get("op")
