@@ -121,7 +121,7 @@ def test_unknown_syscalls_refused_naming_them(plugin_dir: Path) -> None:
         make(plugin_dir, allowed_syscalls=["getpriority", "fly", "teleport"])
 
 
-def test_seed_example_syscalls_accepted(plugin_dir: Path) -> None:
+def test_documented_example_syscalls_accepted(plugin_dir: Path) -> None:
     p = make(plugin_dir, allowed_syscalls=["read", "write", "socket"])
     assert p.allowed_syscalls == ("read", "write", "socket")
     assert any(r.startswith("socket: ") for r in p.risks())

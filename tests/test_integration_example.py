@@ -1,7 +1,7 @@
-"""The seed's section 6 example, with covet_pipe for covet and a Starlette app for CovetPy.
+"""The integration example of the API contract: PluginConfig and PluginManager in a Starlette app,
+with the /_plugins routes, served by a real uvicorn on 127.0.0.1.
 
-Served by a real uvicorn on 127.0.0.1. PrometheusMetricsPlugin is left out (metrics come later);
-the seed's "redis" storage engine is the built-in "memory" one here.
+Metrics are left out (a later issue); the storage engine is the built-in "memory" one.
 """
 
 from __future__ import annotations
@@ -56,12 +56,12 @@ def build_app(tmp_path):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        await plugin_manager.initialize_all()   # the seed's @app.on_startup
+        await plugin_manager.initialize_all()   # at the app's startup
         app.state.middleware_stack = plugin_manager.get_middleware_chain()
         app.state.auth_provider = plugin_manager.get_auth_provider("jwt_auth")
         app.state.storage_engine = plugin_manager.get_storage_engine("memory")
         yield
-        await plugin_manager.shutdown_all()     # the seed's @app.on_shutdown
+        await plugin_manager.shutdown_all()     # at the app's shutdown
 
     app = Starlette(routes=[
         Route("/_plugins/health", plugin_health),
@@ -73,10 +73,10 @@ def build_app(tmp_path):
 
 
 class JWTAuthPlugin(JWTAuth):
-    """The seed's JWTAuthPlugin is the built-in JWTAuth (name "jwt_auth")."""
+    """The built-in JWTAuth (name "jwt_auth") as the auth plugin."""
 
 
-async def test_seed_example_runs_as_written(tmp_path, serve):
+async def test_integration_example_runs_as_written(tmp_path, serve):
     (tmp_path / "opt").mkdir()
     app, manager = build_app(tmp_path)
     report = await manager.load_plugins()
