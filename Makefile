@@ -50,13 +50,14 @@ fuzz-native: build
 		-artifact_prefix=build/fuzz/
 
 # mypy --strict over the package (settings in pyproject.toml's [tool.mypy]), then over the typing
-# examples; then stubtest compares the core's stub with the compiled module (the differences that stay
-# are listed, with their reasons, in the allowlist).
+# examples; then stubtest compares the stubs of the compiled modules (the core, the HTTP/1.1
+# connection) with the modules (the differences that stay are listed, with their reasons, in the
+# allowlist).
 typecheck: build
 	$(PY) -m mypy
 	$(PY) -m mypy --strict tests/typing/examples.py
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist tests/typing/stubtest-allowlist.txt \
-		covet_pipe._core
+		covet_pipe._core covet_pipe.server.http11._http11
 
 bench: build
 	mkdir -p benchmarks/results

@@ -160,7 +160,7 @@ class Entry:
     @property
     def native(self) -> bool:
         """Whether the core calls this entry's hooks through C pointers."""
-    def set_native(self, on_request: int, on_response: int, on_done: int, instance: int, *,
+    def set_native(self, on_request: int, on_response: int, on_done: int, instance: int,
                    keep: Any) -> None: ...
     def __init__(
         self,

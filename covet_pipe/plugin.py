@@ -61,7 +61,7 @@ class Plugin(ABC):
         """
         return None
 
-    def import_state(self, state: Any) -> None:
+    def import_state(self, state: Any) -> Awaitable[None] | None:
         """Take the state the old version exported (only called when it exported some); may be ``async``."""
 
     def metadata(self) -> dict[str, Any]:

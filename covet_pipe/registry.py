@@ -8,7 +8,7 @@ import inspect
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
@@ -20,6 +20,9 @@ from covet_pipe.context import PluginContext, Services
 from covet_pipe.errors import DependencyCycleError, PluginNotFoundError, PluginValidationError
 from covet_pipe.logsafe import logger, printable
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
+
+if TYPE_CHECKING:
+    from covet_pipe.native import NativePlugin
 
 __all__ = ["Registry", "PluginRecord", "ALL_PROTOCOLS"]
 
@@ -187,8 +190,10 @@ def make_entry(record: PluginRecord) -> Entry:
         needs_body=bool(getattr(plugin, "needs_body", False)), stats=record.stats,
     )
     if native:
-        # The core calls these C pointers directly; the plugin keeps its library loaded.
-        entry.set_native(*plugin.native_hooks(), keep=plugin)
+        # The core calls these C pointers directly; the plugin keeps its library loaded. Only
+        # NativePlugin sets _covet_native (imported for its type only: it loads cffi).
+        hooks = cast("NativePlugin", plugin).native_hooks()
+        entry.set_native(*hooks, keep=plugin)
     return entry
 
 

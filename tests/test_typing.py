@@ -71,3 +71,19 @@ def test_core_stub_declares_the_hooks_the_core_calls_on_its_subclass():
     source = (Path(__file__).parent.parent / "covet_pipe" / "_dispatch.pxi").read_text()
     called = set(re.findall(r"self\.(_\w+)\(scope, receive, send\)", source))
     assert called == {"_first_request", "_lifespan"}, called
+
+
+def test_make_typecheck_runs_stubtest_on_every_compiled_module():
+    root = Path(__file__).parent.parent
+    compiled = {".".join(p.relative_to(root).with_suffix("").parts): p
+                for p in (root / "covet_pipe").rglob("*.pyx")}
+    assert "covet_pipe._core" in compiled and "covet_pipe.server.http11._http11" in compiled
+    makefile = (root / "Makefile").read_text()
+    target = re.search(r"^typecheck:.*?(?=^\S|\Z)", makefile, re.M | re.S)
+    assert target is not None, "Makefile has no typecheck target"
+    stubtest = re.search(r"mypy\.stubtest\b((?:.*\\\n)*.*)", target.group(0))
+    assert stubtest is not None, "make typecheck runs no stubtest"
+    checked = set(stubtest.group(1).replace("\\\n", " ").split())
+    for module, pyx in compiled.items():
+        assert pyx.with_suffix(".pyi").is_file(), f"{module} has no stub beside {pyx.name}"
+        assert module in checked, f"make typecheck's stubtest does not check {module}"

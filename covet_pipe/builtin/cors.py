@@ -27,6 +27,7 @@ def _strings(value: object, field: str, example: str) -> list[str]:
         raise ValueError(f"CORS({field}=...): expected a list of strings such as {example}, "
                          f"got the string {value!r}; write {field}=[{value!r}]")
     try:
+        # call-overload: value is whatever the caller passed; list() raises TypeError if not iterable
         items: list[str] = list(value)  # type: ignore[call-overload]
     except TypeError:
         raise ValueError(f"CORS({field}=...): expected a list of strings such as {example}, "

@@ -75,7 +75,7 @@ class MemoryStorage(StoragePlugin):
             deadline = now + ttl
         self._sweep(now)
         if key not in self._data and self.max_keys is not None and len(self._data) >= self.max_keys:
-            self._make_room(key, now)
+            self._make_room(key, now, self.max_keys)
         self._data[key] = (bytes(value), deadline)
         self._data.move_to_end(key)
         if deadline is not None:
@@ -161,14 +161,14 @@ class MemoryStorage(StoragePlugin):
         self._deadlines = [(item[1], key) for key, item in self._data.items() if item[1] is not None]
         heapq.heapify(self._deadlines)
 
-    def _make_room(self, key: str, now: float) -> None:
+    def _make_room(self, key: str, now: float, max_keys: int) -> None:
         # Expired keys go before live ones; each is dropped once, so this stays cheap over time.
         self._sweep(now, limit=len(self._deadlines))
-        if len(self._data) < self.max_keys:  # type: ignore[operator]
+        if len(self._data) < max_keys:
             return
         if not self.evict:
             raise StorageFullError(
-                f"MemoryStorage is full: it holds max_keys={self.max_keys} keys, so {key!r} was not stored; "
+                f"MemoryStorage is full: it holds max_keys={max_keys} keys, so {key!r} was not stored; "
                 "delete keys, set a ttl, raise max_keys, or pass evict=True to drop the least recently used")
         self._data.popitem(last=False)
 

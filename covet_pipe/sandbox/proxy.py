@@ -71,9 +71,7 @@ class SandboxedPlugin(Plugin):
         _, reply = await self._checked("export_state")
         return reply.result
 
-    # Plugin.import_state "may be async" (its docstring) and the registry awaits what it returns;
-    # its annotation says None only.
-    async def import_state(self, state: Any) -> None:  # type: ignore[override]  # async, as Plugin allows
+    async def import_state(self, state: Any) -> None:
         # every helper of the pool gets the state (each has its own copy of the plugin)
         for helper in [h for h in self._sup.helpers if h is not None and h.alive]:
             await self._checked("import_state", helper, state=state)

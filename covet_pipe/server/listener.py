@@ -65,11 +65,11 @@ def bind_socket(config: ServeConfig, *, reuse_port: bool = False, listen: bool =
 class _Lifespan:
     """The ASGI lifespan of the app (through the Pipeline, which starts the plugins)."""
 
-    def __init__(self, app: Any, state: dict, mode: str) -> None:
+    def __init__(self, app: Any, state: dict[str, Any], mode: str) -> None:
         self.app = app
         self.state = state
         self.mode = mode
-        self.inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
         self.failure: str | None = None
@@ -109,7 +109,7 @@ class _Lifespan:
             self.started.set()
             self.stopped.set()
 
-    async def _send(self, message: dict) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
         t = message["type"]
         if t == "lifespan.startup.complete":
             self.started.set()
@@ -189,7 +189,7 @@ class Listener:
         """Start, serve until SIGTERM/SIGINT (or :meth:`request_stop`), then shut down."""
         await self.start()
         loop = asyncio.get_running_loop()
-        handled: list[int] = []
+        handled: list[signal.Signals] = []
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)

@@ -127,7 +127,7 @@ class ProtocolChain:
     @staticmethod
     def _detect(plugin: Any, data: bytes) -> str:
         try:
-            verdict = plugin.detect(data)
+            verdict: str = plugin.detect(data)      # by contract; checked below
         except ProtocolError as exc:
             exc.plugin_name = exc.plugin_name or plugin.name
             raise
@@ -157,7 +157,7 @@ class Detector(asyncio.Protocol):
         self.timer: Any = None
         self.done = False
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.conn = ConnectionInfo.of_transport(transport)
         if self.server.shutting_down:
@@ -257,7 +257,7 @@ class StreamBridge(asyncio.Protocol):
         self._stream: asyncio.StreamReaderProtocol | None = None
         self.task: asyncio.Task[None] | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         loop = asyncio.get_running_loop()
         self._stream = asyncio.StreamReaderProtocol(self.reader)
         self._stream.connection_made(transport)
@@ -292,7 +292,7 @@ class StreamBridge(asyncio.Protocol):
         assert self._stream is not None
         self._stream.resume_writing()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._stream is not None:
             self._stream.connection_lost(exc)
 

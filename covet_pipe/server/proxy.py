@@ -118,8 +118,9 @@ class ProxyProtocol(ProtocolPlugin):
             addr = ipaddress.ip_address(peer[0])
         except ValueError:
             return False
-        if getattr(addr, "ipv4_mapped", None) is not None:
-            addr = addr.ipv4_mapped
+        mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+        if mapped is not None:
+            addr = mapped
         return any(addr in net for net in self._trusted())
 
     def _trusted(self) -> tuple[Any, ...]:

@@ -306,6 +306,18 @@ def test_claim_reports_layers_and_refusals() -> None:
         strict.detect(b"GET / HTTP/1.1\r\n")
 
 
+def test_an_ipv4_mapped_peer_is_trusted_by_its_ipv4_network() -> None:
+    """A dual-stack listener sees an IPv4 proxy as ::ffff:a.b.c.d; trusted_proxies names it in IPv4."""
+    proxy = ProxyProtocol(trusted_proxies=["10.0.0.0/8"])
+    header = b"PROXY TCP4 192.0.2.7 192.0.2.8 4000 80\r\n"
+    for peer, believed in (("::ffff:10.1.2.3", True), ("10.1.2.3", True), ("::ffff:192.0.2.9", False),
+                           ("::1", False)):
+        conn = ConnectionInfo(peer=(peer, 5000), server=("::", 80))
+        assert proxy.unwrap(header, conn) == len(header)
+        assert conn.facts["proxy"]["trusted"] is believed, peer
+        assert conn.client == (("192.0.2.7", 4000) if believed else (peer, 5000)), peer
+
+
 async def test_a_third_party_protocol_runs_the_middleware_chain_for_its_requests(tmp_path: Any) -> None:
     """examples/line_protocol.py, loaded as a user would: its lines run the 'line' middleware."""
     from pathlib import Path

@@ -9,6 +9,7 @@ from covet_pipe import (
     Headers,
     MiddlewareAction,
     MiddlewarePlugin,
+    Plugin,
     PluginConfig,
     PluginManager,
     Request,
@@ -32,6 +33,26 @@ class Timer(MiddlewarePlugin):
     def process_response(self, response: Response, ctx: RequestContext) -> None:
         reveal_type(response.status)  # assert "int"
         response.headers.add("x-timer", "1")
+
+
+class Counter(MiddlewarePlugin):
+    """State across reloads: export_state and import_state may each be sync or async."""
+
+    name = "counter"
+    version = "1.0.0"
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    async def export_state(self) -> dict[str, int]:
+        return {"hits": self.hits}
+
+    async def import_state(self, state: dict[str, int]) -> None:
+        self.hits = state["hits"]
+
+
+some_plugin: Plugin = Counter()
+reveal_type(some_plugin.import_state({"hits": 1}))  # assert "Awaitable[None] | None"
 
 
 async def app(scope: dict[str, object], receive: object, send: object) -> None: ...

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from websockets.datastructures import Headers
@@ -22,6 +22,9 @@ from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
+
+if TYPE_CHECKING:
+    from websockets.typing import BytesLike
 
 __all__ = ["WebSocketProtocol"]
 
@@ -48,7 +51,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.app = settings.app
         self.loop = settings.loop
         self.transport: Any = None
-        self.queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.proto = ServerProtocol(max_size=settings.ws_max_size, logger=log)
         self.handshake_complete = False
         self.close_sent = False
@@ -59,7 +62,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.close_timer: Any = None
         self.response: Response | None = None
         self.initial: tuple[int, list[tuple[str, str]], bytes] | None = None
-        self.frames: list[bytes] = []
+        self.frames: list[BytesLike] = []
         self.text = False
         self.task: asyncio.Task[None] | None = None
         self.scope: dict[str, Any] = {}
@@ -73,7 +76,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.settings.connections.add(self)
 
@@ -176,6 +179,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.frames = []
         if self.close_sent:
             return
+        message: dict[str, Any]
         if self.text:
             try:
                 message = {"type": "websocket.receive", "text": data.decode()}
@@ -240,7 +244,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.proto.send_response(self.proto.reject(500, "Internal Server Error"))
         self._flush()
 
-    async def receive(self) -> dict:
+    async def receive(self) -> dict[str, Any]:
         """ASGI receive: connect, then messages, then a disconnect."""
         message = await self.queue.get()
         if self.read_paused and self.queue.empty() and not self.disconnected:
@@ -248,7 +252,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         return message
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: dict[str, Any]) -> None:
         """ASGI send: accept/close/http.response before the handshake, send/close after."""
         await self.writable.wait()
         if self.disconnected:
@@ -285,7 +289,7 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             raise RuntimeError(f"Unexpected ASGI message {t!r}, after sending 'websocket.close'.")
 
-    def _send_handshake(self, t: str, message: dict) -> None:
+    def _send_handshake(self, t: str, message: dict[str, Any]) -> None:
         if t == "websocket.accept":
             assert self.response is not None
             headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", [])]
@@ -355,7 +359,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 timer.cancel()
         self.ping_timer = self.pong_timer = None
 
-    def _send_denial_body(self, t: str, message: dict) -> None:
+    def _send_denial_body(self, t: str, message: dict[str, Any]) -> None:
         if t != "websocket.http.response.body":
             raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got {t!r}.")
         assert self.initial is not None

@@ -21,7 +21,7 @@ _REQUEST_LINE_END = re.compile(rb"[^\r\n]* HTTP/\d\.\d\r?$")
 
 def settings_for(server: Any) -> _http11.Settings:
     """The compiled connections' shared settings for *server* (a ServerContext), made once."""
-    settings = server.__dict__.get("_http11_settings")
+    settings: _http11.Settings | None = server.__dict__.get("_http11_settings")
     if settings is None:
         from covet_pipe.server.http11._ws import WebSocketProtocol
         settings = _http11.Settings(server, WebSocketProtocol)

@@ -22,7 +22,7 @@ class UvicornHTTP:
     ``timeout_keep_alive``.
     """
 
-    def __new__(cls, config: Any, server_state: Any, app_state: dict, _loop: Any = None) -> Any:
+    def __new__(cls, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> Any:
         import asyncio
 
         key = "_covet_http11_settings"

@@ -13,15 +13,19 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from covet_pipe.server.resp.codec import (
     NULL2, NULL3, OK, PONG, encode_array, encode_bulk, encode_error, encode_int, encode_map,
 )
 
+if TYPE_CHECKING:
+    from covet_pipe.server.resp.connection import RespConnection
+
 __all__ = ["Command", "COMMANDS", "unknown_command", "wrong_arity", "is_command_name"]
 
-Run = Callable[[Any, list], Awaitable[bytes]]
+#: a command's coroutine function: the connection and the command's words (the name first)
+Run = Callable[["RespConnection", list[bytes]], Coroutine[Any, Any, bytes]]
 
 SYNTAX = b"-ERR syntax error\r\n"
 NOT_INT = b"-ERR value is not an integer or out of range\r\n"
@@ -84,20 +88,21 @@ def _int(b: bytes) -> int | None:
     return int(b) if b.isdigit() and len(b) < 20 else None
 
 
-def _null(conn: Any) -> bytes:
+def _null(conn: RespConnection) -> bytes:
     return NULL3 if conn.proto == 3 else NULL2
 
 
 # -- keys and values --------------------------------------------------------------------------
 
-async def cmd_get(conn: Any, args: list) -> bytes:
+async def cmd_get(conn: RespConnection, args: list[bytes]) -> bytes:
     value = await conn.storage().get(args[1].decode("latin-1"))
     return _null(conn) if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-async def cmd_set(conn: Any, args: list) -> bytes:
+async def cmd_set(conn: RespConnection, args: list[bytes]) -> bytes:
     nx = xx = get = keepttl = False
-    expiry = raw = None
+    expiry: bytes | None = None
+    raw = b""                           # the expiry's value, read once expiry is set
     i, n = 3, len(args)
     while i < n:                        # options first, as redis parses them; values checked after
         opt = args[i].upper()
@@ -118,7 +123,7 @@ async def cmd_set(conn: Any, args: list) -> bytes:
         i += 1
     ttl: float | None = None
     if expiry is not None:
-        value = _int(raw)  # type: ignore[arg-type]
+        value = _int(raw)
         if value is None:
             return NOT_INT
         scale = 1000 if expiry in (b"EX", b"EXAT") else 1
@@ -147,11 +152,11 @@ async def cmd_set(conn: Any, args: list) -> bytes:
     return _bulk_or_null(conn, old) if get else OK
 
 
-def _bulk_or_null(conn: Any, value: bytes | None) -> bytes:
+def _bulk_or_null(conn: RespConnection, value: bytes | None) -> bytes:
     return _null(conn) if value is None else encode_bulk(value)
 
 
-async def cmd_del(conn: Any, args: list) -> bytes:
+async def cmd_del(conn: RespConnection, args: list[bytes]) -> bytes:
     store = conn.storage()
     count = 0
     for k in args[1:]:
@@ -160,7 +165,7 @@ async def cmd_del(conn: Any, args: list) -> bytes:
     return encode_int(count)
 
 
-async def cmd_exists(conn: Any, args: list) -> bytes:
+async def cmd_exists(conn: RespConnection, args: list[bytes]) -> bytes:
     store = conn.storage()
     count = 0
     for k in args[1:]:                  # a key named twice counts twice, as in redis
@@ -169,7 +174,7 @@ async def cmd_exists(conn: Any, args: list) -> bytes:
     return encode_int(count)
 
 
-async def cmd_expire(conn: Any, args: list) -> bytes:
+async def cmd_expire(conn: RespConnection, args: list[bytes]) -> bytes:
     seconds = _int(args[2])
     if seconds is None:
         return NOT_INT
@@ -198,11 +203,11 @@ async def cmd_expire(conn: Any, args: list) -> bytes:
     return encode_int(1 if await store.expire(key, float(seconds)) else 0)
 
 
-async def cmd_ttl(conn: Any, args: list) -> bytes:
+async def cmd_ttl(conn: RespConnection, args: list[bytes]) -> bytes:
     return _ttl_reply(await conn.storage().ttl(args[1].decode("latin-1")), 1000)
 
 
-async def cmd_pttl(conn: Any, args: list) -> bytes:
+async def cmd_pttl(conn: RespConnection, args: list[bytes]) -> bytes:
     return _ttl_reply(await conn.storage().ttl(args[1].decode("latin-1")), 1)
 
 
@@ -218,17 +223,17 @@ def _ttl_reply(left: float | None, unit_ms: int) -> bytes:
 
 # -- server and connection ----------------------------------------------------------------------
 
-async def cmd_ping(conn: Any, args: list) -> bytes:
+async def cmd_ping(conn: RespConnection, args: list[bytes]) -> bytes:
     if len(args) > 2:
         return wrong_arity("ping")
     return PONG if len(args) == 1 else encode_bulk(args[1])
 
 
-async def cmd_echo(conn: Any, args: list) -> bytes:
+async def cmd_echo(conn: RespConnection, args: list[bytes]) -> bytes:
     return encode_bulk(args[1])
 
 
-async def cmd_select(conn: Any, args: list) -> bytes:
+async def cmd_select(conn: RespConnection, args: list[bytes]) -> bytes:
     index = _int(args[1])
     if index is None:
         return NOT_INT
@@ -239,7 +244,7 @@ async def cmd_select(conn: Any, args: list) -> bytes:
 _NAME_CHARS = frozenset(range(33, 127))
 
 
-async def cmd_client(conn: Any, args: list) -> bytes:
+async def cmd_client(conn: RespConnection, args: list[bytes]) -> bytes:
     sub = args[1].upper()
     n = len(args)
     if sub == b"SETNAME":
@@ -271,7 +276,7 @@ async def cmd_client(conn: Any, args: list) -> bytes:
     return _unknown_sub("CLIENT", args[1])
 
 
-async def cmd_command(conn: Any, args: list) -> bytes:
+async def cmd_command(conn: RespConnection, args: list[bytes]) -> bytes:
     if len(args) == 1:
         return b"*0\r\n"
     sub = args[1].upper()
@@ -290,7 +295,7 @@ async def cmd_command(conn: Any, args: list) -> bytes:
 CONFIG = {"save": b"", "appendonly": b"no", "databases": b"1"}
 
 
-async def cmd_config(conn: Any, args: list) -> bytes:
+async def cmd_config(conn: RespConnection, args: list[bytes]) -> bytes:
     sub = args[1].upper()
     if sub == b"GET":
         if len(args) < 3:
@@ -308,7 +313,7 @@ async def cmd_config(conn: Any, args: list) -> bytes:
     return _unknown_sub("CONFIG", args[1])
 
 
-async def cmd_auth(conn: Any, args: list) -> bytes:
+async def cmd_auth(conn: RespConnection, args: list[bytes]) -> bytes:
     if len(args) > 3:
         return SYNTAX
     if len(args) == 2:
@@ -316,7 +321,7 @@ async def cmd_auth(conn: Any, args: list) -> bytes:
     return await conn.authenticate(args[1], args[2])
 
 
-async def cmd_hello(conn: Any, args: list) -> bytes:
+async def cmd_hello(conn: RespConnection, args: list[bytes]) -> bytes:
     """HELLO [protover [AUTH user pass] [SETNAME name]]: switch RESP version, as redis checks it."""
     proto = conn.proto
     if len(args) >= 2:
@@ -360,7 +365,7 @@ async def cmd_hello(conn: Any, args: list) -> bytes:
     ], proto)
 
 
-async def cmd_quit(conn: Any, args: list) -> bytes:
+async def cmd_quit(conn: RespConnection, args: list[bytes]) -> bytes:
     conn.quit_after_reply()
     return OK
 

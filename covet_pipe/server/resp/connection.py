@@ -46,7 +46,7 @@ INTERNAL = b"-ERR internal error while running the command (logged by the server
 _FRESH = object()
 
 
-async def handle(scope: dict, receive: Any, send: Any) -> None:
+async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The ASGI-shaped handler behind the chain: run the command, answer with http.response messages."""
     conn, cmd, args = scope["resp"]
     if cmd is None:                          # a multi-key command's check of one more key
@@ -92,7 +92,7 @@ class RespConnection(asyncio.Protocol):
         self._status = 0
         self._body = b""
         self._handled: bytes | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._engine: Any = None            # the storage engine of the current batch
         self._snap: Any = None              # the chain snapshot _snap_inline was decided for
         self._snap_inline = False
@@ -277,9 +277,11 @@ class RespConnection(asyncio.Protocol):
         await self.pipeline(self._scope(cmd, args, args[1]), _receive, self._sender)
         return self._reply()
 
-    def _scope(self, cmd: Command | None, args: list[bytes], key: bytes, method: str | None = None) -> dict:
+    def _scope(self, cmd: Command | None, args: list[bytes], key: bytes,
+               method: str | None = None) -> dict[str, Any]:
         info = self.info
         return {
+            # union-attr: cmd is None only for a multi-key check, which passes its method
             "type": "resp", "asgi": _ASGI, "method": method or cmd.method,  # type: ignore[union-attr]
             "path": key.decode("latin-1"), "raw_path": key, "query_string": b"", "root_path": "",
             "headers": [self._auth] if self._auth is not None else [],
@@ -287,7 +289,7 @@ class RespConnection(asyncio.Protocol):
             "resp": (self, cmd, args),
         }
 
-    def _send(self, message: dict) -> Awaitable[None]:
+    def _send(self, message: dict[str, Any]) -> Awaitable[None]:
         t = message["type"]
         if t == "http.response.start":
             self._status = message.get("status", 200)
@@ -389,7 +391,8 @@ def _reason(body: bytes) -> str:
             data = json.loads(body)
         except ValueError:
             data = None
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"][:200]
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, str):
+            return error[:200]
     return body[:200].decode("utf-8", "replace")
 
