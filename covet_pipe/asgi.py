@@ -23,7 +23,7 @@ def _mark_coroutine_function(fn: Any) -> Any:
     # Servers pick ASGI 2 or 3 by asking whether __call__ is a coroutine
     # function; ours is compiled and returns the awaitable itself (no extra
     # coroutine per request), so it carries the marker asyncio looks for.
-    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]  # private marker, not in typeshed
     if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
         inspect.markcoroutinefunction(fn)
     return fn

@@ -1,4 +1,4 @@
-"""The stubs of the compiled core type-check as documented (msgspec's habit)."""
+"""The stubs of the compiled core type-check as documented."""
 
 from __future__ import annotations
 
