@@ -21,7 +21,7 @@ __all__ = ["SandboxSpec", "Supervisor", "SandboxUnavailable", "HelperProcess"]
 
 log = logging.getLogger("covet_pipe.sandbox")
 
-#: a helper that crashes this often is quarantined (VS Code's extension host rule)
+#: a helper that ends CRASH_BUDGET times within CRASH_WINDOW seconds is quarantined (no more restarts)
 CRASH_BUDGET = 3
 CRASH_WINDOW = 300.0
 #: seconds a helper that closed its channel gets to exit by itself before it is killed
