@@ -81,10 +81,6 @@ cdef inline void _skip(RequestContext ctx, Entry e):
     ctx._skipped.add(e.name)
 
 
-cdef inline bint _is_skipped(RequestContext ctx, Entry e):
-    return ctx._skipped is not None and e.name in ctx._skipped
-
-
 @cython.final
 cdef class _Suspension:
     """An async hook that really waits: its phase's loop stopped at it; the async driver goes on."""
@@ -129,6 +125,21 @@ cdef inline Response _answered(Entry e, object r):
     return resp
 
 
+# The two builds of each hook loop (one source, compiled twice: `if _Loop is _Full` is
+# decided by the compiler). Lean: the segment's hooks of that direction are all sync and
+# this request is not timed, so the loop reads no clock and asks no hook whether it waits.
+ctypedef struct _Lean:
+    char unused
+ctypedef struct _Full:
+    char unused
+ctypedef fused _Loop:
+    _Lean
+    _Full
+
+cdef _Lean _LEAN
+cdef _Full _FULL
+
+
 cdef inline Response _req_phase(Segment seg, Request req, RequestContext ctx):
     """Run the request hooks of a segment, in (priority, name) order.
 
@@ -137,11 +148,12 @@ cdef inline Response _req_phase(Segment seg, Request req, RequestContext ctx):
     runs eagerly; when it really suspends the loop stops with it in ctx._pending
     (and returns None): the caller then awaits _req_phase_async for the rest.
     """
-    _sample_request(ctx)
-    return _req_hooks(seg, req, ctx, 0)
+    if _sample_request(ctx) or seg.any_async_req:
+        return _req_hooks(_FULL, seg, req, ctx, 0)
+    return _req_hooks(_LEAN, seg, req, ctx, 0)
 
 
-cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_t start):
+cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx, Py_ssize_t start):
     # The request loop, from hook `start` on (0, or the one after a suspended hook).
     cdef Py_ssize_t i
     cdef Entry e
@@ -152,7 +164,7 @@ cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_
     cdef PyObject* res = NULL
     cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
-    cdef bint sample = ctx._sample
+    cdef bint sample = _Loop is _Full and ctx._sample
     ctx._seg = seg
     for i in range(start, seg.count):
         slot = &seg.slots[i]
@@ -184,7 +196,7 @@ cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_
             t0 = _now_ns()
         try:
             r = e.req_hook(req, ctx)
-            if e.req_async:
+            if _Loop is _Full and e.req_async:
                 # Eager: most async hooks finish without waiting; only a real
                 # suspension goes through the event loop.
                 if PyIter_Send(r, None, &res):
@@ -219,7 +231,7 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
         except Exception as exc:
             resp = _req_failed(ctx, e, s.i, exc)
         if resp is None:
-            resp = _req_hooks(seg, req, ctx, s.i + 1)
+            resp = _req_hooks(_FULL, seg, req, ctx, s.i + 1)
             if ctx._pending is not None:
                 continue
         return resp
@@ -233,7 +245,10 @@ cdef inline Response _resp_phase(Segment seg, RequestContext ctx, Response resp)
     hook that suspends stops the loop as in _req_phase: the caller then awaits
     _resp_phase_async.
     """
-    return _resp_hooks(seg, ctx, resp, ctx._ran - 1, None)
+    # (<Response>None: a call of a fused function is matched by its arguments' types)
+    if ctx._sample or seg.any_async_resp:
+        return _resp_hooks(_FULL, seg, ctx, resp, ctx._ran - 1, <Response>None)
+    return _resp_hooks(_LEAN, seg, ctx, resp, ctx._ran - 1, <Response>None)
 
 
 cdef Response _resp_failed(Entry e, object exc):
@@ -243,8 +258,8 @@ cdef Response _resp_failed(Entry e, object exc):
     return _error_response(_failure_status(exc))
 
 
-cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssize_t start,
-                          Response err):
+cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response resp,
+                          Py_ssize_t start, Response err):
     # The response loop, from hook `start` down to 0; err: the failure response so far.
     cdef Py_ssize_t i
     cdef Entry e
@@ -255,12 +270,13 @@ cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssi
     cdef _Suspension s
     cdef bint fresh = False
     cdef long long t0 = 0
-    cdef bint sample = ctx._sample
+    cdef bint sample = _Loop is _Full and ctx._sample
+    cdef set skipped = ctx._skipped     # (only the request phase adds to it)
     ctx._seg = seg
     for i in range(start, -1, -1):
         slot = &seg.slots[i]
         if slot.resp != NULL:
-            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+            if skipped is not None and (<Entry>seg.hooks[i]).name in skipped:
                 continue
             if not fresh:
                 ctx._phase = 1
@@ -280,7 +296,7 @@ cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssi
         if slot.native:
             continue
         e = <Entry>seg.hooks[i]
-        if e.resp_hook is None or _is_skipped(ctx, e):
+        if e.resp_hook is None or (skipped is not None and e.name in skipped):
             continue
         fresh = False
         ctx._cur = e
@@ -288,7 +304,7 @@ cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssi
             t0 = _now_ns()
         try:
             r = e.resp_hook(resp, ctx)
-            if e.resp_async:
+            if _Loop is _Full and e.resp_async:
                 if PyIter_Send(r, None, &res):
                     s = _suspended(ctx, i, r, res, t0)
                     s.resp = resp
@@ -321,6 +337,6 @@ async def _resp_phase_async(Segment seg, RequestContext ctx):
             failed = _resp_failed(e, exc)
             if failed is not None:
                 err = resp = failed
-        err = _resp_hooks(seg, ctx, resp, s.i - 1, err)
+        err = _resp_hooks(_FULL, seg, ctx, resp, s.i - 1, err)
         if ctx._pending is None:
             return err
