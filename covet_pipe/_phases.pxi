@@ -34,10 +34,48 @@ cdef inline void _sampled(Entry e, long long t0) noexcept:
 
 
 cdef inline object _take(PyObject* res):
-    # PyIter_Send hands back a new reference; own it as an object.
+    # A call hands back a new reference; own it as an object.
     cdef object o = <object>res
     Py_XDECREF(res)
     return o
+
+
+cdef extern from *:
+    """
+    /* fn(*args): a new reference, or NULL with the exception set. Vectorcall as Cython
+       calls (PyVectorcall_Function, written out: the compiler keeps it out of line). */
+    static CYTHON_INLINE PyObject *covet_vcall(PyObject *fn, PyObject *const *args, size_t n) {
+        PyTypeObject *t = Py_TYPE(fn);
+        vectorcallfunc f;
+        if (PyType_HasFeature(t, Py_TPFLAGS_HAVE_VECTORCALL)) {
+            f = *(vectorcallfunc *)(((char *)fn) + t->tp_vectorcall_offset);
+            if (f != NULL)
+                return f(fn, args, n, NULL);
+        }
+        return PyObject_Vectorcall(fn, args, n, NULL);
+    }
+
+    /* hook(a, b) for the hook loops: their Entry holds the hook and they hold a and b, so
+       no reference counting; a bound method's function is called with its self in front. */
+    static CYTHON_INLINE PyObject *covet_call_hook(PyObject *hook, PyObject *a, PyObject *b) {
+        PyObject *args[3];
+        args[1] = a;
+        args[2] = b;
+        if (PyMethod_Check(hook)) {
+            args[0] = PyMethod_GET_SELF(hook);
+            return covet_vcall(PyMethod_GET_FUNCTION(hook), args, 3);
+        }
+        return covet_vcall(hook, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET);
+    }
+
+    /* "the exception is already set": lets a Cython try block catch what a call left */
+    #define covet_reraise() (-1)
+    """
+    # NULL: it raised (the loops decide what a failure means, without a try block per hook)
+    PyObject *_call_hook "covet_call_hook" (PyObject *hook, object a, object b)
+    int _reraise "covet_reraise" () except -1
+    # PyIter_Send unchecked: -1 it raised (*res NULL), 0 it returned, 1 it yielded (*res)
+    int _step "PyIter_Send" (object coro, object arg, PyObject **res)
 
 
 cdef bint _hook_failed(Entry e, str where, object exc):
@@ -125,6 +163,23 @@ cdef inline Response _answered(Entry e, object r):
     return resp
 
 
+cdef Response _req_answered(RequestContext ctx, Entry e, Py_ssize_t i, object r):
+    # _answered for the loop, which has no try block: a value that is no answer fails the hook.
+    try:
+        return _answered(e, r)
+    except Exception as exc:
+        return _req_failed(ctx, e, i, exc)
+
+
+cdef object _raised():
+    # The exception a hook call left set (it returned NULL), caught as `except Exception`
+    # catches it; any other (a cancellation, KeyboardInterrupt) goes on up.
+    try:
+        _reraise()
+    except Exception as exc:
+        return exc
+
+
 # The two builds of each hook loop (one source, compiled twice: `if _Loop is _Full` is
 # decided by the compiler). Lean: the segment's hooks of that direction are all sync and
 # this request is not timed, so the loop reads no clock and asks no hook whether it waits.
@@ -157,11 +212,11 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
     # The request loop, from hook `start` on (0, or the one after a suspended hook).
     cdef Py_ssize_t i
     cdef Entry e
-    cdef object r
+    cdef object coro
     cdef Response resp
     cdef NativeSlot *slot
     cdef int rc
-    cdef PyObject* res = NULL
+    cdef PyObject* res           # what a hook returned (a new reference), NULL: it raised
     cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
     cdef bint sample = _Loop is _Full and ctx._sample
@@ -194,22 +249,24 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
         e.stats.calls += 1
         if sample:
             t0 = _now_ns()
-        try:
-            r = e.req_hook(req, ctx)
-            if _Loop is _Full and e.req_async:
+        res = _call_hook(<PyObject*>e.req_hook, req, ctx)
+        if _Loop is _Full:
+            if e.req_async and res != NULL:
                 # Eager: most async hooks finish without waiting; only a real
                 # suspension goes through the event loop.
-                if PyIter_Send(r, None, &res):
-                    _suspended(ctx, i, r, res, t0)
+                coro = _take(res)
+                if _step(coro, None, &res) == 1:
+                    _suspended(ctx, i, coro, res, t0)
                     return None
-                r = _take(res)
-            if sample:
+            if sample and res != NULL:
                 _sampled(e, t0)
-            if r is None or r is _CONTINUE:
-                continue
-            resp = _answered(e, r)
-        except Exception as exc:
-            resp = _req_failed(ctx, e, i, exc)
+        if res == NULL:
+            resp = _req_failed(ctx, e, i, _raised())
+        elif res == <PyObject*>None or res == <PyObject*>_CONTINUE:
+            Py_XDECREF(res)
+            continue
+        else:
+            resp = _req_answered(ctx, e, i, _take(res))
         if resp is not None:
             return resp
     return None
@@ -263,10 +320,11 @@ cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response r
     # The response loop, from hook `start` down to 0; err: the failure response so far.
     cdef Py_ssize_t i
     cdef Entry e
+    cdef object coro
     cdef Response failed
     cdef NativeSlot *slot
     cdef int rc
-    cdef PyObject* res = NULL
+    cdef PyObject* res           # what a hook returned (a new reference), NULL: it raised
     cdef _Suspension s
     cdef bint fresh = False
     cdef long long t0 = 0
@@ -302,21 +360,23 @@ cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response r
         ctx._cur = e
         if sample:
             t0 = _now_ns()
-        try:
-            r = e.resp_hook(resp, ctx)
-            if _Loop is _Full and e.resp_async:
-                if PyIter_Send(r, None, &res):
-                    s = _suspended(ctx, i, r, res, t0)
+        res = _call_hook(<PyObject*>e.resp_hook, resp, ctx)
+        if _Loop is _Full:
+            if e.resp_async and res != NULL:
+                coro = _take(res)
+                if _step(coro, None, &res) == 1:
+                    s = _suspended(ctx, i, coro, res, t0)
                     s.resp = resp
                     s.err = err
                     return None
-                _take(res)
-            if sample:
+            if sample and res != NULL:
                 _sampled(e, t0)
-        except Exception as exc:
-            failed = _resp_failed(e, exc)
-            if failed is not None:
-                err = resp = failed
+        if res != NULL:
+            Py_XDECREF(res)
+            continue
+        failed = _resp_failed(e, _raised())
+        if failed is not None:
+            err = resp = failed
     return err
 
 
