@@ -75,7 +75,7 @@ cdef extern from *:
     PyObject *_call_hook "covet_call_hook" (PyObject *hook, object a, object b)
     int _reraise "covet_reraise" () except -1
     # PyIter_Send unchecked: -1 it raised (*res NULL), 0 it returned, 1 it yielded (*res)
-    int _step "PyIter_Send" (object coro, object arg, PyObject **res)
+    int _step "PyIter_Send" (PyObject *coro, object arg, PyObject **res)
 
 
 cdef bint _hook_failed(Entry e, str where, object exc):
@@ -129,10 +129,13 @@ cdef class _Suspension:
     cdef Response err
 
 
-cdef inline _Suspension _suspended(RequestContext ctx, Py_ssize_t i, object coro, PyObject* first,
-                                   long long t0):
+cdef inline _Suspension _suspended(RequestContext ctx, Py_ssize_t i, PyObject* coro,
+                                   PyObject* first, long long t0):
+    # Takes over both new references: the hook's coroutine and what it yielded.
+    cdef object c = _take(coro)
+    cdef object y = _take(first)
     cdef _Suspension s = _Suspension.__new__(_Suspension)
-    s.rest = _resume_of(coro, _take(first))
+    s.rest = _resume_of(c, y)
     s.i = i
     s.t0 = t0
     ctx._pending = s
@@ -212,7 +215,7 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
     # The request loop, from hook `start` on (0, or the one after a suspended hook).
     cdef Py_ssize_t i
     cdef Entry e
-    cdef object coro
+    cdef PyObject* coro          # an async hook's coroutine, stepped once
     cdef Response resp
     cdef NativeSlot *slot
     cdef int rc
@@ -254,10 +257,11 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
             if e.req_async and res != NULL:
                 # Eager: most async hooks finish without waiting; only a real
                 # suspension goes through the event loop.
-                coro = _take(res)
+                coro = res
                 if _step(coro, None, &res) == 1:
                     _suspended(ctx, i, coro, res, t0)
                     return None
+                Py_XDECREF(coro)
             if sample and res != NULL:
                 _sampled(e, t0)
         if res == NULL:
@@ -320,7 +324,7 @@ cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response r
     # The response loop, from hook `start` down to 0; err: the failure response so far.
     cdef Py_ssize_t i
     cdef Entry e
-    cdef object coro
+    cdef PyObject* coro          # an async hook's coroutine, stepped once
     cdef Response failed
     cdef NativeSlot *slot
     cdef int rc
@@ -363,12 +367,13 @@ cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response r
         res = _call_hook(<PyObject*>e.resp_hook, resp, ctx)
         if _Loop is _Full:
             if e.resp_async and res != NULL:
-                coro = _take(res)
+                coro = res
                 if _step(coro, None, &res) == 1:
                     s = _suspended(ctx, i, coro, res, t0)
                     s.resp = resp
                     s.err = err
                     return None
+                Py_XDECREF(coro)
             if sample and res != NULL:
                 _sampled(e, t0)
         if res != NULL:
