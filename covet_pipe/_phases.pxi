@@ -40,37 +40,7 @@ cdef inline object _take(PyObject* res):
     return o
 
 
-cdef extern from *:
-    """
-    /* fn(*args): a new reference, or NULL with the exception set. Vectorcall as Cython
-       calls (PyVectorcall_Function, written out: the compiler keeps it out of line). */
-    static CYTHON_INLINE PyObject *covet_vcall(PyObject *fn, PyObject *const *args, size_t n) {
-        PyTypeObject *t = Py_TYPE(fn);
-        vectorcallfunc f;
-        if (PyType_HasFeature(t, Py_TPFLAGS_HAVE_VECTORCALL)) {
-            f = *(vectorcallfunc *)(((char *)fn) + t->tp_vectorcall_offset);
-            if (f != NULL)
-                return f(fn, args, n, NULL);
-        }
-        return PyObject_Vectorcall(fn, args, n, NULL);
-    }
-
-    /* hook(a, b) for the hook loops: their Entry holds the hook and they hold a and b, so
-       no reference counting; a bound method's function is called with its self in front. */
-    static CYTHON_INLINE PyObject *covet_call_hook(PyObject *hook, PyObject *a, PyObject *b) {
-        PyObject *args[3];
-        args[1] = a;
-        args[2] = b;
-        if (PyMethod_Check(hook)) {
-            args[0] = PyMethod_GET_SELF(hook);
-            return covet_vcall(PyMethod_GET_FUNCTION(hook), args, 3);
-        }
-        return covet_vcall(hook, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET);
-    }
-
-    /* "the exception is already set": lets a Cython try block catch what a call left */
-    #define covet_reraise() (-1)
-    """
+cdef extern from "_hookcall.h":
     # NULL: it raised (the loops decide what a failure means, without a try block per hook)
     PyObject *_call_hook "covet_call_hook" (PyObject *hook, object a, object b)
     int _reraise "covet_reraise" () except -1
