@@ -34,10 +34,18 @@ cdef inline void _sampled(Entry e, long long t0) noexcept:
 
 
 cdef inline object _take(PyObject* res):
-    # PyIter_Send hands back a new reference; own it as an object.
+    # A call hands back a new reference; own it as an object.
     cdef object o = <object>res
     Py_XDECREF(res)
     return o
+
+
+cdef extern from "_hookcall.h":
+    # NULL: it raised (the loops decide what a failure means, without a try block per hook)
+    PyObject *_call_hook "covet_call_hook" (PyObject *hook, object a, object b)
+    int _reraise "covet_reraise" () except -1
+    # PyIter_Send unchecked: -1 it raised (*res NULL), 0 it returned, 1 it yielded (*res)
+    int _step "PyIter_Send" (PyObject *coro, object arg, PyObject **res)
 
 
 cdef bint _hook_failed(Entry e, str where, object exc):
@@ -81,10 +89,6 @@ cdef inline void _skip(RequestContext ctx, Entry e):
     ctx._skipped.add(e.name)
 
 
-cdef inline bint _is_skipped(RequestContext ctx, Entry e):
-    return ctx._skipped is not None and e.name in ctx._skipped
-
-
 @cython.final
 cdef class _Suspension:
     """An async hook that really waits: its phase's loop stopped at it; the async driver goes on."""
@@ -95,10 +99,13 @@ cdef class _Suspension:
     cdef Response err
 
 
-cdef inline _Suspension _suspended(RequestContext ctx, Py_ssize_t i, object coro, PyObject* first,
-                                   long long t0):
+cdef inline _Suspension _suspended(RequestContext ctx, Py_ssize_t i, PyObject* coro,
+                                   PyObject* first, long long t0):
+    # Takes over both new references: the hook's coroutine and what it yielded.
+    cdef object c = _take(coro)
+    cdef object y = _take(first)
     cdef _Suspension s = _Suspension.__new__(_Suspension)
-    s.rest = _resume_of(coro, _take(first))
+    s.rest = _resume_of(c, y)
     s.i = i
     s.t0 = t0
     ctx._pending = s
@@ -129,6 +136,38 @@ cdef inline Response _answered(Entry e, object r):
     return resp
 
 
+cdef Response _req_answered(RequestContext ctx, Entry e, Py_ssize_t i, object r):
+    # _answered for the loop, which has no try block: a value that is no answer fails the hook.
+    try:
+        return _answered(e, r)
+    except Exception as exc:
+        return _req_failed(ctx, e, i, exc)
+
+
+cdef object _raised():
+    # The exception a hook call left set (it returned NULL), caught as `except Exception`
+    # catches it; any other (a cancellation, KeyboardInterrupt) goes on up.
+    try:
+        _reraise()
+    except Exception as exc:
+        return exc
+
+
+# The two builds of each hook loop (one source, compiled twice: `if _Loop is _Full` is
+# decided by the compiler). Lean: the segment's hooks of that direction are all sync and
+# this request is not timed, so the loop reads no clock and asks no hook whether it waits.
+ctypedef struct _Lean:
+    char unused
+ctypedef struct _Full:
+    char unused
+ctypedef fused _Loop:
+    _Lean
+    _Full
+
+cdef _Lean _LEAN
+cdef _Full _FULL
+
+
 cdef inline Response _req_phase(Segment seg, Request req, RequestContext ctx):
     """Run the request hooks of a segment, in (priority, name) order.
 
@@ -137,22 +176,23 @@ cdef inline Response _req_phase(Segment seg, Request req, RequestContext ctx):
     runs eagerly; when it really suspends the loop stops with it in ctx._pending
     (and returns None): the caller then awaits _req_phase_async for the rest.
     """
-    _sample_request(ctx)
-    return _req_hooks(seg, req, ctx, 0)
+    if _sample_request(ctx) or seg.any_async_req:
+        return _req_hooks(_FULL, seg, req, ctx, 0)
+    return _req_hooks(_LEAN, seg, req, ctx, 0)
 
 
-cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_t start):
+cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx, Py_ssize_t start):
     # The request loop, from hook `start` on (0, or the one after a suspended hook).
     cdef Py_ssize_t i
     cdef Entry e
-    cdef object r
+    cdef PyObject* coro          # an async hook's coroutine, stepped once
     cdef Response resp
     cdef NativeSlot *slot
     cdef int rc
-    cdef PyObject* res = NULL
+    cdef PyObject* res           # what a hook returned (a new reference), NULL: it raised
     cdef bint fresh = False      # the native view matches the request (no edit since)
     cdef long long t0 = 0
-    cdef bint sample = ctx._sample
+    cdef bint sample = _Loop is _Full and ctx._sample
     ctx._seg = seg
     for i in range(start, seg.count):
         slot = &seg.slots[i]
@@ -182,22 +222,25 @@ cdef Response _req_hooks(Segment seg, Request req, RequestContext ctx, Py_ssize_
         e.stats.calls += 1
         if sample:
             t0 = _now_ns()
-        try:
-            r = e.req_hook(req, ctx)
-            if e.req_async:
+        res = _call_hook(<PyObject*>e.req_hook, req, ctx)
+        if _Loop is _Full:
+            if e.req_async and res != NULL:
                 # Eager: most async hooks finish without waiting; only a real
                 # suspension goes through the event loop.
-                if PyIter_Send(r, None, &res):
-                    _suspended(ctx, i, r, res, t0)
+                coro = res
+                if _step(coro, None, &res) == 1:
+                    _suspended(ctx, i, coro, res, t0)
                     return None
-                r = _take(res)
-            if sample:
+                Py_XDECREF(coro)
+            if sample and res != NULL:
                 _sampled(e, t0)
-            if r is None or r is _CONTINUE:
-                continue
-            resp = _answered(e, r)
-        except Exception as exc:
-            resp = _req_failed(ctx, e, i, exc)
+        if res == NULL:
+            resp = _req_failed(ctx, e, i, _raised())
+        elif res == <PyObject*>None or res == <PyObject*>_CONTINUE:
+            Py_XDECREF(res)
+            continue
+        else:
+            resp = _req_answered(ctx, e, i, _take(res))
         if resp is not None:
             return resp
     return None
@@ -219,7 +262,7 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
         except Exception as exc:
             resp = _req_failed(ctx, e, s.i, exc)
         if resp is None:
-            resp = _req_hooks(seg, req, ctx, s.i + 1)
+            resp = _req_hooks(_FULL, seg, req, ctx, s.i + 1)
             if ctx._pending is not None:
                 continue
         return resp
@@ -233,7 +276,10 @@ cdef inline Response _resp_phase(Segment seg, RequestContext ctx, Response resp)
     hook that suspends stops the loop as in _req_phase: the caller then awaits
     _resp_phase_async.
     """
-    return _resp_hooks(seg, ctx, resp, ctx._ran - 1, None)
+    # (<Response>None: a call of a fused function is matched by its arguments' types)
+    if ctx._sample or seg.any_async_resp:
+        return _resp_hooks(_FULL, seg, ctx, resp, ctx._ran - 1, <Response>None)
+    return _resp_hooks(_LEAN, seg, ctx, resp, ctx._ran - 1, <Response>None)
 
 
 cdef Response _resp_failed(Entry e, object exc):
@@ -243,24 +289,26 @@ cdef Response _resp_failed(Entry e, object exc):
     return _error_response(_failure_status(exc))
 
 
-cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssize_t start,
-                          Response err):
+cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response resp,
+                          Py_ssize_t start, Response err):
     # The response loop, from hook `start` down to 0; err: the failure response so far.
     cdef Py_ssize_t i
     cdef Entry e
+    cdef PyObject* coro          # an async hook's coroutine, stepped once
     cdef Response failed
     cdef NativeSlot *slot
     cdef int rc
-    cdef PyObject* res = NULL
+    cdef PyObject* res           # what a hook returned (a new reference), NULL: it raised
     cdef _Suspension s
     cdef bint fresh = False
     cdef long long t0 = 0
-    cdef bint sample = ctx._sample
+    cdef bint sample = _Loop is _Full and ctx._sample
+    cdef set skipped = ctx._skipped     # (only the request phase adds to it)
     ctx._seg = seg
     for i in range(start, -1, -1):
         slot = &seg.slots[i]
         if slot.resp != NULL:
-            if ctx._skipped is not None and _is_skipped(ctx, <Entry>seg.hooks[i]):
+            if skipped is not None and (<Entry>seg.hooks[i]).name in skipped:
                 continue
             if not fresh:
                 ctx._phase = 1
@@ -280,27 +328,30 @@ cdef Response _resp_hooks(Segment seg, RequestContext ctx, Response resp, Py_ssi
         if slot.native:
             continue
         e = <Entry>seg.hooks[i]
-        if e.resp_hook is None or _is_skipped(ctx, e):
+        if e.resp_hook is None or (skipped is not None and e.name in skipped):
             continue
         fresh = False
         ctx._cur = e
         if sample:
             t0 = _now_ns()
-        try:
-            r = e.resp_hook(resp, ctx)
-            if e.resp_async:
-                if PyIter_Send(r, None, &res):
-                    s = _suspended(ctx, i, r, res, t0)
+        res = _call_hook(<PyObject*>e.resp_hook, resp, ctx)
+        if _Loop is _Full:
+            if e.resp_async and res != NULL:
+                coro = res
+                if _step(coro, None, &res) == 1:
+                    s = _suspended(ctx, i, coro, res, t0)
                     s.resp = resp
                     s.err = err
                     return None
-                _take(res)
-            if sample:
+                Py_XDECREF(coro)
+            if sample and res != NULL:
                 _sampled(e, t0)
-        except Exception as exc:
-            failed = _resp_failed(e, exc)
-            if failed is not None:
-                err = resp = failed
+        if res != NULL:
+            Py_XDECREF(res)
+            continue
+        failed = _resp_failed(e, _raised())
+        if failed is not None:
+            err = resp = failed
     return err
 
 
@@ -321,6 +372,6 @@ async def _resp_phase_async(Segment seg, RequestContext ctx):
             failed = _resp_failed(e, exc)
             if failed is not None:
                 err = resp = failed
-        err = _resp_hooks(seg, ctx, resp, s.i - 1, err)
+        err = _resp_hooks(_FULL, seg, ctx, resp, s.i - 1, err)
         if ctx._pending is None:
             return err

@@ -336,6 +336,50 @@ def test_failures_never_leak_exception_text_and_the_server_keeps_serving(serve):
     assert stats["next_switch"]["calls"] == 3     # /boom-request never reached it
 
 
+# -- what is not a plugin failure ----------------------------------------------------------------
+
+class Cancels(MiddlewarePlugin):
+    """Raises CancelledError (a BaseException, not an Exception) from the hook named by *phase*,
+    before any await when the hooks are async: the core steps such a hook inline."""
+
+    name = "cancels"
+    version = "1.0.0"
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def process_request(self, request, ctx):
+        if self.phase == "request":
+            raise asyncio.CancelledError()
+
+    def process_response(self, response, ctx):
+        if self.phase == "response":
+            raise asyncio.CancelledError()
+
+
+class AsyncCancels(Cancels):
+    async def process_request(self, request, ctx):
+        return Cancels.process_request(self, request, ctx)
+
+    async def process_response(self, response, ctx):
+        return Cancels.process_response(self, response, ctx)
+
+
+@pytest.mark.parametrize("phase", ["request", "response"])
+@pytest.mark.parametrize("kind", [Cancels, AsyncCancels], ids=KIND_IDS)
+async def test_a_base_exception_from_a_hook_goes_on_up_and_is_no_plugin_failure(kind, phase):
+    log: list = []
+    manager = PluginManager()
+    manager.register(kind(phase))
+    await manager.initialize_all()
+    with pytest.raises(asyncio.CancelledError):
+        await asgi_call(wrap(recording_app(log), manager))
+    [listed] = manager.list_plugins()
+    assert listed["stats"]["errors"] == 0 and listed["stats"]["calls"] == 1
+    assert log == ([] if phase == "request" else ["app"])
+    assert manager._chain.current.inflight == 0
+
+
 async def test_health_counts_calls_errors_short_circuits_and_open_skips():
     from covet_pipe import MiddlewareAction
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -216,6 +217,61 @@ async def test_continue_action_and_none_both_go_on():
     result = await run_one(manager, logging_app(log))
     assert result.status == 200
     assert log[:3] == ["explicit.req", "implicit.req", "app"]
+
+
+def _record(log: list, answer, thing, ctx):
+    log.append((type(thing).__name__, ctx.plugin_name))
+    return answer
+
+
+class _CallableHook:
+    """A hook that is an object with __call__ (no vectorcall of its own)."""
+
+    def __init__(self, log: list, answer) -> None:
+        self.log = log
+        self.answer = answer
+
+    def __call__(self, thing, ctx):
+        return _record(self.log, self.answer, thing, ctx)
+
+
+def _closure(log: list, answer):
+    def hook(thing, ctx):
+        return _record(log, answer, thing, ctx)
+    return hook
+
+
+@pytest.mark.parametrize("make", [
+    _CallableHook, lambda log, answer: functools.partial(_record, log, answer), _closure,
+], ids=["callable-object", "partial", "function"])
+async def test_hooks_that_are_not_bound_methods_get_their_two_arguments_and_can_answer(make):
+    log: list = []
+
+    class Attached(MiddlewarePlugin):
+        """Its hooks are instance attributes: the core calls whatever callable they are."""
+
+        version = "1.0.0"
+
+        def __init__(self, name: str, priority: int, answer=None) -> None:
+            self.name = name
+            self.priority = priority
+            self.process_request = make(log, answer)
+            self.process_response = make(log, None)
+
+        def process_request(self, request, ctx):
+            raise AssertionError("the instance's hook runs, not the class's")
+
+        def process_response(self, response, ctx):
+            raise AssertionError("the instance's hook runs, not the class's")
+
+    manager = PluginManager()
+    manager.register(Attached("first", 1))
+    manager.register(Attached("second", 2, answer=MiddlewareAction.reject(418)))
+    manager.register(Attached("third", 3))
+    result = await run_one(manager, logging_app(log))
+    assert result.status == 418
+    assert log == [("Request", "first"), ("Request", "second"), ("Response", "second"),
+                   ("Response", "first")]
 
 
 async def test_ctx_state_is_per_plugin_and_shared_by_its_two_hooks():
