@@ -13,19 +13,29 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Protocol
 
 from covet_pipe.server.resp.codec import (
     NULL2, NULL3, OK, PONG, encode_array, encode_bulk, encode_error, encode_int, encode_map,
 )
 
-if TYPE_CHECKING:
-    from covet_pipe.server.resp.connection import RespConnection
-
 __all__ = ["Command", "COMMANDS", "unknown_command", "wrong_arity", "is_command_name"]
 
+class Session(Protocol):
+    """What a command uses of its connection (``connection.RespConnection`` is one)."""
+
+    id: int
+    proto: int
+    client_name: bytes | None
+    lib_info: dict[str, bytes]
+
+    def storage(self) -> Any: ...
+    async def authenticate(self, user: bytes | None, password: bytes) -> bytes: ...
+    def quit_after_reply(self) -> None: ...
+
+
 #: a command's coroutine function: the connection and the command's words (the name first)
-Run = Callable[["RespConnection", list[bytes]], Coroutine[Any, Any, bytes]]
+Run = Callable[[Session, list[bytes]], Coroutine[Any, Any, bytes]]
 
 SYNTAX = b"-ERR syntax error\r\n"
 NOT_INT = b"-ERR value is not an integer or out of range\r\n"
@@ -88,18 +98,18 @@ def _int(b: bytes) -> int | None:
     return int(b) if b.isdigit() and len(b) < 20 else None
 
 
-def _null(conn: RespConnection) -> bytes:
+def _null(conn: Session) -> bytes:
     return NULL3 if conn.proto == 3 else NULL2
 
 
 # -- keys and values --------------------------------------------------------------------------
 
-async def cmd_get(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_get(conn: Session, args: list[bytes]) -> bytes:
     value = await conn.storage().get(args[1].decode("latin-1"))
     return _null(conn) if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-async def cmd_set(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
     nx = xx = get = keepttl = False
     expiry: bytes | None = None
     raw = b""                           # the expiry's value, read once expiry is set
@@ -152,11 +162,11 @@ async def cmd_set(conn: RespConnection, args: list[bytes]) -> bytes:
     return _bulk_or_null(conn, old) if get else OK
 
 
-def _bulk_or_null(conn: RespConnection, value: bytes | None) -> bytes:
+def _bulk_or_null(conn: Session, value: bytes | None) -> bytes:
     return _null(conn) if value is None else encode_bulk(value)
 
 
-async def cmd_del(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_del(conn: Session, args: list[bytes]) -> bytes:
     store = conn.storage()
     count = 0
     for k in args[1:]:
@@ -165,7 +175,7 @@ async def cmd_del(conn: RespConnection, args: list[bytes]) -> bytes:
     return encode_int(count)
 
 
-async def cmd_exists(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_exists(conn: Session, args: list[bytes]) -> bytes:
     store = conn.storage()
     count = 0
     for k in args[1:]:                  # a key named twice counts twice, as in redis
@@ -174,7 +184,7 @@ async def cmd_exists(conn: RespConnection, args: list[bytes]) -> bytes:
     return encode_int(count)
 
 
-async def cmd_expire(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_expire(conn: Session, args: list[bytes]) -> bytes:
     seconds = _int(args[2])
     if seconds is None:
         return NOT_INT
@@ -203,11 +213,11 @@ async def cmd_expire(conn: RespConnection, args: list[bytes]) -> bytes:
     return encode_int(1 if await store.expire(key, float(seconds)) else 0)
 
 
-async def cmd_ttl(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_ttl(conn: Session, args: list[bytes]) -> bytes:
     return _ttl_reply(await conn.storage().ttl(args[1].decode("latin-1")), 1000)
 
 
-async def cmd_pttl(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_pttl(conn: Session, args: list[bytes]) -> bytes:
     return _ttl_reply(await conn.storage().ttl(args[1].decode("latin-1")), 1)
 
 
@@ -223,17 +233,17 @@ def _ttl_reply(left: float | None, unit_ms: int) -> bytes:
 
 # -- server and connection ----------------------------------------------------------------------
 
-async def cmd_ping(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_ping(conn: Session, args: list[bytes]) -> bytes:
     if len(args) > 2:
         return wrong_arity("ping")
     return PONG if len(args) == 1 else encode_bulk(args[1])
 
 
-async def cmd_echo(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_echo(conn: Session, args: list[bytes]) -> bytes:
     return encode_bulk(args[1])
 
 
-async def cmd_select(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_select(conn: Session, args: list[bytes]) -> bytes:
     index = _int(args[1])
     if index is None:
         return NOT_INT
@@ -244,7 +254,7 @@ async def cmd_select(conn: RespConnection, args: list[bytes]) -> bytes:
 _NAME_CHARS = frozenset(range(33, 127))
 
 
-async def cmd_client(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_client(conn: Session, args: list[bytes]) -> bytes:
     sub = args[1].upper()
     n = len(args)
     if sub == b"SETNAME":
@@ -276,7 +286,7 @@ async def cmd_client(conn: RespConnection, args: list[bytes]) -> bytes:
     return _unknown_sub("CLIENT", args[1])
 
 
-async def cmd_command(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_command(conn: Session, args: list[bytes]) -> bytes:
     if len(args) == 1:
         return b"*0\r\n"
     sub = args[1].upper()
@@ -295,7 +305,7 @@ async def cmd_command(conn: RespConnection, args: list[bytes]) -> bytes:
 CONFIG = {"save": b"", "appendonly": b"no", "databases": b"1"}
 
 
-async def cmd_config(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_config(conn: Session, args: list[bytes]) -> bytes:
     sub = args[1].upper()
     if sub == b"GET":
         if len(args) < 3:
@@ -313,7 +323,7 @@ async def cmd_config(conn: RespConnection, args: list[bytes]) -> bytes:
     return _unknown_sub("CONFIG", args[1])
 
 
-async def cmd_auth(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_auth(conn: Session, args: list[bytes]) -> bytes:
     if len(args) > 3:
         return SYNTAX
     if len(args) == 2:
@@ -321,7 +331,7 @@ async def cmd_auth(conn: RespConnection, args: list[bytes]) -> bytes:
     return await conn.authenticate(args[1], args[2])
 
 
-async def cmd_hello(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_hello(conn: Session, args: list[bytes]) -> bytes:
     """HELLO [protover [AUTH user pass] [SETNAME name]]: switch RESP version, as redis checks it."""
     proto = conn.proto
     if len(args) >= 2:
@@ -365,7 +375,7 @@ async def cmd_hello(conn: RespConnection, args: list[bytes]) -> bytes:
     ], proto)
 
 
-async def cmd_quit(conn: RespConnection, args: list[bytes]) -> bytes:
+async def cmd_quit(conn: Session, args: list[bytes]) -> bytes:
     conn.quit_after_reply()
     return OK
 
