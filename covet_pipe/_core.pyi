@@ -1,6 +1,6 @@
 """Type stubs of covet-pipe's compiled dispatch core (covet_pipe/_core.pyx)."""
 
-from typing import Any, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
 from typing_extensions import disjoint_base
 
@@ -92,6 +92,16 @@ class Response:
     ) -> None: ...
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: _HeaderInput | None = None) -> "Response": ...
+
+class StreamedResponse(Response):
+    """What ``call_next`` returns: the app's status and headers, editable; the body streams later.
+
+    Reading ``body_iterator`` consumes the body: then return a new Response built from what you read.
+    """
+
+    def __init__(self, status: int, headers: _HeaderInput | None, bridge: Any) -> None: ...
+    @property
+    def body_iterator(self) -> AsyncIterator[bytes]: ...
 
 @disjoint_base
 class _Action:

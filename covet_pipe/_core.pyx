@@ -40,5 +40,6 @@ include "_native.pxi"
 include "_awaitables.pxi"
 include "_phases.pxi"
 include "_dispatch.pxi"
+include "_callnext.pxi"
 
 CONTINUE = _CONTINUE

@@ -250,24 +250,11 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             down.protocol = protocol
             down.services = services
             down.req = req
-            await _call_next_runner()(seg.wrapper, down, req, scope, receive, send)
+            await _run_call_next(seg.wrapper, down, req, scope, receive, send)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
-
-
-cdef object _run_call_next = None
-
-
-cdef object _call_next_runner():
-    # covet_pipe._callnext.run_call_next, imported on the first call_next request and kept
-    # (_callnext imports this module: it cannot be imported while the core loads)
-    global _run_call_next
-    if _run_call_next is None:
-        from covet_pipe._callnext import run_call_next
-        _run_call_next = run_call_next
-    return _run_call_next
 
 
 cdef inline void _release(Snapshot snap):

@@ -377,7 +377,7 @@ async def test_a_base_exception_from_a_hook_goes_on_up_and_is_no_plugin_failure(
     [listed] = manager.list_plugins()
     assert listed["stats"]["errors"] == 0 and listed["stats"]["calls"] == 1
     assert log == ([] if phase == "request" else ["app"])
-    assert manager._chain.current.inflight == 0
+    assert manager.chain.current.inflight == 0
 
 
 async def test_health_counts_calls_errors_short_circuits_and_open_skips():

@@ -20,11 +20,9 @@ import covet_pipe
 
 PACKAGE = Path(covet_pipe.__file__).resolve().parent
 
-#: (importer, module) pairs that may import private names: the compiled core's own family
-#: (``_core`` is one extension built from ``_core.pyx`` and its ``.pxi`` files; ``__init__`` re-exports it).
-PRIVATE_ALLOWED = {
-    ("covet_pipe._callnext", "covet_pipe._core"),   # the call_next style's half of the core, in Python
-}
+#: (importer, module) pairs that may import private names. Empty: the compiled core's family (``_core.pyx``
+#: and its ``.pxi`` files, one extension) shares one namespace and needs no imports among its parts.
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

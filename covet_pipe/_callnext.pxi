@@ -1,29 +1,17 @@
-"""The call_next style: the downstream app runs in the plugin's own task.
+# The call_next style (included in _core.pyx): the downstream app runs in the plugin's own task.
+#
+# ``call_next`` drives the downstream coroutine itself, passing what it waits on
+# through to the event loop. The app's ``send`` hands the message straight back
+# to the driver, so the response start returns from ``call_next`` and the body
+# is pulled from the same coroutine afterwards: no child task, no in-memory
+# stream, contextvars shared, background tasks run after the body, streams stay
+# streams. Sends from another task (a response that streams from a task group)
+# take a queue of one, which keeps their order and backpressure.
 
-``call_next`` drives the downstream coroutine itself, passing what it waits on
-through to the event loop. The app's ``send`` hands the message straight back
-to the driver, so the response start returns from ``call_next`` and the body
-is pulled from the same coroutine afterwards: no child task, no in-memory
-stream, contextvars shared, background tasks run after the body, streams stay
-streams. Sends from another task (a response that streams from a task group)
-take a queue of one, which keeps their order and backpressure.
-"""
+from collections import deque as _deque
+import asyncio as _asyncio
 
-from __future__ import annotations
-
-import asyncio
-from collections import deque
-from typing import Any
-
-from covet_pipe._core import Entry, Request, Response, _error_response
-from covet_pipe.logsafe import logger, printable
-
-log = logger("covet_pipe.plugins")
-
-#: an ASGI message
-_Message = dict[str, Any]
-
-__all__ = ["run_call_next", "StreamedResponse"]
+_callnext_log = _safe_logger("covet_pipe.plugins")
 
 
 class _Msg:
@@ -31,7 +19,7 @@ class _Msg:
 
     __slots__ = ("message",)
 
-    def __init__(self, message: _Message) -> None:
+    def __init__(self, message):
         self.message = message
 
 
@@ -40,21 +28,21 @@ class _Pass:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value):
         self.value = value
 
-    def __await__(self) -> Any:
+    def __await__(self):
         return (yield self.value)
 
 
 class _Handoff:
     __slots__ = ("bridge", "message")
 
-    def __init__(self, bridge: _Bridge, message: _Message) -> None:
+    def __init__(self, bridge, message):
         self.bridge = bridge
         self.message = message
 
-    def __await__(self) -> Any:
+    def __await__(self):
         if self.bridge.driving:
             # Called inside the driver's coro.send(): go straight to it.
             yield _Msg(self.message)
@@ -65,38 +53,38 @@ class _Handoff:
 class _Bridge:
     """Drives the downstream app and hands its messages to call_next and the body pump."""
 
-    def __init__(self, downstream: Any, receive: Any) -> None:
+    def __init__(self, downstream, receive):
         self.downstream = downstream
         self.receive = receive
-        self.coro: Any = None
+        self.coro = None
         self.driving = False
         self.done = False
-        self.to_send: Any = None
-        self.to_throw: BaseException | None = None
-        self.pending: deque[tuple[_Message, asyncio.Future[None]]] = deque()
-        self.waker: asyncio.Future[None] | None = None
+        self.to_send = None
+        self.to_throw = None
+        self.pending = _deque()
+        self.waker = None
         #: a future the app still waits on after a send from another task woke us
-        self.parked: Any = None
+        self.parked = None
         #: what the downstream app raised: it passes through call_next unchanged
-        self.error: BaseException | None = None
+        self.error = None
 
-    def send(self, message: _Message) -> _Handoff:
+    def send(self, message):
         return _Handoff(self, message)
 
-    async def post(self, message: _Message) -> None:
+    async def post(self, message):
         """A send from another task: queue it and wait until the driver took it."""
-        fut = asyncio.get_running_loop().create_future()
+        fut = _asyncio.get_running_loop().create_future()
         self.pending.append((message, fut))
         if self.waker is not None and not self.waker.done():
             self.waker.set_result(None)
         await fut
 
-    def start(self, scope: dict[str, Any]) -> None:
+    def start(self, scope):
         self.coro = self.downstream(scope, self.receive, self.send)
         if not hasattr(self.coro, "send"):   # an awaitable that is not a coroutine
             self.coro = self.coro.__await__()
 
-    async def next_message(self) -> _Message | None:
+    async def next_message(self):
         """Drive the app until it sends a message; None once it has finished."""
         while True:
             if self.pending:
@@ -131,7 +119,7 @@ class _Bridge:
                 return yielded.message
             await self._wait(yielded)
 
-    async def _wait(self, yielded: Any) -> None:
+    async def _wait(self, yielded):
         """The app waits on *yielded*: wait for it, or for a send from another task."""
         if not hasattr(yielded, "add_done_callback"):
             try:
@@ -140,9 +128,9 @@ class _Bridge:
                 self.to_throw = exc
             return
         yielded._asyncio_future_blocking = False
-        waker = self.waker = asyncio.get_running_loop().create_future()
+        waker = self.waker = _asyncio.get_running_loop().create_future()
 
-        def wake(_: Any) -> None:
+        def wake(_):
             if not waker.done():
                 waker.set_result(None)
 
@@ -160,7 +148,7 @@ class _Bridge:
             # Woken by a send from another task: the app itself is still waiting.
             self.parked = yielded
 
-    def close(self) -> None:
+    def close(self):
         if self.coro is not None and not self.done:
             self.done = True
             try:
@@ -176,18 +164,18 @@ class StreamedResponse(Response):
     the body: then return a new Response built from what you read.
     """
 
-    def __init__(self, status: int, headers: Any, bridge: _Bridge) -> None:
+    def __init__(self, status, headers, bridge):
         super().__init__(status, headers, None)
         self.body = None
         self._bridge = bridge
-        self._first: _Message | None = None
+        self._first = None
         self._consumed = False
 
     @property
-    def body_iterator(self) -> Any:
+    def body_iterator(self):
         return self._iterate()
 
-    async def _iterate(self) -> Any:
+    async def _iterate(self):
         self._consumed = True
         while True:
             message = await self._bridge.next_message()
@@ -201,20 +189,20 @@ class StreamedResponse(Response):
                     return
 
 
-async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict[str, Any],
-                        receive: Any, send: Any) -> None:
+async def _run_call_next(entry, downstream, req, scope,
+                        receive, send):
     """Run one call_next-style plugin around *downstream* and send what it returns."""
     bridge = _Bridge(downstream, receive)
-    made: list[StreamedResponse] = []
+    made = []
 
-    async def call_next(request: Request | None = None) -> Response:
+    async def call_next(request=None):
         if made:
             raise RuntimeError(f"plugin {entry.name!r} called call_next() twice; call it once per request")
         bridge.start((request or req).build_scope())
         message = await bridge.next_message()
         if message is None or message["type"] != "http.response.start":
             if message is None:
-                log.warning("plugin %r: the app returned without sending a response", entry.name)
+                _callnext_log.warning("plugin %r: the app returned without sending a response", entry.name)
             streamed = StreamedResponse(500, None, bridge)
             streamed._first = message
         else:
@@ -237,8 +225,8 @@ async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict
             raise
         entry.stats.errors += 1
         started = bool(made)
-        log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,
-                  entry.version, type(exc).__name__, printable(str(exc), 2048),
+        _callnext_log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,
+                  entry.version, type(exc).__name__, _printable(str(exc), 2048),
                   "skipped (failure_policy='open')" if entry.fail_open and not started
                   else "the client got a 500", exc_info=exc)
         bridge.close()
@@ -259,13 +247,13 @@ async def run_call_next(entry: Entry, downstream: Any, req: Request, scope: dict
     await _send_plain(send, response)
 
 
-async def _send_plain(send: Any, response: Response) -> None:
+async def _send_plain(send, response):
     await send({"type": "http.response.start", "status": response.status,
                 "headers": _plain_headers(response)})
     await send({"type": "http.response.body", "body": response.body or b"", "more_body": False})
 
 
-def _plain_headers(response: Response) -> list[tuple[bytes, bytes]]:
+def _plain_headers(response):
     raw = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
     if response.media_type and not any(k.lower() == b"content-type" for k, _ in raw):
         raw.append((b"content-type", response.media_type.encode("latin-1")))
@@ -275,7 +263,7 @@ def _plain_headers(response: Response) -> list[tuple[bytes, bytes]]:
     return raw
 
 
-async def _stream(response: StreamedResponse, send: Any) -> None:
+async def _stream(response, send):
     bridge = response._bridge
     if response._first is None and response.status == 500 and bridge.done:
         await _send_plain(send, _error_response(500))
