@@ -21,6 +21,7 @@ from covet_pipe._core import (
     RequestContext,
     Response,
     Snapshot,
+    StreamedResponse,
 )
 from covet_pipe.asgi import Pipeline, wrap
 from covet_pipe.config import PluginConfig
@@ -100,6 +101,7 @@ __all__ = [
     "ServiceNotFoundError",
     "Snapshot",
     "StoragePlugin",
+    "StreamedResponse",
     "StrictError",
     "get_include",
     "route_path",

@@ -40,6 +40,13 @@ MOVED = [
     ("covet_pipe.server.http11:UvicornHTTP", "covet_pipe.server.http11.uvicorn_http:UvicornHTTP"),
     ("covet_pipe.server.http11:HTTP11Protocol", "covet_pipe.server.http11.protocol:HTTP11Protocol"),
     ("covet_pipe.server.http11:settings_for", "covet_pipe.server.http11.protocol:settings_for"),
+    # the API contract's module names
+    ("covet_pipe.plugins:PluginManager", "covet_pipe.manager:PluginManager"),
+    ("covet_pipe.plugins:PluginConfig", "covet_pipe.config:PluginConfig"),
+    ("covet_pipe.types:Request", "covet_pipe._core:Request"),
+    ("covet_pipe.types:Response", "covet_pipe._core:Response"),
+    ("covet_pipe.types:PluginContext", "covet_pipe.context:PluginContext"),
+    ("covet_pipe:StreamedResponse", "covet_pipe._core:StreamedResponse"),
 ]
 
 
