@@ -11,7 +11,8 @@ plugins in ``(priority, name)`` order:
   (``transport.set_protocol``), so detection costs nothing after it;
 * ``NEED_MORE`` from any plugin before a match waits for more bytes, bounded by
   ``max_detect_bytes`` and ``header_timeout``;
-* nothing claims the bytes: the connection is closed and the reason logged.
+* nothing claims the bytes: the connection is closed and the reason logged (a TLS
+  ClientHello sent to a chain that speaks plain HTTP is named as such).
 
 The chain reads the manager's active protocol plugins on every claim, so a
 reloaded protocol serves new connections from its swap on while connections
@@ -24,6 +25,7 @@ import asyncio
 import logging
 from typing import Any, Iterable
 
+from covet_pipe.logsafe import printable
 from covet_pipe.protocol import MATCH, NEED_MORE, NO, ConnectionInfo, ProtocolError, ServerContext
 
 __all__ = ["ProtocolChain", "Detector", "StreamBridge"]
@@ -35,6 +37,11 @@ _VERDICTS = (MATCH, NEED_MORE, NO)
 
 def _key(plugin: Any) -> tuple[int, str]:
     return (int(getattr(plugin, "priority", 100)), str(plugin.name))
+
+
+def _is_tls_hello(data: bytes) -> bool:
+    """A TLS handshake record: content type 0x16, then a version 0x03 0x00..0x04 (SSL 3.0 to TLS 1.3)."""
+    return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04
 
 
 class ProtocolChain:
@@ -185,9 +192,15 @@ class Detector(asyncio.Protocol):
         if verdict == MATCH:
             self._hand_over(plugin)
         elif verdict == NO:
-            log.info("closing the connection from %s: no protocol plugin claims its first bytes %r "
-                     "(protocols: %s)", self._peer(), self.buf[:24],
-                     ", ".join(p.name for p in self.chain.plugins()) or "none")
+            plugins = self.chain.plugins()
+            if _is_tls_hello(self.buf) and any(getattr(p, "protocol_name", None) == "http" for p in plugins):
+                log.warning("closing the connection from %s: it opened with a TLS handshake, but this "
+                            "port speaks plain HTTP (no TLS); the client should use http://, or put a "
+                            "TLS-terminating proxy in front", printable(self._peer()))
+            else:
+                log.info("closing the connection from %s: no protocol plugin claims its first bytes %r "
+                         "(protocols: %s)", printable(self._peer()), self.buf[:24],
+                         ", ".join(p.name for p in plugins) or "none")
             self._close()
         else:
             limit = getattr(self.server.config, "max_detect_bytes", 8192)

@@ -61,6 +61,15 @@ CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
     "garbage-method": (b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "non-ascii-target": (b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "negative-content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 1, None),
+    # broken request lines (RFC 9112 3: SP between the three parts; 2.2: empty lines before it may be
+    # ignored): HTTP claims them at detection (HTTP11Protocol.detect), so they get uvicorn's answer (a
+    # 400; a 200 where llhttp ignores the empty lines), not a silent close
+    "tabs-in-request-line": (b"GET\t/\tHTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "nul-method": (b"\x00 / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "three-empty-lines-first": (b"\r\n\r\n\r\nGET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),   # 200
+    "bare-lf-empty-lines-first": (b"\n\n\nGET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),        # 200
+    "blank-lines-with-spaces-first": (b" \r\n \r\n \r\nGET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    "space-before-method": (b" GET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
 }
 
 #: by design, covet-pipe answers differently (uvicorn has no header or body size limit)

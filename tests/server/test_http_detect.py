@@ -16,6 +16,19 @@ CASES = [
     (b"CONNECT h:443 HTTP/1.1", MATCH),
     (b"\r\nGET / HTTP/1.1", MATCH),                 # a CRLF before the request line is ignored
     (b"G(T / HTTP/1.1\r\n", MATCH),                 # malformed, but HTTP's to answer with 400
+    (b"GET\t/\tHTTP/1.1\r\n", MATCH),               # tabs for spaces: a broken request line, 400
+    (b"GET\t/", MATCH),                            # ... even before the line is whole
+    (b"\x00 / HTTP/1.1\r\n", MATCH),                # a NUL method: the line ends like a request line
+    (b"GET / HTTP/1.1\t\r\n", MATCH),
+    (b"\r\n\r\n\r\nGET / HTTP/1.1\r\n", MATCH),      # any number of empty lines first
+    (b"\r\n\r\n\r\n", NEED_MORE),                   # only empty lines so far
+    (b" \r\n\t\r\n GET / HTTP/1.1\r\n", MATCH),       # blank lines, and blanks before the method
+    (b" PING\r\n", NO),                             # redis skips the blanks too
+    (b"\x00 / HTTP/1.1", NO),                       # no whole line yet and no method token: not waited on
+    (b"\x00\x00\r\n", NO),
+    (b"GET\tkey\r\n", NO),                          # a Redis inline command with a tab
+    (b"GET key HTTP\r\n", NO),
+    (b"\r\n\r\n\x00\r\nQUIT\n", NO),                # the PROXY v2 signature
     (b"", NEED_MORE),
     (b"G", NEED_MORE),
     (b"GET", NEED_MORE),

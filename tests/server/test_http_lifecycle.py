@@ -9,6 +9,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from tests.server.conftest import WAIT, exchange
 
 H = b"Host: t\r\n"
@@ -67,6 +69,66 @@ def test_answer_before_the_body_keeps_the_connection_usable(covet_server: Any) -
     assert not closed
     # the rest of the body stalled past body_timeout: closed, and no unsolicited 408
     assert [(r.status, r.body) for r in stalled] == [(202, b"p1")] and stalled_closed
+
+
+def _answers_then(fail: bool) -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        if fail:
+            raise RuntimeError("after the response")
+    return app
+
+
+def _second_request(port: int) -> tuple[bytes, bool]:
+    """A GET, its whole answer, then a second GET on the same socket: the bytes read, and whether it closed."""
+    get = b"GET / HTTP/1.1\r\n" + H + b"\r\n"
+    data = b""
+    deadline = time.monotonic() + WAIT
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as c:
+        c.sendall(get)
+        while b"\r\n\r\nok" not in data and time.monotonic() < deadline:
+            chunk = c.recv(4096)
+            if not chunk:
+                return data, True
+            data += chunk
+        try:
+            c.sendall(get)
+        except (BrokenPipeError, ConnectionResetError):
+            return data, True
+        while data.count(b"\r\n\r\nok") < 2 and time.monotonic() < deadline:
+            try:
+                chunk = c.recv(4096)
+            except ConnectionResetError:
+                return data, True
+            if not chunk:
+                return data, True
+            data += chunk
+    return data, False
+
+
+@pytest.mark.parametrize("server", ["covet-pipe", "uvicorn"])
+@pytest.mark.parametrize("fail", [True, False], ids=["raises", "returns"])
+def test_an_app_raising_after_its_response_closes_the_connection(covet_server: Any, caplog: Any,
+                                                                   server: str, fail: bool) -> None:
+    from tests.conftest import Served
+    app = _answers_then(fail)
+    with caplog.at_level(logging.ERROR):
+        if server == "uvicorn":
+            with Served(app, http="httptools", lifespan="off") as uv:
+                data, closed = _second_request(uv.port)
+        else:
+            with covet_server(app, lifespan="off") as s:
+                data, closed = _second_request(s.port)
+    assert data.startswith(b"HTTP/1.1 200")
+    if fail:      # the first response whole, then the close: the second request is not answered
+        assert closed and data.count(b"HTTP/1.1 200") == 1
+        if server == "covet-pipe":        # (uvicorn's own logger does not propagate to caplog)
+            assert any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
+    else:
+        assert not closed and data.count(b"HTTP/1.1 200") == 2
 
 
 def test_content_length_over_the_limit_gets_413_before_the_app_runs(covet_server: Any) -> None:

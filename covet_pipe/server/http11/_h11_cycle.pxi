@@ -234,6 +234,10 @@ cdef class Cycle:
             self.send_500()
         elif not self.complete:
             self.conn.abort_response(self)
+        else:
+            # The response went out whole, but an app that raised is not trusted with the next
+            # request on this connection: closed (after what is written), as uvicorn does.
+            self.conn._close()
 
     cdef void send_500(self) except *:
         self.keep_alive = False

@@ -430,7 +430,9 @@ cdef class HttpConnection(_Wire):
         ws = self.s.ws_factory(self.info, self.s)
         self.transport.set_protocol(ws)
         ws.connection_made(self.transport)
-        ws.data_received(b"".join(head) + bytes(data[offset:]))
+        ws.data_received(b"".join(head))
+        if offset < len(data) and not self.transport.is_closing():
+            ws.data_received(bytes(data[offset:]))   # the request's answer comes first (see _ws.py)
 
 
 def connection_factory(info, Settings settings):

@@ -63,6 +63,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.response: Response | None = None
         self.initial: tuple[int, list[tuple[str, str]], bytes] | None = None
         self.frames: list[BytesLike] = []
+        #: bytes that came after the handshake request, before its answer (reading paused meanwhile)
+        self.early: bytes | None = None
         self.text = False
         self.task: asyncio.Task[None] | None = None
         self.scope: dict[str, Any] = {}
@@ -99,15 +101,35 @@ class WebSocketProtocol(asyncio.Protocol):
         self.writable.set()
 
     def data_received(self, data: bytes) -> None:
+        if self.response is not None and not self.handshake_complete:
+            # RFC 6455 4.1: a client waits for the handshake's answer before it sends frames. What
+            # comes early is kept until the app has answered: frames once accepted, dropped otherwise.
+            self.early = self.early + data if self.early else data
+            self.transport.pause_reading()
+            return
         self.proto.receive_data(data)
         if self.proto.parser_exc is not None:
             self._parser_failed()
+            return
+        if self.response is None and self.proto.handshake_exc is not None:
+            self._bad_request()
             return
         for event in self.proto.events_received():
             if isinstance(event, Request):
                 self._connect(event)
             elif isinstance(event, Frame):
                 self._frame(event)
+
+    def _bad_request(self) -> None:
+        # websockets could not read the handshake request: it queued a 414 or 431 for a limit,
+        # nothing otherwise (then it is a 400), as uvicorn answers.
+        self.handshake_complete = self.close_sent = True
+        out = b"".join(self.proto.data_to_send())
+        if not out:
+            out = self.proto.reject(400, "Failed to open a WebSocket connection: invalid request.\n").serialize()
+        if not self.transport.is_closing():
+            self.transport.write(out)
+        self.transport.close()
 
     def _flush(self) -> None:
         out = self.proto.data_to_send()
@@ -301,6 +323,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.proto.send_response(self.response)
                 self._flush()
                 self._schedule_ping()
+                if self.early is not None:
+                    early, self.early = self.early, None
+                    self.transport.resume_reading()
+                    self.data_received(early)
         elif t == "websocket.close":
             self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
             self.proto.send_response(self.proto.reject(HTTPStatus.FORBIDDEN, ""))

@@ -15,8 +15,8 @@ __all__ = ["HTTP11Protocol", "settings_for"]
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _MAX_METHOD = 32
 _ABSOLUTE = (b"http://", b"https://")
-#: a first line that ends like a request line, whatever its method: HTTP's to answer (400)
-_REQUEST_LINE_END = re.compile(rb"[^\r\n]* HTTP/\d\.\d\r?$")
+#: a first line that ends like a request line, whatever comes before: HTTP's to answer (400)
+_REQUEST_LINE_END = re.compile(rb"[^\r\n]*[ \t]HTTP/\d\.\d[ \t]*\r?$")
 
 
 def settings_for(server: Any) -> _http11.Settings:
@@ -32,11 +32,12 @@ def settings_for(server: Any) -> _http11.Settings:
 class HTTP11Protocol(ProtocolPlugin):
     """HTTP/1.1 on httptools for any ASGI 3 app (keep-alive, pipelining, websockets).
 
-    It claims a connection whose first bytes start a request line: a method
-    token followed by a space and a target that starts with ``/``, ``*`` or
-    ``http(s)://``, or a ``CONNECT``; or a whole first line that ends in ``HTTP/x.y``
-    (so a malformed request line still gets its 400). An inline Redis command such as
-    ``PING\\r\\n`` or ``GET key\\r\\n`` is not claimed.
+    It claims a connection whose first bytes, after any blank lines (RFC 9112 2.2), start a
+    request line: a method token followed by a space (or a tab) and a target that starts
+    with ``/``, ``*`` or ``http(s)://``, or a ``CONNECT``; or a whole first line that ends
+    in a space or tab and ``HTTP/x.y`` (so a malformed request line, a NUL method say, still
+    gets its 400). An inline Redis command such as ``PING\\r\\n`` or ``GET key\\r\\n`` is
+    not claimed.
     """
 
     name = "http11"
@@ -50,8 +51,10 @@ class HTTP11Protocol(ProtocolPlugin):
     def detect(self, data: bytes) -> str:
         """``MATCH`` on a request line's start, ``NEED_MORE`` while it could still be one."""
         start = 0
-        while start < len(data) and start < 4 and data[start] in b"\r\n":
-            start += 1             # RFC 9112 2.2: a server ignores CRLFs before the request line
+        while start < len(data) and data[start] in b"\r\n \t":
+            start += 1             # RFC 9112 2.2: a server ignores empty lines before the request line
+        if start == len(data):
+            return NEED_MORE       # only blank lines so far (max_detect_bytes bounds them)
         i = start
         end = min(len(data), start + _MAX_METHOD + 1)
         while i < end and data[i] in _TCHAR:
@@ -59,7 +62,7 @@ class HTTP11Protocol(ProtocolPlugin):
         length = i - start
         if i == len(data):
             return NEED_MORE if length <= _MAX_METHOD else NO
-        if length == 0 or length > _MAX_METHOD or data[i] != 0x20:
+        if length == 0 or length > _MAX_METHOD or data[i] not in b" \t":
             return self._request_line(data, start)
         if data[start:i] == b"CONNECT":
             return MATCH
