@@ -56,6 +56,8 @@ class ServeConfig:
     access_log: bool = _option(False, "one log line per response on the covet_pipe.access logger")
     lifespan: Literal["auto", "on", "off"] = _option("auto", "run the app's ASGI lifespan: auto (tolerate apps "
                                                              "without it), on (fail if it fails), off")
+    require_host: bool = _option(True, "an HTTP/1.1 request without a Host header: 400, as RFC 9112 §3.2 "
+                                       "requires (--no-require-host serves it, as uvicorn does)")
     root_path: str = _option("", "ASGI root_path (the app is mounted below this prefix)")
     ws_max_size: int = _option(16 * MiB, "largest websocket message accepted (bytes)", group="limits")
     ws_ping_interval: float = _option(20.0, "a websocket ping every this many seconds once accepted (0: never)",

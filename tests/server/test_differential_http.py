@@ -61,6 +61,10 @@ CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
     "garbage-method": (b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "non-ascii-target": (b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "negative-content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 1, None),
+    # RFC 9112 §3.2: valid Host values, and HTTP/1.0 needs none (the "http10" case above)
+    "host-empty": (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 1, None),
+    "host-with-port": (b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", 1, None),
+    "host-ip-literal": (b"GET / HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n", 1, None),
 }
 
 #: by design, covet-pipe answers differently (uvicorn has no header or body size limit)
@@ -73,6 +77,13 @@ DIFFERENCES: dict[str, tuple[bytes, list[int], str]] = {
     "chunked-body-too-large": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
                                + (b"4000\r\n" + b"y" * 0x4000 + b"\r\n") * 6 + b"0\r\n\r\n", [413],
                                "max_body_bytes (received): uvicorn answers 200"),
+    "http11-without-host": (b"GET / HTTP/1.1\r\n\r\n", [400],
+                            "RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get a 400; uvicorn answers 200 "
+                            "(require_host=False serves it)"),
+    "two-host-fields": (b"GET / HTTP/1.1\r\n" + H + b"Host: other.example\r\n\r\n", [400],
+                        "RFC 9112 §3.2: more than one Host MUST get a 400; uvicorn answers 200"),
+    "invalid-host": (b"GET / HTTP/1.1\r\nHost: example.com/../evil\r\n\r\n", [400],
+                     "RFC 9112 §3.2: an invalid Host MUST get a 400; uvicorn answers 200"),
     "valid-then-malformed": (b"GET /ok HTTP/1.1\r\n" + H + b"\r\nGET / HTTP/1.1\n\n", [200, 400],
                              "uvicorn writes the 400 at once, ahead of (and instead of) the response to the "
                              "valid request before it; covet-pipe answers the valid request first, in order"),

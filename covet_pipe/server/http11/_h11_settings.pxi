@@ -17,6 +17,7 @@ cdef class Settings:
     cdef public double body_timeout
     cdef public double keepalive_timeout
     cdef public bint access_log
+    cdef public bint require_host
     cdef public Py_ssize_t ws_max_size
     cdef public object ws_factory
 
@@ -36,6 +37,7 @@ cdef class Settings:
         self.body_timeout = getattr(config, "body_timeout", 30.0)
         self.keepalive_timeout = getattr(config, "keepalive_timeout", 5.0)
         self.access_log = getattr(config, "access_log", False)
+        self.require_host = getattr(config, "require_host", True)
         self.ws_max_size = getattr(config, "ws_max_size", 16 * 1024 * 1024)
         self.ws_factory = ws_factory
 
@@ -46,6 +48,43 @@ cdef dict _FAILURE_BODIES = {
     413: b"Content Too Large",
     431: b"Request Header Fields Too Large",
 }
+
+
+# RFC 3986 reg-name and IPv4address characters: unreserved, '%' (of pct-encoded), sub-delims.
+cdef unsigned char _HOST[256]
+for _c in range(256):
+    _HOST[_c] = 1 if (chr(_c).isalnum() and _c < 128) or chr(_c) in "-._~%!$&'()*+,;=" else 0
+
+
+cdef bint _bad_host(bytes host) noexcept:
+    """Whether a Host value is not ``uri-host [":" port]`` (RFC 9112 §3.2, RFC 3986 §3.2.2).
+
+    Empty is valid (a target without authority). An IP-literal is checked for its brackets and
+    characters only, not parsed as an address.
+    """
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(host)
+    cdef Py_ssize_t i = 0, n = PyBytes_GET_SIZE(host)
+    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
+        n -= 1                       # trailing whitespace is not part of a field value
+    if n and p[0] == b'[':
+        i = 1
+        while i < n and p[i] != b']':
+            if not _HOST[p[i]] and p[i] != b':':
+                return True
+            i += 1
+        if i == n:
+            return True
+        i += 1
+    else:
+        while i < n and _HOST[p[i]]:
+            i += 1
+    if i < n:
+        if p[i] != b':':
+            return True
+        for i in range(i + 1, n):
+            if not b'0' <= p[i] <= b'9':
+                return True
+    return False
 
 
 cdef tuple _split_target(bytes url):

@@ -78,6 +78,9 @@ cdef class HttpConnection(_Wire):
     cdef bint in_body
     cdef bint expect_continue
     cdef bint ws_upgrade
+    #: the Host fields of the message being parsed: how many, and the last one's value
+    cdef int hosts
+    cdef bytes host
     cdef Cycle cycle
     # the request whose response is being written, and pipelined ones waiting for it
     cdef Cycle active
@@ -88,6 +91,7 @@ cdef class HttpConnection(_Wire):
     cdef object base_ctx
     #: a status (400, 408, 413, 431) to answer once the responses ahead of it are written
     cdef object pending_failure
+    #: the status a parser callback stopped the parser for (a limit, or a head the RFC refuses)
     cdef int limit_status
 
     def __init__(self, info, Settings settings):
@@ -168,6 +172,8 @@ cdef class HttpConnection(_Wire):
         self.head_raw = 0
         self.declared = 0
         self.expect_continue = False
+        self.hosts = 0
+        self.host = None
         self.url = b""
         self.headers = []
         if self.active is None:
@@ -190,6 +196,9 @@ cdef class HttpConnection(_Wire):
             self.declared = int(value)       # llhttp has checked it is digits
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+        elif name == b"host":
+            self.hosts += 1
+            self.host = value
         self.headers.append((name, value))
 
     def on_headers_complete(self):
@@ -201,6 +210,12 @@ cdef class HttpConnection(_Wire):
         if method is None:
             method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
+        if self.hosts != 1:
+            # RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two, is a 400
+            if self.hosts or (version == "1.1" and self.s.require_host):
+                self._refuse(400, "more than one Host header" if self.hosts else "no Host header")
+        elif _bad_host(self.host):
+            self._refuse(400, "an invalid Host header")
         if parser.should_upgrade() and self.s.ws_factory is not None and self._wants_websocket():
             self.ws_upgrade = True
             return
@@ -270,6 +285,12 @@ cdef class HttpConnection(_Wire):
                 self._arm(T_KEEPALIVE, self.s.keepalive_timeout)
             else:
                 self._arm(T_NONE, 0)
+
+    cdef void _refuse(self, int status, str why) except *:
+        """Stop the parser on a head the RFC refuses: *status* is answered, the app never runs."""
+        _log.warning("Invalid HTTP request received: %s", why)
+        self.limit_status = status
+        raise _Stop()
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""Where covet-pipe's HTTP/1.1 follows RFC 9112 (and RFC 9110) over llhttp's lax defaults, on real sockets.
+
+Each test names the section it follows; the differences from uvicorn+httptools these make are
+listed in tests/server/test_differential_http.py and in docs/protocols.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.server.conftest import exchange
+
+
+def _counting_echo(calls: list[str], echo: Any) -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            calls.append(scope["path"])
+        await echo(scope, receive, send)
+    return app
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /a HTTP/1.1\r\n",                                         # no Host
+    b"GET /a HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",   # two
+    b"GET /a HTTP/1.0\r\nHost: a.example\r\nHost: a.example\r\n",   # two, even in HTTP/1.0
+    b"GET /a HTTP/1.1\r\nHost: a.example/evil\r\n",                 # invalid: '/'
+    b"GET /a HTTP/1.1\r\nHost: a b\r\n",                            # invalid: space
+    b"GET /a HTTP/1.1\r\nHost: user@a.example\r\n",                 # invalid: userinfo
+    b"GET /a HTTP/1.1\r\nHost: a.example:80x\r\n",                  # invalid: port
+    b"GET /a HTTP/1.1\r\nHost: [::1\r\n",                           # invalid: unclosed IP-literal
+])
+def test_a_missing_doubled_or_invalid_host_is_a_400_before_the_app(covet_server: Any, echo: Any,
+                                                                    head: bytes) -> None:
+    # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code ..."
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo)) as s:
+        (r,), closed = exchange(s.port, head + b"\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n", expect=2)
+    assert r.status == 400 and closed
+    assert calls == []
+
+
+@pytest.mark.parametrize("host", [b"a.example", b"a.example:8080", b"127.0.0.1:1", b"[::1]:8000", b"[v1.x]",
+                                  b"", b"xn--caf-dma.example", b"a.example  "])
+def test_a_valid_host_is_served(covet_server: Any, echo: Any, host: bytes) -> None:
+    with covet_server(echo) as s:
+        (r,), _ = exchange(s.port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert r.status == 200
+    assert ["host", host.decode().strip()] in [[n, v.strip()] for n, v in json.loads(r.body)["headers"]]
+
+
+def test_http10_needs_no_host(covet_server: Any, echo: Any) -> None:
+    with covet_server(echo) as s:
+        (r,), _ = exchange(s.port, b"GET /old HTTP/1.0\r\n\r\n")
+    assert r.status == 200 and json.loads(r.body)["path"] == "/old"
+
+
+def test_require_host_off_serves_http11_without_host_as_uvicorn_does(covet_server: Any, echo: Any) -> None:
+    with covet_server(echo, require_host=False) as s:
+        (r,), _ = exchange(s.port, b"GET /bare HTTP/1.1\r\n\r\n")
+        (two,), closed = exchange(s.port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert r.status == 200 and json.loads(r.body)["path"] == "/bare"
+    assert two.status == 400 and closed, "two Host fields stay a 400: the setting is for a missing one only"
