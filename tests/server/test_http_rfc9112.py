@@ -63,3 +63,38 @@ def test_require_host_off_serves_http11_without_host_as_uvicorn_does(covet_serve
         (two,), closed = exchange(s.port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
     assert r.status == 200 and json.loads(r.body)["path"] == "/bare"
     assert two.status == 400 and closed, "two Host fields stay a 400: the setting is for a missing one only"
+
+
+def _host_and_target(reply: Any) -> tuple[list[str], str, str, str]:
+    body = json.loads(reply.body)
+    return [v for n, v in body["headers"] if n == "host"], body["path"], body["raw_path"], body["query"]
+
+
+@pytest.mark.parametrize("target, host, path", [
+    (b"http://a.example:8080/p%20q?x=1", "a.example:8080", "/p q"),
+    (b"https://a.example?x=1", "a.example", "/"),                  # an empty path is "/" (RFC 9110 §4.2.3)
+    (b"HTTP://[::1]:81/p?x=1", "[::1]:81", "/p"),
+])
+def test_absolute_form_authority_replaces_host_and_the_scope_has_the_path_only(
+        covet_server: Any, echo: Any, target: bytes, host: str, path: str) -> None:
+    # RFC 9112 §3.2.2: "the origin server MUST ignore the received Host header field"
+    with covet_server(echo) as s:
+        (r,), _ = exchange(s.port, b"GET " + target + b" HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    assert r.status == 200
+    hosts, got_path, raw_path, query = _host_and_target(r)
+    assert (hosts, got_path, query) == ([host], path, "x=1")
+    assert raw_path == path.replace(" ", "%20")
+
+
+def test_absolute_form_supplies_host_when_require_host_is_off(covet_server: Any, echo: Any) -> None:
+    with covet_server(echo, require_host=False) as s:
+        (r,), _ = exchange(s.port, b"GET http://a.example/p HTTP/1.1\r\n\r\n")
+    assert _host_and_target(r)[:2] == (["a.example"], "/p")
+
+
+@pytest.mark.parametrize("target", [b"http://user@a.example/p", b"http:///p", b"http://a b/p", b"http://a:x/p"])
+def test_absolute_form_with_an_invalid_authority_is_a_400(covet_server: Any, echo: Any, target: bytes) -> None:
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo)) as s:
+        (r,), closed = exchange(s.port, b"GET " + target + b" HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    assert r.status == 400 and closed and calls == []

@@ -104,4 +104,4 @@ cdef tuple _split_target(bytes url):
                 return url, b""
             return url[:q], url[q + 1:]
     parsed = _parse_url(url)
-    return parsed.path, parsed.query or b""
+    return parsed.path or b"/", parsed.query or b""     # http://h has the path "/" (RFC 9110 §4.2.3)

@@ -216,6 +216,8 @@ cdef class HttpConnection(_Wire):
                 self._refuse(400, "more than one Host header" if self.hosts else "no Host header")
         elif _bad_host(self.host):
             self._refuse(400, "an invalid Host header")
+        if PyBytes_GET_SIZE(self.url) and PyBytes_AS_STRING(self.url)[0] != b'/':
+            self._take_authority()
         if parser.should_upgrade() and self.s.ws_factory is not None and self._wants_websocket():
             self.ws_upgrade = True
             return
@@ -291,6 +293,27 @@ cdef class HttpConnection(_Wire):
         _log.warning("Invalid HTTP request received: %s", why)
         self.limit_status = status
         raise _Stop()
+
+    cdef void _take_authority(self) except *:
+        """RFC 9112 §3.2.2: the authority of an absolute-form target replaces the Host field."""
+        cdef bytes url = self.url
+        cdef Py_ssize_t start = url.find(b"://") + 3, end
+        cdef Py_ssize_t k, n = PyBytes_GET_SIZE(url)
+        if start < 4:
+            return                   # '*' or CONNECT's authority-form: no authority to take
+        end = start
+        while end < n and url[end] not in b"/?#":
+            end += 1
+        authority = url[start:end]
+        if not authority or b"@" in authority or _bad_host(authority):
+            # an http(s) URI's host is not empty (RFC 9110 §4.2.1); userinfo is an error (§4.2.4)
+            self._refuse(400, "an invalid authority in the request target")
+        for k in range(len(self.headers)):
+            if self.headers[k][0] == b"host":
+                self.headers[k] = (b"host", authority)
+                break
+        else:
+            self.headers.append((b"host", authority))
 
     # -- requests ----------------------------------------------------------------------------
 
