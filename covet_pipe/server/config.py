@@ -35,7 +35,8 @@ class ServeConfig:
     workers: int = _option(1, "worker processes, each with its own SO_REUSEPORT socket, supervised "
                               "(1: serve in this process)")
     backlog: int = _option(2048, "listen(2) backlog", group="limits")
-    max_header_bytes: int = _option(64 * KiB, "request line plus headers larger than this: 431", group="limits")
+    max_header_bytes: int = _option(64 * KiB, "request line plus headers larger than this: 431 (414 when the "
+                                                 "request target alone is)", group="limits")
     max_body_bytes: int = _option(16 * MiB, "request body larger than this (declared or received): 413",
                                   group="limits")
     header_timeout: float = _option(10.0, "a request's head (line and headers) not complete this long after "

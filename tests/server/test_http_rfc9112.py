@@ -98,3 +98,13 @@ def test_absolute_form_with_an_invalid_authority_is_a_400(covet_server: Any, ech
     with covet_server(_counting_echo(calls, echo)) as s:
         (r,), closed = exchange(s.port, b"GET " + target + b" HTTP/1.1\r\nHost: a.example\r\n\r\n")
     assert r.status == 400 and closed and calls == []
+
+
+def test_a_target_over_the_limit_is_a_414_even_when_it_arrives_in_pieces(covet_server: Any, echo: Any) -> None:
+    # RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to parse
+    # MUST respond with a 414 (URI Too Long) status code"
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo), max_header_bytes=2048) as s:
+        (r,), closed = exchange(s.port, [b"GET /" + b"a" * 1000, b"b" * 1000, b"c" * 1000 + b" HTTP/1.1\r\n",
+                                         b"Host: x\r\n\r\n"], pause=0.05)
+    assert r.status == 414 and closed and calls == []

@@ -46,6 +46,7 @@ cdef dict _FAILURE_BODIES = {
     400: b"Invalid HTTP request received.",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
 }
 

@@ -89,7 +89,7 @@ cdef class HttpConnection(_Wire):
     cdef bint shutting_down
     #: the context connection callbacks run in; each request's task runs in a copy of it
     cdef object base_ctx
-    #: a status (400, 408, 413, 431) to answer once the responses ahead of it are written
+    #: a status (400, 408, 413, 414, 431, 505) to answer once the responses ahead of it are written
     cdef object pending_failure
     #: the status a parser callback stopped the parser for (a limit, or a head the RFC refuses)
     cdef int limit_status
@@ -183,7 +183,7 @@ cdef class HttpConnection(_Wire):
         self.url += url
         self.head_bytes += len(url)
         if self.head_bytes > self.s.max_header:
-            self.limit_status = 431
+            self.limit_status = 414      # the target alone is over the limit (RFC 9112 §3)
             raise _Stop()
 
     def on_header(self, bytes name, bytes value):
