@@ -8,11 +8,13 @@ second, smuggled request answered). The differences below are by design and list
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import pytest
 
-from tests.server.conftest import echo_app, exchange
+from tests.server.conftest import WAIT, echo_app, exchange, parse_replies
 
 H = b"Host: example.com\r\n"
 
@@ -153,6 +155,35 @@ def test_listed_scope_differences_from_uvicorn(servers: Any, case: str) -> None:
         (r,), _ = exchange(port, raw)
         seen.append([v for n, v in json.loads(r.body)["headers"] if n == name])
     assert seen == [[theirs], [ours]]
+
+
+#: by design, the bytes on the wire differ: id -> (raw bytes, what uvicorn sends and covet-pipe does not, why)
+WIRE_DIFFERENCES: dict[str, tuple[bytes, bytes, str]] = {
+    "expect-100-continue-http10": (b"POST /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody",
+                                   b"100 Continue", "RFC 9110 §10.1.1: a server MUST ignore 100-continue in an "
+                                   "HTTP/1.0 request; uvicorn sends the 100 (same final answer)"),
+}
+
+
+def _all_bytes(port: int, raw: bytes) -> bytes:
+    buf = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+        s.sendall(raw)
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                return buf
+            buf += chunk
+    raise AssertionError(f"the connection stayed open: {buf!r}")
+
+
+@pytest.mark.parametrize("case", list(WIRE_DIFFERENCES), ids=list(WIRE_DIFFERENCES))
+def test_listed_wire_differences_from_uvicorn(servers: Any, case: str) -> None:
+    raw, marker, _why = WIRE_DIFFERENCES[case]
+    uv, cp = (_all_bytes(port, raw) for port in servers)
+    assert marker in uv and marker not in cp
+    assert _shape(parse_replies(cp)[0]) == _shape(parse_replies(uv)[0])
 
 
 def _scope_app() -> Any:

@@ -7,11 +7,12 @@ listed in tests/server/test_differential_http.py and in docs/protocols.md.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
 
-from tests.server.conftest import exchange
+from tests.server.conftest import WAIT, exchange
 
 
 def _counting_echo(calls: list[str], echo: Any) -> Any:
@@ -108,3 +109,23 @@ def test_a_target_over_the_limit_is_a_414_even_when_it_arrives_in_pieces(covet_s
         (r,), closed = exchange(s.port, [b"GET /" + b"a" * 1000, b"b" * 1000, b"c" * 1000 + b" HTTP/1.1\r\n",
                                          b"Host: x\r\n\r\n"], pause=0.05)
     assert r.status == 414 and closed and calls == []
+
+
+def test_expect_100_continue_is_ignored_in_http10(covet_server: Any, echo: Any) -> None:
+    # RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0 request
+    # MUST ignore that expectation."
+    with covet_server(echo) as s, socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as c:
+        c.sendall(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        c.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            c.recv(100)              # nothing yet: no 100 Continue, the app is waiting for the body
+        c.settimeout(WAIT)
+        c.sendall(b"hello")
+        buf = b""
+        for _ in range(100):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    assert buf.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in buf
+    assert json.loads(buf.split(b"\r\n\r\n", 1)[1])["body"] == "hello"

@@ -236,7 +236,7 @@ cdef class HttpConnection(_Wire):
         c.head = method == "HEAD"
         c.http10 = version != "1.1"
         c.keep_alive = not c.http10 and parser.should_keep_alive() and not self.shutting_down
-        c.continue_pending = self.expect_continue
+        c.continue_pending = self.expect_continue and not c.http10   # RFC 9110 §10.1.1: 1.0 has no 100
         c.scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
