@@ -88,6 +88,11 @@ DIFFERENCES: dict[str, tuple[bytes, list[int], str]] = {
                      "RFC 9112 §3.2: an invalid Host MUST get a 400; uvicorn answers 200"),
     "target-too-long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", [414],
                         "RFC 9112 §3: a target over max_header_bytes is 414, not 431; uvicorn has no limit (200)"),
+    "http2-request-line": (b"GET / HTTP/2.0\r\n" + H + b"\r\n", [505],
+                           "RFC 9110 §15.6.6 / RFC 9112 §2.3: HTTP/2 is not spoken on an HTTP/1.1 connection; "
+                           "uvicorn (llhttp passes 2.0) answers 200"),
+    "http09-request-line": (b"GET / HTTP/0.9\r\n" + H + b"\r\n", [505],
+                            "RFC 9110 §15.6.6: only HTTP/1.x is served; uvicorn answers 200"),
     "absolute-form-without-path": (b"GET http://example.com?q=1 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n",
                                    [200],
                                    "RFC 9110 §4.2.3: an empty path is '/'; uvicorn fails on it and answers 400"),

@@ -129,3 +129,12 @@ def test_expect_100_continue_is_ignored_in_http10(covet_server: Any, echo: Any) 
             buf += chunk
     assert buf.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in buf
     assert json.loads(buf.split(b"\r\n\r\n", 1)[1])["body"] == "hello"
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"0.9"])
+def test_a_version_other_than_1x_is_a_505(covet_server: Any, echo: Any, version: bytes) -> None:
+    # RFC 9110 §15.6.6: 505 "the server does not support ... the major version of HTTP"
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo)) as s:
+        (r,), closed = exchange(s.port, b"GET / HTTP/" + version + b"\r\nHost: x\r\n\r\n")
+    assert (r.status, r.body, closed, calls) == (505, b"HTTP Version Not Supported", True, [])

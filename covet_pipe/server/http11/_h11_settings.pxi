@@ -48,6 +48,7 @@ cdef dict _FAILURE_BODIES = {
     413: b"Content Too Large",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
+    505: b"HTTP Version Not Supported",
 }
 
 

@@ -210,6 +210,8 @@ cdef class HttpConnection(_Wire):
         if method is None:
             method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._refuse(505, "an HTTP version other than 1.x")   # llhttp passes 0.9 and 2.0
         if self.hosts != 1:
             # RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two, is a 400
             if self.hosts or (version == "1.1" and self.s.require_host):
