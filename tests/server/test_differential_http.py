@@ -63,6 +63,13 @@ CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
     "garbage-method": (b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "non-ascii-target": (b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "negative-content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 1, None),
+    # RFC 9112 §6.1: a request's Transfer-Encoding must end in chunked (covet-pipe refuses it before the app runs)
+    "te-identity": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\nabc", 1, None),
+    "te-chunked-then-gzip-fields": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                                    b"Transfer-Encoding: gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 1, None),
+    "te-http10-gzip": (b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\nabc", 1, None),
+    "te-gzip-then-chunked": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip,\tCHUNKED\r\n\r\n"
+                             b"3\r\nabc\r\n0\r\n\r\n", 1, None),
     # RFC 9112 §3.2: valid Host values, and HTTP/1.0 needs none (the "http10" case above)
     "host-empty": (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 1, None),
     "host-with-port": (b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", 1, None),

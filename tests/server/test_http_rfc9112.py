@@ -138,3 +138,21 @@ def test_a_version_other_than_1x_is_a_505(covet_server: Any, echo: Any, version:
     with covet_server(_counting_echo(calls, echo)) as s:
         (r,), closed = exchange(s.port, b"GET / HTTP/" + version + b"\r\nHost: x\r\n\r\n")
     assert (r.status, r.body, closed, calls) == (505, b"HTTP Version Not Supported", True, [])
+
+
+@pytest.mark.parametrize("te", [b"gzip", b"identity", b"chunked, gzip", b"xchunked", b"chunked\r\nTransfer-Encoding: br"])
+def test_a_request_whose_final_coding_is_not_chunked_is_a_400_before_the_app(covet_server: Any, echo: Any,
+                                                                             te: bytes) -> None:
+    # RFC 9112 §6.1: "the server MUST respond with the 400 (Bad Request) status code and then close"
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo)) as s:
+        (r,), closed = exchange(s.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te
+                                + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert (r.status, closed, calls) == (400, True, [])
+
+
+def test_a_final_chunked_coding_is_read_as_chunked(covet_server: Any, echo: Any) -> None:
+    with covet_server(echo) as s:
+        (r,), _ = exchange(s.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip,\t Chunked \r\n\r\n"
+                                   b"3\r\nabc\r\n0\r\n\r\n")
+    assert r.status == 200 and json.loads(r.body)["body"] == "abc"

@@ -89,6 +89,24 @@ cdef bint _bad_host(bytes host) noexcept:
     return False
 
 
+cdef bint _ends_chunked(bytes value) noexcept:
+    """Whether the last coding of a Transfer-Encoding list is ``chunked`` (any case, OWS around it)."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef const char *chunked = b"chunked"
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
+        n -= 1
+    if n < 7:
+        return False
+    n -= 7
+    for i in range(7):
+        if (p[n + i] | 0x20) != <unsigned char>chunked[i]:
+            return False
+    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
+        n -= 1
+    return n == 0 or p[n - 1] == b','
+
+
 cdef tuple _split_target(bytes url):
     """(path, query) of a request target; httptools.parse_url for anything unusual."""
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(url)

@@ -81,6 +81,8 @@ cdef class HttpConnection(_Wire):
     #: the Host fields of the message being parsed: how many, and the last one's value
     cdef int hosts
     cdef bytes host
+    #: the last Transfer-Encoding field of the message being parsed (its final coding decides), or None
+    cdef bytes te
     cdef Cycle cycle
     # the request whose response is being written, and pipelined ones waiting for it
     cdef Cycle active
@@ -174,6 +176,7 @@ cdef class HttpConnection(_Wire):
         self.expect_continue = False
         self.hosts = 0
         self.host = None
+        self.te = None
         self.url = b""
         self.headers = []
         if self.active is None:
@@ -199,6 +202,8 @@ cdef class HttpConnection(_Wire):
         elif name == b"host":
             self.hosts += 1
             self.host = value
+        elif name == b"transfer-encoding":
+            self.te = value
         self.headers.append((name, value))
 
     def on_headers_complete(self):
@@ -218,6 +223,10 @@ cdef class HttpConnection(_Wire):
                 self._refuse(400, "more than one Host header" if self.hosts else "no Host header")
         elif _bad_host(self.host):
             self._refuse(400, "an invalid Host header")
+        if self.te is not None and not _ends_chunked(self.te):
+            # RFC 9112 §6.1: the length of such a request cannot be determined (llhttp says so too,
+            # but only after this callback: the app would already have started)
+            self._refuse(400, "a Transfer-Encoding whose final coding is not chunked")
         if PyBytes_GET_SIZE(self.url) and PyBytes_AS_STRING(self.url)[0] != b'/':
             self._take_authority()
         if parser.should_upgrade() and self.s.ws_factory is not None and self._wants_websocket():
