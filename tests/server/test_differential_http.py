@@ -70,6 +70,11 @@ CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
     "te-http10-gzip": (b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\nabc", 1, None),
     "te-gzip-then-chunked": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip,\tCHUNKED\r\n\r\n"
                              b"3\r\nabc\r\n0\r\n\r\n", 1, None),
+    # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it, uvicorn strips it)
+    "trailing-whitespace-in-values": (b"GET / HTTP/1.1\r\nHost: example.com \r\nX-A: v \t \r\nX-B:\t\r\n\r\n",
+                                      1, None),
+    "trailing-whitespace-in-te": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked \r\n\r\n"
+                                  b"3\r\nabc\r\n0\r\n\r\n", 1, None),
     # RFC 9112 §3.2: valid Host values, and HTTP/1.0 needs none (the "http10" case above)
     "host-empty": (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 1, None),
     "host-with-port": (b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", 1, None),

@@ -156,3 +156,10 @@ def test_a_final_chunked_coding_is_read_as_chunked(covet_server: Any, echo: Any)
         (r,), _ = exchange(s.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip,\t Chunked \r\n\r\n"
                                    b"3\r\nabc\r\n0\r\n\r\n")
     assert r.status == 200 and json.loads(r.body)["body"] == "abc"
+
+
+def test_trailing_whitespace_is_not_part_of_a_field_value(covet_server: Any, echo: Any) -> None:
+    # RFC 9110 §5.5: "a field value does not include leading or trailing whitespace"
+    with covet_server(echo) as s:
+        (r,), _ = exchange(s.port, b"GET / HTTP/1.1\r\nHost: x \t\r\nX-A: a b  \r\nX-E: \t \r\n\r\n")
+    assert json.loads(r.body)["headers"] == [["host", "x"], ["x-a", "a b"], ["x-e", ""]]

@@ -190,8 +190,11 @@ cdef class HttpConnection(_Wire):
             raise _Stop()
 
     def on_header(self, bytes name, bytes value):
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
         name = name.lower()
-        self.head_bytes += len(name) + len(value) + 4
+        self.head_bytes += len(name) + n + 4
+        if n and (PyBytes_AS_STRING(value)[n - 1] == b' ' or PyBytes_AS_STRING(value)[n - 1] == b'\t'):
+            value = value.rstrip(b" \t")     # llhttp keeps trailing OWS, not part of the value (RFC 9110 §5.5)
         if self.head_bytes > self.s.max_header:
             self.limit_status = 431
             raise _Stop()
