@@ -52,61 +52,6 @@ cdef dict _FAILURE_BODIES = {
 }
 
 
-# RFC 3986 reg-name and IPv4address characters: unreserved, '%' (of pct-encoded), sub-delims.
-cdef unsigned char _HOST[256]
-for _c in range(256):
-    _HOST[_c] = 1 if (chr(_c).isalnum() and _c < 128) or chr(_c) in "-._~%!$&'()*+,;=" else 0
-
-
-cdef bint _bad_host(bytes host) noexcept:
-    """Whether a Host value is not ``uri-host [":" port]`` (RFC 9112 §3.2, RFC 3986 §3.2.2).
-
-    Empty is valid (a target without authority). An IP-literal is checked for its brackets and
-    characters only, not parsed as an address.
-    """
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(host)
-    cdef Py_ssize_t i = 0, n = PyBytes_GET_SIZE(host)
-    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
-        n -= 1                       # trailing whitespace is not part of a field value
-    if n and p[0] == b'[':
-        i = 1
-        while i < n and p[i] != b']':
-            if not _HOST[p[i]] and p[i] != b':':
-                return True
-            i += 1
-        if i == n:
-            return True
-        i += 1
-    else:
-        while i < n and _HOST[p[i]]:
-            i += 1
-    if i < n:
-        if p[i] != b':':
-            return True
-        for i in range(i + 1, n):
-            if not b'0' <= p[i] <= b'9':
-                return True
-    return False
-
-
-cdef bint _ends_chunked(bytes value) noexcept:
-    """Whether the last coding of a Transfer-Encoding list is ``chunked`` (any case, OWS around it)."""
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
-    cdef const char *chunked = b"chunked"
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
-    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
-        n -= 1
-    if n < 7:
-        return False
-    n -= 7
-    for i in range(7):
-        if (p[n + i] | 0x20) != <unsigned char>chunked[i]:
-            return False
-    while n and (p[n - 1] == b' ' or p[n - 1] == b'\t'):
-        n -= 1
-    return n == 0 or p[n - 1] == b','
-
-
 cdef tuple _split_target(bytes url):
     """(path, query) of a request target; httptools.parse_url for anything unusual."""
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(url)

@@ -5,7 +5,8 @@
 ASGI scope uvicorn would build, runs each request in its own Task (so ``current_task()`` and
 contextvars behave as under uvicorn) and writes the response. Included files: ``_h11_bytes.pxi``
 (response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_wire.pxi``
-(``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send).
+(``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send),
+``_h11_head.pxi`` (what RFC 9112 asks of a complete request head).
 """
 
 cimport cython
@@ -53,6 +54,7 @@ include "_h11_bytes.pxi"
 include "_h11_settings.pxi"
 include "_h11_wire.pxi"
 include "_h11_cycle.pxi"
+include "_h11_head.pxi"
 
 
 class _Stop(Exception):
@@ -218,20 +220,7 @@ cdef class HttpConnection(_Wire):
         if method is None:
             method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self._refuse(505, "an HTTP version other than 1.x")   # llhttp passes 0.9 and 2.0
-        if self.hosts != 1:
-            # RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two, is a 400
-            if self.hosts or (version == "1.1" and self.s.require_host):
-                self._refuse(400, "more than one Host header" if self.hosts else "no Host header")
-        elif _bad_host(self.host):
-            self._refuse(400, "an invalid Host header")
-        if self.te is not None and not _ends_chunked(self.te):
-            # RFC 9112 §6.1: the length of such a request cannot be determined (llhttp says so too,
-            # but only after this callback: the app would already have started)
-            self._refuse(400, "a Transfer-Encoding whose final coding is not chunked")
-        if PyBytes_GET_SIZE(self.url) and PyBytes_AS_STRING(self.url)[0] != b'/':
-            self._take_authority()
+        _check_head(self, version)
         if parser.should_upgrade() and self.s.ws_factory is not None and self._wants_websocket():
             self.ws_upgrade = True
             return
@@ -301,33 +290,6 @@ cdef class HttpConnection(_Wire):
                 self._arm(T_KEEPALIVE, self.s.keepalive_timeout)
             else:
                 self._arm(T_NONE, 0)
-
-    cdef void _refuse(self, int status, str why) except *:
-        """Stop the parser on a head the RFC refuses: *status* is answered, the app never runs."""
-        _log.warning("Invalid HTTP request received: %s", why)
-        self.limit_status = status
-        raise _Stop()
-
-    cdef void _take_authority(self) except *:
-        """RFC 9112 §3.2.2: the authority of an absolute-form target replaces the Host field."""
-        cdef bytes url = self.url
-        cdef Py_ssize_t start = url.find(b"://") + 3, end
-        cdef Py_ssize_t k, n = PyBytes_GET_SIZE(url)
-        if start < 4:
-            return                   # '*' or CONNECT's authority-form: no authority to take
-        end = start
-        while end < n and url[end] not in b"/?#":
-            end += 1
-        authority = url[start:end]
-        if not authority or b"@" in authority or _bad_host(authority):
-            # an http(s) URI's host is not empty (RFC 9110 §4.2.1); userinfo is an error (§4.2.4)
-            self._refuse(400, "an invalid authority in the request target")
-        for k in range(len(self.headers)):
-            if self.headers[k][0] == b"host":
-                self.headers[k] = (b"host", authority)
-                break
-        else:
-            self.headers.append((b"host", authority))
 
     # -- requests ----------------------------------------------------------------------------
 
