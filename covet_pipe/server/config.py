@@ -35,7 +35,8 @@ class ServeConfig:
     workers: int = _option(1, "worker processes, each with its own SO_REUSEPORT socket, supervised "
                               "(1: serve in this process)")
     backlog: int = _option(2048, "listen(2) backlog", group="limits")
-    max_header_bytes: int = _option(64 * KiB, "request line plus headers larger than this: 431", group="limits")
+    max_header_bytes: int = _option(64 * KiB, "request line plus headers larger than this: 431 (414 when the "
+                                                 "request target alone is)", group="limits")
     max_body_bytes: int = _option(16 * MiB, "request body larger than this (declared or received): 413",
                                   group="limits")
     header_timeout: float = _option(10.0, "a request's head (line and headers) not complete this long after "
@@ -56,6 +57,8 @@ class ServeConfig:
     access_log: bool = _option(False, "one log line per response on the covet_pipe.access logger")
     lifespan: Literal["auto", "on", "off"] = _option("auto", "run the app's ASGI lifespan: auto (tolerate apps "
                                                              "without it), on (fail if it fails), off")
+    require_host: bool = _option(True, "an HTTP/1.1 request without a Host header: 400, as RFC 9112 §3.2 "
+                                       "requires (--no-require-host serves it, as uvicorn does)")
     root_path: str = _option("", "ASGI root_path (the app is mounted below this prefix)")
     ws_max_size: int = _option(16 * MiB, "largest websocket message accepted (bytes)", group="limits")
     ws_ping_interval: float = _option(20.0, "a websocket ping every this many seconds once accepted (0: never)",

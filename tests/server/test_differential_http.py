@@ -8,11 +8,13 @@ second, smuggled request answered). The differences below are by design and list
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import pytest
 
-from tests.server.conftest import echo_app, exchange
+from tests.server.conftest import WAIT, echo_app, exchange, parse_replies
 
 H = b"Host: example.com\r\n"
 
@@ -70,6 +72,22 @@ CORPUS: dict[str, tuple[bytes, int, list[bool] | None]] = {
     "bare-lf-empty-lines-first": (b"\n\n\nGET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),        # 200
     "blank-lines-with-spaces-first": (b" \r\n \r\n \r\nGET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
     "space-before-method": (b" GET / HTTP/1.1\r\n" + H + b"\r\n", 1, None),
+    # RFC 9112 §6.1: a request's Transfer-Encoding must end in chunked (covet-pipe refuses it before the app runs)
+    "te-identity": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\nabc", 1, None),
+    "te-chunked-then-gzip-fields": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                                    b"Transfer-Encoding: gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 1, None),
+    "te-http10-gzip": (b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\nabc", 1, None),
+    "te-gzip-then-chunked": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip,\tCHUNKED\r\n\r\n"
+                             b"3\r\nabc\r\n0\r\n\r\n", 1, None),
+    # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it, uvicorn strips it)
+    "trailing-whitespace-in-values": (b"GET / HTTP/1.1\r\nHost: example.com \r\nX-A: v \t \r\nX-B:\t\r\n\r\n",
+                                      1, None),
+    "trailing-whitespace-in-te": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked \r\n\r\n"
+                                  b"3\r\nabc\r\n0\r\n\r\n", 1, None),
+    # RFC 9112 §3.2: valid Host values, and HTTP/1.0 needs none (the "http10" case above)
+    "host-empty": (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 1, None),
+    "host-with-port": (b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", 1, None),
+    "host-ip-literal": (b"GET / HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n", 1, None),
 }
 
 #: by design, covet-pipe answers differently (uvicorn has no header or body size limit)
@@ -82,6 +100,23 @@ DIFFERENCES: dict[str, tuple[bytes, list[int], str]] = {
     "chunked-body-too-large": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
                                + (b"4000\r\n" + b"y" * 0x4000 + b"\r\n") * 6 + b"0\r\n\r\n", [413],
                                "max_body_bytes (received): uvicorn answers 200"),
+    "http11-without-host": (b"GET / HTTP/1.1\r\n\r\n", [400],
+                            "RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get a 400; uvicorn answers 200 "
+                            "(require_host=False serves it)"),
+    "two-host-fields": (b"GET / HTTP/1.1\r\n" + H + b"Host: other.example\r\n\r\n", [400],
+                        "RFC 9112 §3.2: more than one Host MUST get a 400; uvicorn answers 200"),
+    "invalid-host": (b"GET / HTTP/1.1\r\nHost: example.com/../evil\r\n\r\n", [400],
+                     "RFC 9112 §3.2: an invalid Host MUST get a 400; uvicorn answers 200"),
+    "target-too-long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", [414],
+                        "RFC 9112 §3: a target over max_header_bytes is 414, not 431; uvicorn has no limit (200)"),
+    "http2-request-line": (b"GET / HTTP/2.0\r\n" + H + b"\r\n", [505],
+                           "RFC 9110 §15.6.6 / RFC 9112 §2.3: HTTP/2 is not spoken on an HTTP/1.1 connection; "
+                           "uvicorn (llhttp passes 2.0) answers 200"),
+    "http09-request-line": (b"GET / HTTP/0.9\r\n" + H + b"\r\n", [505],
+                            "RFC 9110 §15.6.6: only HTTP/1.x is served; uvicorn answers 200"),
+    "absolute-form-without-path": (b"GET http://example.com?q=1 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n",
+                                   [200],
+                                   "RFC 9110 §4.2.3: an empty path is '/'; uvicorn fails on it and answers 400"),
     "valid-then-malformed": (b"GET /ok HTTP/1.1\r\n" + H + b"\r\nGET / HTTP/1.1\n\n", [200, 400],
                              "uvicorn writes the 400 at once, ahead of (and instead of) the response to the "
                              "valid request before it; covet-pipe answers the valid request first, in order"),
@@ -128,6 +163,53 @@ def test_listed_differences_from_uvicorn(servers: Any, case: str) -> None:
     cp, closed = exchange(cp_port, raw, expect=len(statuses))
     assert [r.status for r in cp] == statuses
     assert closed
+
+
+#: by design, the scope differs: id -> (raw bytes, header name, covet-pipe's value, uvicorn's value, why)
+SCOPE_DIFFERENCES: dict[str, tuple[bytes, str, str, str, str]] = {
+    "absolute-form-authority": (b"GET http://a.example:8080/abs HTTP/1.1\r\nHost: b.example\r\n\r\n", "host",
+                                "a.example:8080", "b.example",
+                                "RFC 9112 §3.2.2: the target's authority replaces Host; uvicorn keeps Host"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCOPE_DIFFERENCES), ids=list(SCOPE_DIFFERENCES))
+def test_listed_scope_differences_from_uvicorn(servers: Any, case: str) -> None:
+    raw, name, ours, theirs, _why = SCOPE_DIFFERENCES[case]
+    seen = []
+    for port in servers:
+        (r,), _ = exchange(port, raw)
+        seen.append([v for n, v in json.loads(r.body)["headers"] if n == name])
+    assert seen == [[theirs], [ours]]
+
+
+#: by design, the bytes on the wire differ: id -> (raw bytes, what uvicorn sends and covet-pipe does not, why)
+WIRE_DIFFERENCES: dict[str, tuple[bytes, bytes, str]] = {
+    "expect-100-continue-http10": (b"POST /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody",
+                                   b"100 Continue", "RFC 9110 §10.1.1: a server MUST ignore 100-continue in an "
+                                   "HTTP/1.0 request; uvicorn sends the 100 (same final answer)"),
+}
+
+
+def _all_bytes(port: int, raw: bytes) -> bytes:
+    buf = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+        s.sendall(raw)
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                return buf
+            buf += chunk
+    raise AssertionError(f"the connection stayed open: {buf!r}")
+
+
+@pytest.mark.parametrize("case", list(WIRE_DIFFERENCES), ids=list(WIRE_DIFFERENCES))
+def test_listed_wire_differences_from_uvicorn(servers: Any, case: str) -> None:
+    raw, marker, _why = WIRE_DIFFERENCES[case]
+    uv, cp = (_all_bytes(port, raw) for port in servers)
+    assert marker in uv and marker not in cp
+    assert _shape(parse_replies(cp)[0]) == _shape(parse_replies(uv)[0])
 
 
 def _scope_app() -> Any:

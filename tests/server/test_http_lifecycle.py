@@ -149,9 +149,12 @@ def test_content_length_over_the_limit_gets_413_before_the_app_runs(covet_server
 def test_header_limit_counts_the_request_line(covet_server: Any, echo: Any) -> None:
     with covet_server(echo, max_header_bytes=1024) as s:
         (ok,), _ = exchange(s.port, b"GET /" + b"a" * 900 + b" HTTP/1.1\r\n" + H + b"\r\n")
-        (big,), closed = exchange(s.port, b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n" + H + b"\r\n")
+        (big,), closed = exchange(s.port, b"GET /" + b"a" * 900 + b" HTTP/1.1\r\n" + H + b"X: " + b"b" * 200
+                                  + b"\r\n\r\n")
+        (long,), long_closed = exchange(s.port, b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n" + H + b"\r\n")
     assert ok.status == 200
     assert big.status == 431 and closed
+    assert long.status == 414 and long_closed, "the target alone over the limit: 414 (RFC 9112 §3)"
 
 
 def test_shutdown_closes_idle_keepalive_and_finishes_the_busy_one(covet_server: Any) -> None:

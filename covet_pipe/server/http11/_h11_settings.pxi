@@ -17,6 +17,7 @@ cdef class Settings:
     cdef public double body_timeout
     cdef public double keepalive_timeout
     cdef public bint access_log
+    cdef public bint require_host
     cdef public Py_ssize_t ws_max_size
     cdef public object ws_factory
 
@@ -36,6 +37,7 @@ cdef class Settings:
         self.body_timeout = getattr(config, "body_timeout", 30.0)
         self.keepalive_timeout = getattr(config, "keepalive_timeout", 5.0)
         self.access_log = getattr(config, "access_log", False)
+        self.require_host = getattr(config, "require_host", True)
         self.ws_max_size = getattr(config, "ws_max_size", 16 * 1024 * 1024)
         self.ws_factory = ws_factory
 
@@ -44,7 +46,9 @@ cdef dict _FAILURE_BODIES = {
     400: b"Invalid HTTP request received.",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
+    505: b"HTTP Version Not Supported",
 }
 
 
@@ -65,4 +69,4 @@ cdef tuple _split_target(bytes url):
                 return url, b""
             return url[:q], url[q + 1:]
     parsed = _parse_url(url)
-    return parsed.path, parsed.query or b""
+    return parsed.path or b"/", parsed.query or b""     # http://h has the path "/" (RFC 9110 §4.2.3)

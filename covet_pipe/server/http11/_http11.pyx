@@ -5,7 +5,8 @@
 ASGI scope uvicorn would build, runs each request in its own Task (so ``current_task()`` and
 contextvars behave as under uvicorn) and writes the response. Included files: ``_h11_bytes.pxi``
 (response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_wire.pxi``
-(``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send).
+(``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send),
+``_h11_head.pxi`` (what RFC 9112 asks of a complete request head).
 """
 
 cimport cython
@@ -53,6 +54,7 @@ include "_h11_bytes.pxi"
 include "_h11_settings.pxi"
 include "_h11_wire.pxi"
 include "_h11_cycle.pxi"
+include "_h11_head.pxi"
 
 
 class _Stop(Exception):
@@ -78,6 +80,11 @@ cdef class HttpConnection(_Wire):
     cdef bint in_body
     cdef bint expect_continue
     cdef bint ws_upgrade
+    #: the Host fields of the message being parsed: how many, and the last one's value
+    cdef int hosts
+    cdef bytes host
+    #: the last Transfer-Encoding field of the message being parsed (its final coding decides), or None
+    cdef bytes te
     cdef Cycle cycle
     # the request whose response is being written, and pipelined ones waiting for it
     cdef Cycle active
@@ -86,8 +93,9 @@ cdef class HttpConnection(_Wire):
     cdef bint shutting_down
     #: the context connection callbacks run in; each request's task runs in a copy of it
     cdef object base_ctx
-    #: a status (400, 408, 413, 431) to answer once the responses ahead of it are written
+    #: a status (400, 408, 413, 414, 431, 505) to answer once the responses ahead of it are written
     cdef object pending_failure
+    #: the status a parser callback stopped the parser for (a limit, or a head the RFC refuses)
     cdef int limit_status
 
     def __init__(self, info, Settings settings):
@@ -168,6 +176,9 @@ cdef class HttpConnection(_Wire):
         self.head_raw = 0
         self.declared = 0
         self.expect_continue = False
+        self.hosts = 0
+        self.host = None
+        self.te = None
         self.url = b""
         self.headers = []
         if self.active is None:
@@ -177,12 +188,15 @@ cdef class HttpConnection(_Wire):
         self.url += url
         self.head_bytes += len(url)
         if self.head_bytes > self.s.max_header:
-            self.limit_status = 431
+            self.limit_status = 414      # the target alone is over the limit (RFC 9112 §3)
             raise _Stop()
 
     def on_header(self, bytes name, bytes value):
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
         name = name.lower()
-        self.head_bytes += len(name) + len(value) + 4
+        self.head_bytes += len(name) + n + 4
+        if n and (PyBytes_AS_STRING(value)[n - 1] == b' ' or PyBytes_AS_STRING(value)[n - 1] == b'\t'):
+            value = value.rstrip(b" \t")     # llhttp keeps trailing OWS, not part of the value (RFC 9110 §5.5)
         if self.head_bytes > self.s.max_header:
             self.limit_status = 431
             raise _Stop()
@@ -190,6 +204,11 @@ cdef class HttpConnection(_Wire):
             self.declared = int(value)       # llhttp has checked it is digits
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+        elif name == b"host":
+            self.hosts += 1
+            self.host = value
+        elif name == b"transfer-encoding":
+            self.te = value
         self.headers.append((name, value))
 
     def on_headers_complete(self):
@@ -201,6 +220,7 @@ cdef class HttpConnection(_Wire):
         if method is None:
             method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
+        _check_head(self, version)
         if parser.should_upgrade() and self.s.ws_factory is not None and self._wants_websocket():
             self.ws_upgrade = True
             return
@@ -219,7 +239,7 @@ cdef class HttpConnection(_Wire):
         c.head = method == "HEAD"
         c.http10 = version != "1.1"
         c.keep_alive = not c.http10 and parser.should_keep_alive() and not self.shutting_down
-        c.continue_pending = self.expect_continue
+        c.continue_pending = self.expect_continue and not c.http10   # RFC 9110 §10.1.1: 1.0 has no 100
         c.scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
