@@ -26,3 +26,31 @@ def test_uvicorn_takes_it_as_an_import_string(serve: Any) -> None:
     with serve(echo_app, http="covet_pipe.server.http11:UvicornHTTP") as s:
         (r,), _ = exchange(s.port, b"GET /s HTTP/1.1\r\nHost: u\r\n\r\n")
     assert r.header("server") == "covet-pipe" and json.loads(r.body)["path"] == "/s"
+
+
+def test_the_object_uvicorn_made_reaches_the_connection() -> None:
+    # uvicorn's loop makes a UvicornHTTP per connection; once made, it is the connection's front
+    import asyncio
+    import socket
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    async def run() -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        state = ServerState()
+        config = uvicorn.Config(echo_app, log_config=None)
+        made = UvicornHTTP(config, state, {}, _loop=loop)
+        ours, theirs = socket.socketpair()
+        with theirs:
+            transport, _ = await loop.connect_accepted_socket(lambda: made, ours)
+            theirs.setblocking(False)
+            await loop.sock_sendall(theirs, b"GET /x HTTP/1.1\r\nHost: u\r\n\r\n")
+            reply = await asyncio.wait_for(loop.sock_recv(theirs, 65536), 10)
+            seen = (made.transport is transport, made.loop is loop, made.is_idle(), len(state.connections))
+            transport.close()
+        return seen + (reply,)
+
+    same_transport, same_loop, idle, registered, reply = asyncio.run(run())
+    assert same_transport and same_loop and registered == 1
+    assert reply.startswith(b"HTTP/1.1 200 ") and idle

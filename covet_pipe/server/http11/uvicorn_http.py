@@ -45,16 +45,30 @@ class UvicornHTTP:
 
 
 class _UvicornBridge:
-    """Steps aside at connection_made: the compiled connection takes the transport."""
+    """Steps aside at connection_made: the compiled connection takes the transport.
 
-    __slots__ = ("settings",)
+    Whoever still holds this object (uvicorn hands it to the loop, which forgets it once the
+    transport's protocol is changed) reaches the connection through it.
+    """
+
+    __slots__ = ("settings", "conn")
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+
+    @property
+    def loop(self) -> Any:
+        return self.settings.loop
 
     def connection_made(self, transport: Any) -> None:
         info = ConnectionInfo.of_transport(
             transport, scheme="https" if transport.get_extra_info("sslcontext") else "http")
         conn = _http11.connection_factory(info, self.settings)
+        self.conn = conn
         transport.set_protocol(conn)
         conn.connection_made(transport)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "conn":
+            raise AttributeError(name)
+        return getattr(self.conn, name)
