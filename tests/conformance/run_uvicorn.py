@@ -26,7 +26,6 @@ BUILD = ROOT / "build"
 HERE = Path(__file__).resolve().parent
 
 _INTERNALS = "reads uvicorn's connection internals"
-_LOG = "the access log is not written on uvicorn's logger (gap)"
 #: uvicorn tests that fail for covet-pipe's class, and why (docs/protocols.md lists them)
 DOES_NOT_APPLY: dict[str, str] = {
     "test_keepalive_timeout_with_pipelined_requests[covet-pipe]":
@@ -48,9 +47,6 @@ DOES_NOT_APPLY: dict[str, str] = {
     "test_header_upgrade_is_websocket_depend_not_installed[covet-pipe]":
         "an upgrade covet-pipe does not take is served as HTTP without uvicorn's 'Unsupported upgrade "
         "request.' and 'No supported WebSocket library detected' warnings",
-    **{f"test_request_logging[covet-pipe-{case}]": _LOG for case in (
-        "/", "/?foo", "/?foo=bar", "/?foo=bar&baz=1", "percent-encoded-slash", "percent-encoded-letter")},
-    "test_request_logging_escapes_quotes[covet-pipe]": _LOG,
     "test_max_concurrency[covet-pipe]": "limit_concurrency is ignored (gap)",
     "test_unsupported_ws_upgrade_request[covet-pipe]": 'ws="none" is ignored: the upgrade is taken (gap)',
     "test_websocket_upgrade_failure_cleans_up_connection[covet-pipe]":

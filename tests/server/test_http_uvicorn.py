@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Any
 
 from covet_pipe.server.http11 import UvicornHTTP
+from tests.conftest import Served
 from tests.server.conftest import echo_app, exchange
 
 
@@ -54,3 +57,30 @@ def test_the_object_uvicorn_made_reaches_the_connection() -> None:
     same_transport, same_loop, idle, registered, reply = asyncio.run(run())
     assert same_transport and same_loop and registered == 1
     assert reply.startswith(b"HTTP/1.1 200 ") and idle
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_access_log_is_uvicorns() -> None:
+    # on uvicorn's access logger, in its format (client, quoted request line, status); a quote is %22
+    records = _Records()
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(records)
+    try:
+        with Served(echo_app, http=UvicornHTTP, log_config=None, log_level="info") as s:
+            replies, _ = exchange(s.port, b'GET /a"b?q=1 HTTP/1.1\r\nHost: u\r\n\r\n'
+                                          b"HEAD /h HTTP/1.1\r\nHost: u\r\n\r\n", expect=2, heads=[False, True])
+    finally:
+        access.removeHandler(records)
+    assert [r.status for r in replies] == [200, 200]
+    assert len(records.lines) == 2, records.lines
+    first, second = records.lines
+    assert re.fullmatch(r'127\.0\.0\.1:\d+ - "GET /a%22b\?q=1 HTTP/1\.1" 200', first), first
+    assert second.endswith(' - "HEAD /h HTTP/1.1" 200'), second

@@ -23,6 +23,7 @@ class Settings:
     body_timeout: float
     keepalive_timeout: float
     access_log: bool
+    access_logger: Any
     ws_max_size: int
     ws_factory: Any
     def __init__(self, server: Any, ws_factory: Any = None) -> None: ...

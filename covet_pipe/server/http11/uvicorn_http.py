@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from covet_pipe.protocol import ConnectionInfo
@@ -18,30 +19,39 @@ class UvicornHTTP:
     ``server_state``, ``app_state``): each connection is served by the same compiled
     connection as ``covet-pipe serve`` (no protocol chain: uvicorn has chosen HTTP already),
     registered in uvicorn's ``server_state.connections`` so its graceful shutdown waits for it.
-    Limits and timeouts are ServeConfig's defaults, except uvicorn's ``root_path`` and
-    ``timeout_keep_alive``.
+    Limits and timeouts are ServeConfig's defaults; of uvicorn's settings, ``root_path``,
+    ``timeout_keep_alive`` and the access log (uvicorn's ``uvicorn.access`` logger, in its
+    format, on unless ``--no-access-log``) apply.
     """
 
     def __new__(cls, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> Any:
-        import asyncio
-
         key = "_covet_http11_settings"
         settings = getattr(config, key, None)
         if settings is None or settings.state is not app_state:
-            from types import SimpleNamespace
-
-            from covet_pipe.server.http11._ws import WebSocketProtocol
-            from covet_pipe.server.config import ServeConfig
-            if not config.loaded:
-                config.load()
-            serve_config = ServeConfig(root_path=config.root_path or "",
-                                       keepalive_timeout=float(config.timeout_keep_alive) or 5.0)
-            server = SimpleNamespace(app=config.loaded_app, config=serve_config,
-                                     loop=_loop or asyncio.get_event_loop(),
-                                     connections=server_state.connections, state=app_state)
-            settings = _http11.Settings(server, WebSocketProtocol)
+            settings = _settings(config, server_state, app_state, _loop)
             setattr(config, key, settings)
         return _UvicornBridge(settings)
+
+
+def _settings(config: Any, server_state: Any, app_state: dict[str, Any], loop: Any) -> _http11.Settings:
+    """The compiled connections' settings for one uvicorn ``Config``: what carries over from it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from covet_pipe.server.config import ServeConfig
+    from covet_pipe.server.http11._ws import WebSocketProtocol
+    if not config.loaded:
+        config.load()
+    access = logging.getLogger("uvicorn.access")
+    serve_config = ServeConfig(
+        root_path=config.root_path or "",
+        keepalive_timeout=float(config.timeout_keep_alive) or 5.0,
+        access_log=access.hasHandlers())       # as uvicorn decides: --no-access-log removes its handlers
+    server = SimpleNamespace(app=config.loaded_app, config=serve_config, loop=loop or asyncio.get_event_loop(),
+                             connections=server_state.connections, state=app_state)
+    settings = _http11.Settings(server, WebSocketProtocol)
+    settings.access_logger = access
+    return settings
 
 
 class _UvicornBridge:
