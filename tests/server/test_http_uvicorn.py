@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import time
 from typing import Any
+
+import pytest
 
 from covet_pipe.server.http11 import UvicornHTTP
 from tests.conftest import Served
-from tests.server.conftest import echo_app, exchange
+from tests.server.conftest import WAIT, echo_app, exchange, parse_replies
 
 
 def test_uvicorn_serves_through_covet_http11(serve: Any) -> None:
@@ -84,3 +88,32 @@ def test_access_log_is_uvicorns() -> None:
     first, second = records.lines
     assert re.fullmatch(r'127\.0\.0\.1:\d+ - "GET /a%22b\?q=1 HTTP/1\.1" 200', first), first
     assert second.endswith(' - "HEAD /h HTTP/1.1" 200'), second
+
+
+@pytest.mark.parametrize("http", ["httptools", UvicornHTTP], ids=["uvicorn-httptools", "covet-pipe"])
+def test_limit_concurrency_answers_503_as_uvicorn(http: Any) -> None:
+    # uvicorn counts open connections: with limit 2, a second one gets 503 and is closed
+    get = b"GET / HTTP/1.1\r\nHost: u\r\n\r\n"
+    with Served(echo_app, http=http, limit_concurrency=2) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as held:
+            held.sendall(get)
+            first, _ = parse_replies(_read_reply(held))
+            (second,), closed = exchange(s.port, get)
+        deadline = time.monotonic() + WAIT
+        while len(s.server.server_state.connections) > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (third,), _ = exchange(s.port, get)
+    assert [r.status for r in first] == [200]
+    assert (second.status, second.body, second.header("connection"), closed) == (503, b"Service Unavailable",
+                                                                                   "close", True)
+    assert third.status == 200
+
+
+def _read_reply(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data or not parse_replies(data, closed=False)[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -8,7 +8,9 @@ from typing import Any
 from covet_pipe.protocol import ConnectionInfo
 from covet_pipe.server.http11 import _http11
 
-__all__ = ["UvicornHTTP"]
+__all__ = ["ConcurrencyLimit", "UvicornHTTP"]
+
+_error_log = logging.getLogger("uvicorn.error")
 
 
 class UvicornHTTP:
@@ -20,7 +22,7 @@ class UvicornHTTP:
     connection as ``covet-pipe serve`` (no protocol chain: uvicorn has chosen HTTP already),
     registered in uvicorn's ``server_state.connections`` so its graceful shutdown waits for it.
     Limits and timeouts are ServeConfig's defaults; of uvicorn's settings, ``root_path``,
-    ``timeout_keep_alive`` and the access log (uvicorn's ``uvicorn.access`` logger, in its
+    ``timeout_keep_alive``, ``limit_concurrency`` (uvicorn's 503 past it) and the access log (uvicorn's ``uvicorn.access`` logger, in its
     format, on unless ``--no-access-log``) apply.
     """
 
@@ -47,11 +49,39 @@ def _settings(config: Any, server_state: Any, app_state: dict[str, Any], loop: A
         root_path=config.root_path or "",
         keepalive_timeout=float(config.timeout_keep_alive) or 5.0,
         access_log=access.hasHandlers())       # as uvicorn decides: --no-access-log removes its handlers
-    server = SimpleNamespace(app=config.loaded_app, config=serve_config, loop=loop or asyncio.get_event_loop(),
+    app = config.loaded_app
+    if config.limit_concurrency is not None:
+        app = ConcurrencyLimit(app, int(config.limit_concurrency), server_state)
+    server = SimpleNamespace(app=app, config=serve_config, loop=loop or asyncio.get_event_loop(),
                              connections=server_state.connections, state=app_state)
     settings = _http11.Settings(server, WebSocketProtocol)
     settings.access_logger = access
     return settings
+
+
+class ConcurrencyLimit:
+    """uvicorn's ``limit_concurrency``: past it, an HTTP request gets uvicorn's 503 instead of the app.
+
+    Counted as uvicorn counts: the server's open connections (this one included) and its tasks.
+    """
+
+    __slots__ = ("app", "limit", "server_state")
+
+    def __init__(self, app: Any, limit: int, server_state: Any) -> None:
+        self.app = app
+        self.limit = limit
+        self.server_state = server_state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        state = self.server_state
+        if scope["type"] == "http" and (len(state.connections) >= self.limit or len(state.tasks) >= self.limit):
+            _error_log.warning("Exceeded concurrency limit.")
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"content-length", b"19"), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": b"Service Unavailable", "more_body": False})
+            return
+        await self.app(scope, receive, send)
 
 
 class _UvicornBridge:
