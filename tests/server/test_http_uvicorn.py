@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from covet_pipe.server.http11 import UvicornHTTP
+from tests._helpers import lifespan
 from tests.conftest import Served
 from tests.server.conftest import WAIT, echo_app, exchange, parse_replies
 
@@ -117,3 +118,56 @@ def _read_reply(sock: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+async def _ws_app(scope: dict, receive: Any, send: Any) -> None:
+    """Echoes one websocket message; an HTTP request gets 200 'http'."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+    elif scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message.get("text") or ""})
+        await send({"type": "websocket.close"})
+    else:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"http"})
+
+
+_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: u\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+
+@pytest.mark.parametrize("http", ["httptools", UvicornHTTP], ids=["uvicorn-httptools", "covet-pipe"])
+def test_ws_none_serves_the_upgrade_request_as_http(http: Any) -> None:
+    with Served(_ws_app, http=http, ws="none") as s:
+        (reply,), _ = exchange(s.port, _UPGRADE)
+    assert (reply.status, reply.body) == (200, b"http")
+
+
+@pytest.mark.parametrize("ws, server", [("auto", None), ("websockets-sansio", "uvicorn")])
+def test_ws_names_who_takes_the_upgrade(ws: str, server: str | None) -> None:
+    # "auto": covet-pipe's websocket (its 101 names no server); a named implementation: uvicorn's
+    # own, as uvicorn runs it (its 101 carries uvicorn's default headers)
+    from websockets.sync.client import connect
+
+    with Served(_ws_app, http=UvicornHTTP, ws=ws) as s:
+        with connect(f"ws://127.0.0.1:{s.port}/ws", open_timeout=WAIT, close_timeout=WAIT) as client:
+            client.send("hi")
+            echoed = client.recv(timeout=WAIT)
+            assert client.response is not None
+            answered_by = client.response.headers.get("server")
+    assert (echoed, answered_by) == ("hi", server)
+
+
+def test_uvicorn_ws_max_size_carries_over() -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with Served(_ws_app, http=UvicornHTTP, ws_max_size=8) as s:
+        with connect(f"ws://127.0.0.1:{s.port}/ws", open_timeout=WAIT, close_timeout=WAIT) as client:
+            client.send("x" * 64)
+            with pytest.raises(ConnectionClosed) as closed:
+                client.recv(timeout=WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009

@@ -22,7 +22,9 @@ class UvicornHTTP:
     connection as ``covet-pipe serve`` (no protocol chain: uvicorn has chosen HTTP already),
     registered in uvicorn's ``server_state.connections`` so its graceful shutdown waits for it.
     Limits and timeouts are ServeConfig's defaults; of uvicorn's settings, ``root_path``,
-    ``timeout_keep_alive``, ``limit_concurrency`` (uvicorn's 503 past it) and the access log (uvicorn's ``uvicorn.access`` logger, in its
+    ``timeout_keep_alive``, ``limit_concurrency`` (uvicorn's 503 past it), ``ws`` (``"none"``: no
+    upgrade; ``"auto"``: covet-pipe's websocket; another: uvicorn's), ``ws_max_size``,
+    ``ws_ping_interval``, ``ws_ping_timeout`` and the access log (uvicorn's ``uvicorn.access`` logger, in its
     format, on unless ``--no-access-log``) apply.
     """
 
@@ -48,15 +50,38 @@ def _settings(config: Any, server_state: Any, app_state: dict[str, Any], loop: A
     serve_config = ServeConfig(
         root_path=config.root_path or "",
         keepalive_timeout=float(config.timeout_keep_alive) or 5.0,
-        access_log=access.hasHandlers())       # as uvicorn decides: --no-access-log removes its handlers
+        access_log=access.hasHandlers(),       # as uvicorn decides: --no-access-log removes its handlers
+        ws_max_size=int(config.ws_max_size),
+        ws_ping_interval=float(config.ws_ping_interval or 0),
+        ws_ping_timeout=float(config.ws_ping_timeout or 0))
     app = config.loaded_app
     if config.limit_concurrency is not None:
         app = ConcurrencyLimit(app, int(config.limit_concurrency), server_state)
     server = SimpleNamespace(app=app, config=serve_config, loop=loop or asyncio.get_event_loop(),
                              connections=server_state.connections, state=app_state)
-    settings = _http11.Settings(server, WebSocketProtocol)
+    settings = _http11.Settings(server, _websocket_factory(config, server_state, app_state, WebSocketProtocol))
     settings.access_logger = access
     return settings
+
+
+def _websocket_factory(config: Any, server_state: Any, app_state: dict[str, Any], ours: Any) -> Any:
+    """What takes a websocket upgrade, as uvicorn's ``ws`` says.
+
+    ``"none"`` (and no websocket library, which uvicorn resolves to None as well): nothing, the
+    request is served as plain HTTP. ``"auto"``: covet-pipe's websocket (on the ``websockets``
+    package, what uvicorn's auto picks). A named implementation or a class: uvicorn's, made as
+    uvicorn makes it, handed the transport and the handshake's bytes.
+    """
+    uvicorn_ws = config.ws_protocol_class
+    if uvicorn_ws is None:
+        return None
+    if config.ws == "auto":
+        return ours
+
+    def uvicorn_websocket(info: Any, settings: Any) -> Any:
+        return uvicorn_ws(config=config, server_state=server_state, app_state=app_state)
+
+    return uvicorn_websocket
 
 
 class ConcurrencyLimit:
