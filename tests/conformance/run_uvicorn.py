@@ -38,9 +38,6 @@ DOES_NOT_APPLY: dict[str, str] = {
     "test_header_value_strips_surrounding_whitespace[covet-pipe]":
         "the compiled connection keeps a field value's trailing whitespace, as llhttp does (RFC 9110 5.5 item "
         "of issue 14, in the connection, not in UvicornHTTP)",
-    "test_message_after_body_complete[covet-pipe]":
-        "an app that raises after its response is complete leaves the connection open (defect 5 of issue 14, "
-        "in the connection, not in UvicornHTTP)",
     "test_header_upgrade_is_not_websocket_depend_installed[covet-pipe]":
         "an upgrade covet-pipe does not take is served as HTTP without uvicorn's 'Unsupported upgrade "
         "request.' warning",
