@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native
+.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -42,6 +42,11 @@ redis:
 # The type check runs first: it takes seconds and names the file and line of any error.
 test: build redis typecheck
 	$(PY) -m pytest -q
+
+# uvicorn's own tests/protocols/test_http.py (from the sdist of the uvicorn installed here, pip-downloaded
+# into build/ once) against covet_pipe.server.http11:UvicornHTTP; not part of `make test`.
+conformance: build
+	$(PY) tests/conformance/run_uvicorn.py
 
 # Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.
 fuzz-native: build

@@ -18,6 +18,8 @@ cdef class Settings:
     cdef public double keepalive_timeout
     cdef public bint access_log
     cdef public bint require_host
+    #: the logger of access_log's lines (covet_pipe.access; uvicorn.access under uvicorn)
+    cdef public object access_logger
     cdef public Py_ssize_t ws_max_size
     cdef public object ws_factory
 
@@ -38,6 +40,7 @@ cdef class Settings:
         self.keepalive_timeout = getattr(config, "keepalive_timeout", 5.0)
         self.access_log = getattr(config, "access_log", False)
         self.require_host = getattr(config, "require_host", True)
+        self.access_logger = _access
         self.ws_max_size = getattr(config, "ws_max_size", 16 * 1024 * 1024)
         self.ws_factory = ws_factory
 

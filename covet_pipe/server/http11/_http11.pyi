@@ -24,6 +24,7 @@ class Settings:
     keepalive_timeout: float
     access_log: bool
     require_host: bool
+    access_logger: Any
     ws_max_size: int
     ws_factory: Any
     def __init__(self, server: Any, ws_factory: Any = None) -> None: ...

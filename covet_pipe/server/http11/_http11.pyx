@@ -350,14 +350,16 @@ cdef class HttpConnection(_Wire):
 
     cdef void log_access(self, dict scope, int status) except *:
         # The raw target, still percent-encoded as the client sent it (as uvicorn logs it): the decoded
-        # path can hold CR/LF. printable() escapes whatever control bytes are left.
+        # path can hold CR/LF. printable() escapes whatever control bytes are left; a quote is %22, as
+        # uvicorn writes it, so the quoted request field cannot end early.
         client = scope["client"]
         qs = scope["query_string"]
         raw = scope.get("raw_path")
         target = (raw if type(raw) is bytes else str(scope["path"]).encode("utf-8", "replace")) + (
             b"?" + qs if qs else b"")
-        _access.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % tuple(client) if client else "-",
-                     _printable(scope["method"]), _printable(target, 2048), scope["http_version"], status)
+        self.s.access_logger.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % tuple(client) if client else "-",
+                                  _printable(scope["method"]), _printable(target.replace(b'"', b"%22"), 2048),
+                                  scope["http_version"], status)
 
     # -- failures, limits, timeouts ------------------------------------------------------------
 

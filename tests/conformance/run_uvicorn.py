@@ -1,0 +1,126 @@
+"""``make conformance``: uvicorn's own HTTP protocol tests, run against covet-pipe's ``UvicornHTTP``.
+
+The tests are those of the uvicorn installed in this environment: ``pip download`` fetches that
+version's sdist from the package index into ``build/`` (once; nothing is fetched when it is there),
+its ``tests/`` are unpacked beside it (not its ``uvicorn/`` sources, so the installed uvicorn is the
+one tested), and ``uvicorn_conftest.py`` is installed as ``tests/protocols/conftest.py`` to add
+covet-pipe's class to the parametrization of ``test_http.py``.
+
+The run passes when every test that passes for uvicorn's httptools class passes for covet-pipe's,
+except those in ``DOES_NOT_APPLY`` (each with the reason); a listed test that passes, or any other
+failure, fails the run. ``python tests/conformance/run_uvicorn.py [pytest args]``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+HERE = Path(__file__).resolve().parent
+
+_INTERNALS = "reads uvicorn's connection internals"
+#: uvicorn tests that fail for covet-pipe's class, and why (docs/protocols.md lists them)
+DOES_NOT_APPLY: dict[str, str] = {
+    "test_keepalive_timeout_with_pipelined_requests[covet-pipe]":
+        _INTERNALS + " (timeout_keep_alive_task); covet-pipe's connection has one timer for every deadline",
+    "test_scopes[covet-pipe-asgi3app-expected_scopes0]": _INTERNALS + " (the last request's scope)",
+    "test_scopes[covet-pipe-asgi2app-expected_scopes1]": _INTERNALS + " (the last request's scope); and an "
+        "ASGI 2 app, which uvicorn wraps, gets asgi.version 3.0 from covet-pipe where uvicorn says 2.0",
+    "test_unsupported_ws_upgrade_request_warn_on_auto[covet-pipe]":
+        _INTERNALS + " (sets ws_protocol_class on the connection after it was made)",
+    "test_header_upgrade_is_not_websocket_depend_installed[covet-pipe]":
+        "an upgrade covet-pipe does not take is served as HTTP without uvicorn's 'Unsupported upgrade "
+        "request.' warning",
+    "test_header_upgrade_is_websocket_depend_not_installed[covet-pipe]":
+        "an upgrade covet-pipe does not take is served as HTTP without uvicorn's 'Unsupported upgrade "
+        "request.' and 'No supported WebSocket library detected' warnings",
+    "test_max_concurrency[covet-pipe]": "compares the whole 503 response: covet-pipe adds its date and server "
+        "headers, which uvicorn adds from the server's state (none in the test's)",
+    "test_websocket_upgrade_failure_cleans_up_connection[covet-pipe]":
+        _INTERNALS + " (the connections and tasks of the HTTP connection the websocket failed on)",
+}
+
+
+def sdist_tests(version: str) -> Path:
+    """uvicorn *version*'s sdist unpacked into build/ (tests and metadata only), downloaded if missing."""
+    dest = BUILD / f"uvicorn-{version}"
+    if (dest / "tests" / "protocols" / "test_http.py").exists():
+        return dest
+    archive = BUILD / f"uvicorn-{version}.tar.gz"
+    if not archive.exists():
+        BUILD.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--no-binary", ":all:", "--no-deps", f"uvicorn=={version}", "-d", str(BUILD)], check=True)
+    prefix = f"uvicorn-{version}/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers()
+                   if m.name.startswith(prefix + "tests/") or m.name in (prefix + "pyproject.toml",
+                                                                         prefix + "LICENSE.md")]
+        tar.extractall(BUILD, members=members, filter="data")
+    return dest
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """test id -> passed / failed / skipped, from pytest's junit XML."""
+    result = {}
+    for case in ET.parse(junit).iter("testcase"):
+        name = case.get("name", "")
+        if case.find("failure") is not None or case.find("error") is not None:
+            result[name] = "failed"
+        elif case.find("skipped") is not None:
+            result[name] = "skipped"
+        else:
+            result[name] = "passed"
+    return result
+
+
+def compare(result: dict[str, str]) -> list[str]:
+    """The problems of a run: unexpected covet-pipe failures and stale DOES_NOT_APPLY entries."""
+    problems = []
+    ours = {n: s for n, s in result.items() if "[covet-pipe" in n}
+    theirs = {n: s for n, s in result.items() if "[httptools" in n}
+    passed_for_httptools = {n.replace("[httptools", "[covet-pipe") for n, s in theirs.items() if s == "passed"}
+    owed = sorted(n for n in passed_for_httptools if n in ours)
+    failing = [n for n in owed if ours[n] != "passed"]
+    print(f"\nuvicorn's test_http.py: {len(owed)} pass for httptools; for covet-pipe "
+          f"{len(owed) - len(failing)} pass, {len(failing)} fail")
+    for name in failing:
+        reason = DOES_NOT_APPLY.get(name)
+        print(f"  {'known' if reason else 'FAILS'}: {name}" + (f": {reason}" if reason else ""))
+        if reason is None:
+            problems.append(f"{name} fails")
+    for name in DOES_NOT_APPLY:
+        if ours.get(name) == "passed":
+            problems.append(f"{name} passes now: take it out of DOES_NOT_APPLY")
+        elif name not in ours:
+            problems.append(f"{name} did not run: is DOES_NOT_APPLY out of date?")
+    return problems
+
+
+def main(args: list[str]) -> int:
+    version = importlib.metadata.version("uvicorn")
+    src = sdist_tests(version)
+    shutil.copyfile(HERE / "uvicorn_conftest.py", src / "tests" / "protocols" / "conftest.py")
+    junit = src / "junit.xml"
+    junit.unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-m", "pytest", "-c", str(src / "pyproject.toml"), "--rootdir", str(src),
+                    "-o", "addopts=-rxXs", "-p", "no:cacheprovider", "-p", "no:asyncio", "-q", "--junitxml", str(junit),
+                    str(src / "tests" / "protocols" / "test_http.py"), *args], cwd=src)
+    if not junit.exists():
+        print("pytest wrote no report", file=sys.stderr)
+        return 2
+    problems = compare(outcomes(junit))
+    for problem in problems:
+        print("conformance:", problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
