@@ -75,6 +75,8 @@ cdef class HttpConnection(_Wire):
     cdef list headers
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t head_raw
+    #: a message began during the read being parsed (its head holds only the bytes after it)
+    cdef bint head_began
     cdef Py_ssize_t declared
     cdef bint in_head
     cdef bint in_body
@@ -127,6 +129,7 @@ cdef class HttpConnection(_Wire):
         cdef bint was_in_head = self.in_head
         if self.closed or self.pending_failure is not None:
             return
+        self.head_began = False
         try:
             self.parser.feed_data(data)
         except _HttpParserUpgrade as exc:
@@ -140,8 +143,14 @@ cdef class HttpConnection(_Wire):
                 self.fail(400)
             return
         if self.in_head:
-            # httptools buffers a header until it ends: bound what it holds as well
-            self.head_raw = self.head_raw + len(data) if was_in_head else 0
+            # httptools buffers a header until it ends: bound what it holds as well. A head that
+            # goes on from the last read holds all of this one; a head that began in this read
+            # holds what the callbacks counted, plus at most the one header httptools still holds
+            # (this read's bytes before the head belong to the requests ahead of it).
+            if was_in_head and not self.head_began:
+                self.head_raw += len(data)
+            else:
+                self.head_raw = self.head_bytes
             if self.head_raw > self.s.max_header:
                 self.fail(431)
 
@@ -172,6 +181,7 @@ cdef class HttpConnection(_Wire):
 
     def on_message_begin(self):
         self.in_head = True
+        self.head_began = True
         self.head_bytes = 0
         self.head_raw = 0
         self.declared = 0
