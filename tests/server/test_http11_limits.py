@@ -126,3 +126,37 @@ def test_100k_pipelined_gets_in_67kb_writes_all_get_their_response(covet_server:
         (after,), _ = exchange(s.port, GET)
     assert (seen, closed) == (PIPELINED, False), tail
     assert after.status == 200
+
+
+# -- a body over max_body_bytes after the app has answered ------------------------------------------
+
+
+def test_chunked_body_over_the_limit_after_an_early_answer_closes_the_connection(covet_server: Any) -> None:
+    limit, total, piece = 64 * 1024, 64 * 1024 * 1024, 0x10000
+    chunk = b"%x\r\n" % piece + b"x" * piece + b"\r\n"
+    with covet_server(ok_app, max_body_bytes=limit) as s, \
+            socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as c:
+        c.sendall(b"POST /up HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"ok"):       # ok_app answers without reading the body
+            answer += c.recv(65536)
+        sent = 0
+        deadline = time.monotonic() + WAIT
+        try:
+            while sent < total and time.monotonic() < deadline:
+                c.sendall(chunk)
+                sent += piece
+            c.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        c.settimeout(2.0)
+        try:
+            rest, closed = c.recv(65536), True
+        except ConnectionResetError:
+            rest, closed = b"", True
+        except socket.timeout:
+            rest, closed = b"", False
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert closed and rest == b"", "past max_body_bytes the connection is closed (the 200 went out already)"
+    # the server stopped reading: the client could not push the whole body (kernel buffers take a few MB)
+    assert sent < total // 2, sent

@@ -276,12 +276,14 @@ cdef class HttpConnection(_Wire):
 
     def on_body(self, bytes body):
         cdef Cycle c = self.cycle
-        if c is None or c.complete or c.disconnected:
+        if c is None:
             return
         c.received += len(body)
         if c.received > self.s.max_body:
-            self.limit_status = 413
+            self.limit_status = 413    # also once the app has answered: the limit is the server's
             raise _Stop()
+        if c.complete or c.disconnected:
+            return                     # nobody reads it any more: dropped
         c.feed(body)
         if c.buffered > HIGH_WATER:
             self.pause_reading()
