@@ -68,6 +68,9 @@ class ConnectionInfo:
     layers: list[str] = field(default_factory=list)
     #: facts layers recorded (PROXY: "proxy_source", "proxy_destination", TLVs ...)
     facts: dict[str, Any] = field(default_factory=dict)
+    #: the event loop's ``time()`` when the listener accepted the connection (None when not known):
+    #: a protocol's first deadline (HTTP's ``header_timeout``) counts from it, detection included
+    accepted_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.client is None:

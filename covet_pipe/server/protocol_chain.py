@@ -10,7 +10,8 @@ plugins in ``(priority, name)`` order:
   hands it the transport and the bytes read so far, and steps aside
   (``transport.set_protocol``), so detection costs nothing after it;
 * ``NEED_MORE`` from any plugin before a match waits for more bytes, bounded by
-  ``max_detect_bytes`` and ``header_timeout``;
+  ``max_detect_bytes`` and ``header_timeout`` (counted from accept: the time detection took
+  counts toward HTTP's first head too, through ``ConnectionInfo.accepted_at``);
 * nothing claims the bytes: the connection is closed and the reason logged (a TLS
   ClientHello sent to a chain that speaks plain HTTP is named as such).
 
@@ -171,10 +172,12 @@ class Detector(asyncio.Protocol):
             transport.close()
             self.done = True
             return
+        loop = self.server.loop or asyncio.get_running_loop()
+        self.conn.accepted_at = loop.time()
         timeout = getattr(self.server.config, "header_timeout", None)
         if timeout:
-            loop = self.server.loop or asyncio.get_running_loop()
-            self.timer = loop.call_later(timeout, self._timed_out)
+            # the protocol that claims the connection counts its first head from the same instant
+            self.timer = loop.call_at(self.conn.accepted_at + timeout, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self.done:

@@ -160,3 +160,71 @@ def test_chunked_body_over_the_limit_after_an_early_answer_closes_the_connection
     assert closed and rest == b"", "past max_body_bytes the connection is closed (the 200 went out already)"
     # the server stopped reading: the client could not push the whole body (kernel buffers take a few MB)
     assert sent < total // 2, sent
+
+
+# -- the header deadline counts from accept ---------------------------------------------------------
+
+SLOW_HEAD = b"GET /slow HTTP/1.1\r\n" + H + b"User-Agent: one-byte-a-second\r\n\r\n"
+
+
+def _trickle(port: int, data: bytes, gap: float, limit: float) -> tuple[bytes, float]:
+    """Send *data* a byte every *gap* s until the server answers or closes: (reply, s since connect)."""
+    import select
+    start = time.monotonic()
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as c:
+        for i in range(len(data)):
+            try:
+                c.sendall(data[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([c], [], [], gap)[0] or time.monotonic() - start > limit:
+                break
+        c.settimeout(max(0.1, limit - (time.monotonic() - start)))
+        try:
+            for _ in range(100):
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            return reply, float("inf")         # still open at the limit
+    return reply, time.monotonic() - start
+
+
+@pytest.mark.parametrize("header_timeout", [2.0, 5.0])
+def test_a_head_trickling_a_byte_a_second_is_closed_within_header_timeout_of_accept(
+        covet_server: Any, header_timeout: float) -> None:
+    # "GET /" takes 4 s at this pace: with 2 s the protocol chain is still detecting at the deadline,
+    # with 5 s HTTP has the connection, and its head's deadline is the one detection started
+    bound = header_timeout + 1 + 1.5
+    with covet_server(ok_app, header_timeout=header_timeout) as s:
+        reply, elapsed = _trickle(s.port, SLOW_HEAD, 1.0, bound + WAIT)
+    assert header_timeout * 0.9 < elapsed < bound, (elapsed, reply[:40])
+    if header_timeout > 4:
+        assert reply.startswith(b"HTTP/1.1 408 "), reply[:40]
+
+
+def test_a_later_head_on_a_kept_alive_connection_gets_a_header_timeout_of_its_own(covet_server: Any) -> None:
+    with covet_server(ok_app, header_timeout=1.0, keepalive_timeout=30.0) as s, \
+            socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as c:
+        c.sendall(GET)
+        first = b""
+        while not first.endswith(b"ok"):
+            first += c.recv(65536)
+        time.sleep(1.5)                    # idle longer than header_timeout: keep-alive's time, not the head's
+        start = time.monotonic()
+        reply = b""
+        for i in range(len(SLOW_HEAD)):
+            c.sendall(SLOW_HEAD[i:i + 1])
+            c.settimeout(0.2)
+            try:
+                reply = c.recv(65536)
+                break
+            except socket.timeout:
+                pass
+        elapsed = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:40]
+    assert 0.9 < elapsed < 1.0 + 1 + 1.5, elapsed

@@ -123,7 +123,12 @@ cdef class HttpConnection(_Wire):
         except AttributeError:  # httptools < 0.6.3
             pass
         self.s.connections.add(self)
-        self._arm(T_HEAD, self.s.header_timeout)
+        # the first head's deadline counts from accept: protocol detection took part of it
+        accepted = getattr(self.info, "accepted_at", None)
+        if accepted is None:
+            self._arm(T_HEAD, self.s.header_timeout)
+        else:
+            self._arm(T_HEAD, accepted + self.s.header_timeout - self.loop.time())
 
     def data_received(self, data):
         cdef bint was_in_head = self.in_head
@@ -191,7 +196,7 @@ cdef class HttpConnection(_Wire):
         self.te = None
         self.url = b""
         self.headers = []
-        if self.active is None:
+        if self.active is None and self.timer_kind != T_HEAD:   # the first head's runs since accept
             self._arm(T_HEAD, self.s.header_timeout)
 
     def on_url(self, bytes url):
