@@ -239,3 +239,48 @@ def test_scope_matches_uvicorn(target: bytes) -> None:
         (u,), _ = exchange(uv.port, raw)
         (c,), _ = exchange(cp.port, raw)
     assert json.loads(c.body) == json.loads(u.body)
+
+
+# -- limits and deadlines at their edges: same answers where uvicorn has no limit to differ by ----------
+
+
+def test_pipelined_gets_in_large_writes_are_all_answered_by_both(servers: Any) -> None:
+    # RFC 9112 §9.3.2: pipelined requests are answered in order. 67 KB writes end inside a head and
+    # are larger than the listener's max_header_bytes (8 KiB here): every head still fits its limit.
+    from tests.server.test_http11_limits import _pipeline
+    count = 20_000
+    for port in servers:
+        seen, tail, closed = _pipeline(port, count, time.monotonic() + 60)
+        assert (seen, closed) == (count, False), (port, tail)
+
+
+def test_body_past_the_limit_after_an_early_answer(servers: Any) -> None:
+    # RFC 9110 §15.5.14: a server may close the connection rather than read a body too large.
+    # uvicorn reads and drops all of it and serves the next request; covet-pipe closes past
+    # max_body_bytes (64 KiB here) although its app (ok_app, which never reads the body) has answered.
+    from tests.conftest import Served
+    from tests.server.conftest import CovetServer
+    from tests.server.test_http11_limits import ok_app
+    body = (b"10000\r\n" + b"x" * 0x10000 + b"\r\n") * 64 + b"0\r\n\r\n"      # 4 MiB
+    raw = [b"POST /up HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n", body,
+           b"GET /next HTTP/1.1\r\n" + H + b"\r\n"]
+    with Served(ok_app, http="httptools", lifespan="off") as uv, \
+            CovetServer(ok_app, lifespan="off", **LIMITS) as cp:
+        uv_replies, uv_closed = exchange(uv.port, raw, expect=2, pause=0.1)
+        cp_replies, cp_closed = exchange(cp.port, raw, expect=2, pause=0.1)
+    assert [r.status for r in uv_replies] == [200, 200] and not uv_closed
+    assert [r.status for r in cp_replies] == [200] and cp_closed
+
+
+def test_slow_head_closed_at_header_timeout_from_accept(servers: Any) -> None:
+    # RFC 9112 §9.5: a server may close a connection at any time. uvicorn has no header deadline:
+    # a head trickling a byte a second keeps its connection; covet-pipe's header_timeout (2 s here)
+    # counts from accept.
+    from tests.server.conftest import CovetServer
+    from tests.server.test_http11_limits import SLOW_HEAD, _trickle, ok_app
+    bound = 2.0 + 1 + 1.5
+    with CovetServer(ok_app, lifespan="off", header_timeout=2.0) as cp:
+        _, cp_elapsed = _trickle(cp.port, SLOW_HEAD, 1.0, bound + 5)
+    uv_port, _ = servers
+    _, uv_elapsed = _trickle(uv_port, SLOW_HEAD, 1.0, bound)
+    assert cp_elapsed < bound and uv_elapsed == float("inf"), (cp_elapsed, uv_elapsed)
