@@ -162,6 +162,14 @@ def test_chunked_body_over_the_limit_after_an_early_answer_closes_the_connection
     assert sent < total // 2, sent
 
 
+
+def test_a_body_arriving_steadily_after_an_early_answer_is_not_cut(covet_server: Any) -> None:
+    # each gap is under body_timeout, the whole body takes three times it: only a stall is cut
+    pieces = [b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 6\r\n\r\n"] + [b"a"] * 6 + [GET]
+    with covet_server(ok_app, body_timeout=1.0) as s:
+        replies, closed = exchange(s.port, pieces, pause=0.5, expect=2)
+    assert [r.status for r in replies] == [200, 200] and not closed
+
 # -- the header deadline counts from accept ---------------------------------------------------------
 
 SLOW_HEAD = b"GET /slow HTTP/1.1\r\n" + H + b"User-Agent: one-byte-a-second\r\n\r\n"

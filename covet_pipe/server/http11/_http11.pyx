@@ -287,12 +287,12 @@ cdef class HttpConnection(_Wire):
         if c.received > self.s.max_body:
             self.limit_status = 413    # also once the app has answered: the limit is the server's
             raise _Stop()
-        if c.complete or c.disconnected:
-            return                     # nobody reads it any more: dropped
-        c.feed(body)
-        if c.buffered > HIGH_WATER:
-            self.pause_reading()
-        elif self.timer_kind == T_BODY:
+        if not (c.complete or c.disconnected):     # else nobody reads it any more: dropped
+            c.feed(body)
+            if c.buffered > HIGH_WATER:
+                self.pause_reading()
+                return
+        if self.timer_kind == T_BODY:             # still arriving, read or dropped
             self.deadline = self.loop.time() + self.s.body_timeout
 
     def on_message_complete(self):
