@@ -88,9 +88,10 @@ bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) benchmarks/e2e_wrk.py
 
-# covet-pipe serve vs uvicorn+httptools vs granian under wrk, bare app and 10 no-op plugins (~2 min).
+# covet-pipe serve vs uvicorn+httptools vs granian vs nginx under wrk, bare app and 10 no-op plugins (~3 min).
 bench-serve: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light)
 	$(PY) -c "import granian" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check granian
 	$(PY) benchmarks/bench_serve.py
 

@@ -1,4 +1,4 @@
-"""covet-pipe's own listener under wrk: `covet-pipe serve` vs uvicorn+uvloop+httptools vs granian.
+"""covet-pipe's own listener under wrk: `covet-pipe serve` vs uvicorn+uvloop+httptools vs granian vs nginx.
 
     python benchmarks/bench_serve.py [--rounds 3] [--duration 5] [--connections 50] [--no-doc]
 
@@ -7,7 +7,8 @@ plus ``covet-pipe serve`` of the same app behind 10 no-op plugins (``apps:covet1
 warm-up, ``wrk -t1 -cC -dDs --latency`` runs against each in interleaved rounds (order rotated);
 medians of req/s, p99 latency and the server's CPU per request (from /proc/<pid>/stat) are
 reported, each beside its ratio to uvicorn's bare figure, in the "listener" section of
-docs/benchmarks.md. Needs wrk (``make bench-serve`` installs it) and granian (pip).
+docs/benchmarks.md. nginx (one worker, ``return 200`` of the same body, no app) is this machine's limit.
+Needs wrk and nginx (``make bench-serve`` installs Debian's wrk and nginx-light) and granian (pip).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +33,8 @@ from e2e_wrk import CLK_TCK, PATH, Server, cpu_ticks, free_port, interleaved_rou
 
 TARGET_BARE = 1.3
 TARGET_PLUGINS = 1.2
+TARGET_GRANIAN = 1.5
+TARGET_NGINX = 0.7
 
 
 def covet_cmd(app: str, port: int) -> list[str]:
@@ -44,12 +48,43 @@ def granian_cmd(app: str, port: int) -> list[str]:
             "--loop", "uvloop", "--log-level", "warning", "--no-ws", "--working-dir", HERE, f"apps:{app}"]
 
 
+def nginx_cmd(app: str, port: int) -> list[str]:
+    """nginx with one worker answering the bare app's bytes itself (``return 200``): this machine's limit."""
+    if shutil.which("nginx") is None:
+        raise SystemExit("nginx is not installed: apt-get install -y nginx-light (make bench-serve does it)")
+    folder = tempfile.mkdtemp(prefix="covet-bench-nginx-")
+    conf = os.path.join(folder, "nginx.conf")
+    body = apps.BODY.decode()
+    with open(conf, "w", encoding="ascii") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "{body}"; }}
+    }}
+}}
+""")
+    return ["nginx", "-c", conf, "-p", folder]
+
+
 CONTENDERS = (
     # name, label, command builder, app
     ("uvicorn", "uvicorn + uvloop + httptools, bare app", uvicorn_cmd, "bare"),
     ("granian", "granian --interface asgi, bare app", granian_cmd, "bare"),
     ("covet", "covet-pipe serve, bare app", covet_cmd, "bare"),
     ("covet10", f"covet-pipe serve, {apps.E2E_LAYERS} no-op plugins", covet_cmd, "covet10"),
+    ("nginx", "nginx, 1 worker, `return 200` (no Python: the machine's limit)", nginx_cmd, "bare"),
 )
 
 
@@ -209,7 +244,15 @@ def main() -> None:
                        f"{r:.2f}× uvicorn's bare figure (target ≥ {TARGET_PLUGINS}×).")
     if base and "granian" in med:
         verdict.append(f"- granian (Rust HTTP, same run): {med['granian']['rps'] / base['rps']:.2f}× uvicorn.")
-    body = f"""## Own listener: `covet-pipe serve` vs uvicorn vs granian under wrk (`benchmarks/bench_serve.py`)
+    if "covet" in med and "granian" in med:
+        r = med["covet"]["rps"] / med["granian"]["rps"]
+        verdict.append(f"- {'MET' if r >= TARGET_GRANIAN else 'MISSED'}: `covet-pipe serve` bare {r:.2f}× granian "
+                       f"(target ≥ {TARGET_GRANIAN}×).")
+    if "covet" in med and "nginx" in med:
+        r = med["covet"]["rps"] / med["nginx"]["rps"]
+        verdict.append(f"- {'MET' if r >= TARGET_NGINX else 'MISSED'}: `covet-pipe serve` bare {r:.2f}× nginx "
+                       f"(target ≥ {TARGET_NGINX}×; nginx answers from C without an app).")
+    body = f"""## Own listener: `covet-pipe serve` vs uvicorn vs granian vs nginx under wrk (`benchmarks/bench_serve.py`)
 
 {_docs.machine()}; {_docs.versions("uvicorn", "uvloop", "httptools", "granian")}.
 Command: `make bench-serve` = `python benchmarks/bench_serve.py --rounds {args.rounds} --duration {args.duration:g}`.
@@ -217,7 +260,8 @@ One process each, 127.0.0.1; load `wrk -t{args.threads} -c{args.connections} -d{
 http://127.0.0.1:<port>{PATH}` after a {args.warmup:g} s warm-up per server, {args.rounds} interleaved
 rounds (order rotated), medians. wrk and the servers share the machine's {os.cpu_count()} CPUs.
 Servers: `python {' '.join(covet_cmd('<app>', 0)[1:]).replace(HERE, 'benchmarks').replace('--port 0', '--port <free>')}`;
-uvicorn as in the e2e section; `granian --interface asgi --workers 1 --loop uvloop`.
+uvicorn as in the e2e section; `granian --interface asgi --workers 1 --loop uvloop`; nginx 1 worker,
+`access_log off`, `return 200` of the same body.
 
 {chr(10).join(lines)}
 
