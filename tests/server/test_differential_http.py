@@ -117,6 +117,9 @@ DIFFERENCES: dict[str, tuple[bytes, list[int], str]] = {
     "absolute-form-without-path": (b"GET http://example.com?q=1 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n",
                                    [200],
                                    "RFC 9110 §4.2.3: an empty path is '/'; uvicorn fails on it and answers 400"),
+    "te-chunked-http10": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", [400],
+                          "RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message MUST be treated as faulty "
+                          "framing; uvicorn (llhttp) reads it as chunked and answers 200"),
     "valid-then-malformed": (b"GET /ok HTTP/1.1\r\n" + H + b"\r\nGET / HTTP/1.1\n\n", [200, 400],
                              "uvicorn writes the 400 at once, ahead of (and instead of) the response to the "
                              "valid request before it; covet-pipe answers the valid request first, in order"),

@@ -151,6 +151,18 @@ def test_a_request_whose_final_coding_is_not_chunked_is_a_400_before_the_app(cov
     assert (r.status, closed, calls) == (400, True, [])
 
 
+@pytest.mark.parametrize("te", [b"chunked", b"gzip, chunked"])
+def test_transfer_encoding_in_an_http10_request_is_a_400_before_the_app(covet_server: Any, echo: Any,
+                                                                        te: bytes) -> None:
+    # RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a Transfer-Encoding
+    # header field MUST treat the message as if the framing is faulty ... and close the connection"
+    calls: list[str] = []
+    with covet_server(_counting_echo(calls, echo)) as s:
+        (r,), closed = exchange(s.port, b"POST / HTTP/1.0\r\nTransfer-Encoding: " + te
+                                + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert (r.status, closed, calls) == (400, True, [])
+
+
 def test_a_final_chunked_coding_is_read_as_chunked(covet_server: Any, echo: Any) -> None:
     with covet_server(echo) as s:
         (r,), _ = exchange(s.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip,\t Chunked \r\n\r\n"

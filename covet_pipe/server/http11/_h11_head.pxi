@@ -12,6 +12,10 @@ cdef void _check_head(HttpConnection conn, str version) except *:
             _refuse(conn, 400, "more than one Host header" if conn.hosts else "no Host header")
     elif _bad_host(conn.host):
         _refuse(conn, 400, "an invalid Host header")
+    if conn.te is not None and version == "1.0":
+        # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding MUST be treated as faulty framing
+        # (a 1.0 peer may not know chunked: a proxy in front could frame the body differently)
+        _refuse(conn, 400, "Transfer-Encoding in an HTTP/1.0 request")
     if conn.te is not None and not _ends_chunked(conn.te):
         # RFC 9112 §6.1: the length of such a request cannot be determined (llhttp says so too,
         # but only after this callback: the app would already have started)
