@@ -11,8 +11,6 @@
 from collections import deque as _deque
 import asyncio as _asyncio
 
-_callnext_log = _safe_logger("covet_pipe.plugins")
-
 
 class _Msg:
     """Yielded by the capturing send to the driver (never reaches the event loop)."""
@@ -202,7 +200,7 @@ async def _run_call_next(entry, downstream, req, scope,
         message = await bridge.next_message()
         if message is None or message["type"] != "http.response.start":
             if message is None:
-                _callnext_log.warning("plugin %r: the app returned without sending a response", entry.name)
+                _log.warning("plugin %r: the app returned without sending a response", entry.name)
             streamed = StreamedResponse(500, None, bridge)
             streamed._first = message
         else:
@@ -225,7 +223,7 @@ async def _run_call_next(entry, downstream, req, scope,
             raise
         entry.stats.errors += 1
         started = bool(made)
-        _callnext_log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,
+        _log.error("plugin %r %s raised in process_request (call_next style): %s: %s -- %s", entry.name,
                   entry.version, type(exc).__name__, _printable(str(exc), 2048),
                   "skipped (failure_policy='open')" if entry.fail_open and not started
                   else "the client got a 500", exc_info=exc)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import covet_pipe
+from covet_pipe._graph import _components
 
 PACKAGE = Path(covet_pipe.__file__).resolve().parent
 
@@ -121,45 +122,8 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
-def _is_package_parent(a: str, b: str) -> bool:
-    """``covet_pipe`` importing ``covet_pipe.x`` that imports ``covet_pipe`` is the package's own front."""
-    return b.startswith(a + ".") or a.startswith(b + ".")
+    """Strongly connected components of more than one module (the registry's Tarjan), each sorted."""
+    return sorted(sorted(c) for c in _components(graph) if len(c) > 1)
 
 
 def test_the_graph_sees_the_package() -> None:
