@@ -1,0 +1,101 @@
+"""Issue 15, streamed bodies: ``Response(body=<async iterator>)`` goes out chunk by chunk, in both styles.
+
+The body comes from :class:`tests._helpers.StreamProbe`, whose second chunk waits until the client holds
+the first: a pipeline that buffered the body would never let the client have it (``probe.waited`` False).
+A call_next plugin also transforms the app's streamed body into a new streamed Response, without
+buffering it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from covet_pipe import MiddlewareAction, MiddlewarePlugin, Response, wrap
+from tests._helpers import StreamProbe, read_stream
+from tests._layers import ACTOR_PRIORITY, calls_of, layered, manager_with, styles
+
+
+async def never_app(scope, receive, send):
+    raise AssertionError("the plugin answered: the app must not run")
+
+
+class StreamHook(MiddlewarePlugin):
+    """Answers from its request hook with a streamed body."""
+
+    name = "streamer"
+    version = "1.0.0"
+    priority = ACTOR_PRIORITY
+
+    def __init__(self, probe: StreamProbe) -> None:
+        self.probe = probe
+
+    def process_request(self, request, ctx):
+        return MiddlewareAction.respond(Response(200, [("content-type", "text/plain")], self.probe.chunks()))
+
+    def process_response(self, response, ctx):
+        response.headers.add("x-streamer", "1")
+
+
+class StreamCallNext(MiddlewarePlugin):
+    """Answers with a streamed body without calling the app."""
+
+    name = "streamer"
+    version = "1.0.0"
+    priority = ACTOR_PRIORITY
+
+    def __init__(self, probe: StreamProbe) -> None:
+        self.probe = probe
+
+    async def process_request(self, request, call_next):
+        response = Response(200, [("content-type", "text/plain")], self.probe.chunks())
+        response.headers.add("x-streamer", "1")
+        return response
+
+
+class Upper(MiddlewarePlugin):
+    """Streams the app's body back upper-cased, chunk for chunk."""
+
+    name = "upper"
+    version = "1.0.0"
+    priority = ACTOR_PRIORITY
+
+    async def process_request(self, request, call_next):
+        response = await call_next(request)
+
+        async def upper():
+            async for chunk in response.body_iterator:
+                yield chunk.upper()
+
+        return Response(response.status, response.headers, upper())
+
+
+NO_STREAMED_BODY = "Response(body=...) takes bytes or str only (TypeError for an async iterator)"
+
+
+@pytest.mark.parametrize("style", styles(NO_STREAMED_BODY))
+def test_streamed_response_made_by_a_plugin_arrives_chunk_by_chunk(serve, style):
+    probe = StreamProbe()
+    plugins = layered(style, lambda: StreamHook(probe), lambda: StreamCallNext(probe))
+    with serve(wrap(never_app, manager_with(*plugins))) as s:
+        status, headers, first, rest = read_stream(s.url + "/", probe)
+    assert status == 200
+    assert (first, first + rest) == (b"one,", b"one,two,three")
+    assert probe.waited is True, "the body was buffered: its second chunk never saw the client hold the first"
+    assert headers["x-streamer"] == "1"
+    assert headers["content-type"] == "text/plain"
+    assert "content-length" not in headers and headers["transfer-encoding"] == "chunked"
+    # the no-op outside the actor ran both phases; the one inside it (and the app) never ran
+    noops = [p for p in plugins if hasattr(p, "requests")]
+    assert calls_of(noops) == [(p.name, 1, 1) if p.name.startswith("outer") else (p.name, 0, 0) for p in noops]
+
+
+@pytest.mark.parametrize("style", styles(NO_STREAMED_BODY, only=("call_next", "call_next-in-hook")))
+def test_call_next_plugin_transforms_the_apps_streamed_body_without_buffering_it(serve, style):
+    probe = StreamProbe()
+    plugins = layered(style, None, Upper)
+    with serve(wrap(probe.raw_app(child_task=False), manager_with(*plugins))) as s:
+        status, headers, first, rest = read_stream(s.url + "/", probe)
+    assert status == 200
+    assert (first, first + rest) == (b"ONE,", b"ONE,TWO,THREE")
+    assert probe.waited is True, "the body was buffered: its second chunk never saw the client hold the first"
+    assert headers["x-app"] == "1"            # the app's headers, carried over
