@@ -20,8 +20,8 @@ from typing import Any
 
 from tests._helpers import WAIT, http_scope
 
-__all__ = ["AppEnd", "Head", "LogCatcher", "SERVER_HEADERS", "drive", "parse_head", "read_until_closed", "request",
-           "two_requests"]
+__all__ = ["AppEnd", "Head", "LogCatcher", "SERVER_HEADERS", "drive", "normal_messages", "parse_head",
+           "read_until_closed", "request", "two_requests"]
 
 #: headers the server adds itself, which differ between two runs
 SERVER_HEADERS = frozenset({"date", "server"})
@@ -121,12 +121,37 @@ async def drive(app: Any, path: str = "/", *, extensions: dict[str, Any] | None 
     return sent
 
 
+#: the ASGI defaults of the keys a message may leave out: a layer that spells one out changes nothing
+_DEFAULTS = {
+    "http.response.start": {"headers": [], "trailers": False},
+    "http.response.body": {"body": b"", "more_body": False},
+    "http.response.trailers": {"headers": [], "more_trailers": False},
+}
+
+
+def normal_messages(messages: list[dict]) -> list[dict]:
+    """Messages in a comparable form: the keys left to their ASGI defaults spelled out, header lists as
+    lists of byte pairs (a layer may rebuild the list, or the tuples, without changing a header)."""
+    out = []
+    for message in messages:
+        m = {**_DEFAULTS.get(message["type"], {}), **message}
+        if "headers" in m:
+            m["headers"] = [(bytes(k), bytes(v)) for k, v in m["headers"]]
+        out.append(m)
+    return out
+
+
 @dataclass
 class AppEnd:
-    """Where an app's coroutine ended: call :meth:`ended` from its ``finally``."""
+    """Where an app's coroutine ended: call :meth:`ended` from its ``finally``.
+
+    ``events`` is one timeline for the app and whatever wraps the pipeline (which sets ``layer_done``
+    once the pipeline returned or raised).
+    """
 
     events: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    layer_done: threading.Event = field(default_factory=threading.Event)
     in_loop: bool | None = None
     thread: str | None = None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-import threading
 
 import httpx
 import pytest
@@ -48,8 +47,6 @@ def observed(app, end: AppEnd, *, failing_send: bool = False):
     With *failing_send*, the server's ``send`` raises OSError on the first body message (a server whose
     client went away); the wrapper records it and returns, as a server does.
     """
-    end.layer_done = threading.Event()
-
     async def server_side(scope, receive, send):
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -177,8 +174,8 @@ def test_server_send_raising_ends_the_app_inside_the_loop_before_the_pipeline_ra
         with socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as sock:
             sock.sendall(request("GET", "/", close=True))
             inflight = _settle(end, manager)
+    # the server's error leaves the pipeline (the server must know), after the app ended
     _ended_inside_the_loop_before_the_layer_returned(end, "pipeline-raised:OSError", inflight)
-    assert "raised:OSError" in end.events or "raised:CancelledError" in end.events, end.events
 
 
 def _hang_up_app(end: AppEnd, *, wait_for_disconnect: bool):

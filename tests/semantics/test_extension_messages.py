@@ -17,7 +17,7 @@ import pytest
 
 from covet_pipe import wrap
 from tests._layers import StampCallNext, StampHook, calls_of, layered, manager_with, styles
-from tests._wire import drive
+from tests._wire import drive, normal_messages
 
 PRE_START = [
     {"type": "http.response.push", "path": "/style.css", "headers": [(b"accept", b"text/css")]},
@@ -48,25 +48,13 @@ def script_app(script: list[dict]):
 
 def _stamped(start: dict) -> dict:
     """*start* as the server should get it: the actor's x-stamp added, the rest as the app sent it."""
-    out = dict(start, headers=[*start["headers"], (b"x-stamp", b"200")])
-    return out
-
-
-def _normal(messages: list[dict]) -> list[dict]:
-    """Messages with their header lists as lists of byte tuples (a layer may rebuild the list)."""
-    out = []
-    for m in messages:
-        m = dict(m)
-        if "headers" in m:
-            m["headers"] = [(bytes(k), bytes(v)) for k, v in m["headers"]]
-        out.append(m)
-    return out
+    return dict(start, headers=[*start["headers"], (b"x-stamp", b"200")])
 
 
 async def _through(style: str, script: list[dict]) -> tuple[list[dict], list]:
     plugins = layered(style, StampHook, StampCallNext)
     sent = await drive(wrap(script_app(script), manager_with(*plugins)), extensions=EXTENSIONS)
-    return _normal(sent), plugins
+    return normal_messages(sent), plugins
 
 
 CALL_NEXT_EATS_PRE_START = ("a message before http.response.start is taken for 'no response' by a call_next "
@@ -79,7 +67,7 @@ CALL_NEXT_EATS_PRE_START = ("a message before http.response.start is taken for '
 async def test_messages_before_the_start_pass_through_untouched_in_order(style):
     sent, plugins = await _through(style, [*PRE_START, START, BODY])
     assert [m["type"] for m in sent] == [m["type"] for m in [*PRE_START, START, BODY]]
-    assert sent == _normal([*PRE_START, _stamped(START), BODY])
+    assert sent == normal_messages([*PRE_START, _stamped(START), BODY])
     assert calls_of(plugins) == [(p.name, 1, 1) for p in plugins]
 
 
@@ -94,10 +82,10 @@ async def test_trailers_flag_and_trailer_messages_pass_through(style):
     sent, _ = await _through(style, [start, BODY, *TRAILERS])
     assert sent[0]["type"] == "http.response.start"
     assert sent[0].get("trailers") is True, "the start lost trailers: True"
-    assert sent == _normal([_stamped(start), BODY, *TRAILERS])
+    assert sent == normal_messages([_stamped(start), BODY, *TRAILERS])
 
 
 @pytest.mark.parametrize("style", styles())
 async def test_pathsend_after_the_start_passes_through(style):
     sent, _ = await _through(style, [START, PATHSEND])
-    assert sent == _normal([_stamped(START), PATHSEND])
+    assert sent == normal_messages([_stamped(START), PATHSEND])

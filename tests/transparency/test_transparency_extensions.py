@@ -12,7 +12,7 @@ import pytest
 
 from covet_pipe import wrap
 from tests._layers import NOOP_CHAINS, calls_of, manager_with, noop_chain
-from tests._wire import drive
+from tests._wire import drive, normal_messages
 from tests.transparency.apps import build_app
 
 PUSH_DEBUG = {"http.response.push": {}, "http.response.debug": {}}
@@ -24,16 +24,13 @@ CASES = {
 
 
 def _normal(messages: list[dict]) -> list[dict]:
-    """Comparable messages: the debug message's template by name and its context by keys (it holds the
-    request object of its own run); header lists as lists of byte pairs."""
+    """Comparable messages (see ``normal_messages``), the debug message's template by name and its
+    context by keys (it holds the request object of its own run)."""
     out = []
-    for m in messages:
-        m = dict(m)
+    for m in normal_messages(messages):
         if m["type"] == "http.response.debug":
             info = m["info"]
             m["info"] = {"template": info["template"].name, "context": sorted(info["context"])}
-        if "headers" in m:
-            m["headers"] = [(bytes(k), bytes(v)) for k, v in m["headers"]]
         out.append(m)
     return out
 
