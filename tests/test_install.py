@@ -27,6 +27,9 @@ from tests._process import free_port, start_until_ready, stop
 ROOT = Path(__file__).resolve().parents[1]
 #: seconds for one pip install or build step: generous for a loaded 2-core machine, never a speed check
 STEP = 240
+# The session fixture (a build, then two installs side by side) runs in the first test's setup: its own
+# bounds are STEP each, so the suite's 120 s (pyproject.toml) would cut it short on a loaded machine.
+pytestmark = pytest.mark.timeout(3 * STEP)
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float = STEP) -> subprocess.CompletedProcess[str]:
@@ -75,11 +78,19 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dist]:
     (sdist,) = out.glob("*.tar.gz")
     venvs = {"wheel": base / "venv-wheel", "sdist": base / "venv-sdist"}
     installs = {kind: _new_venv(venvs[kind], artifact) for kind, artifact in (("sdist", sdist), ("wheel", wheel))}
-    for kind, proc in installs.items():
-        code = proc.wait(STEP)
-        if code != 0:
-            raise AssertionError(f"pip install of the {kind} exited {code}:\n"
-                                 f"{(venvs[kind] / 'install.log').read_text()}")
+    try:
+        for kind, proc in installs.items():
+            code = proc.wait(STEP)
+            if code != 0:
+                raise AssertionError(f"pip install of the {kind} exited {code}:\n"
+                                     f"{(venvs[kind] / 'install.log').read_text()}")
+    finally:
+        # an install cut short (its own bound, the test's timeout) is not left running: its Popen's
+        # "still running" ResourceWarning would surface at the session's end as an unraisable exception
+        for proc in installs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     yield Dist(wheel, sdist, venvs)
 
 
