@@ -39,6 +39,7 @@ include "_chain.pxi"
 include "_native.pxi"
 include "_awaitables.pxi"
 include "_phases.pxi"
+include "_sending.pxi"
 include "_dispatch.pxi"
 include "_callnext.pxi"
 

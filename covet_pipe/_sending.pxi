@@ -1,0 +1,135 @@
+# How a response reaches the server: the app's send wrapped (the response phase at its start),
+# and the responses the pipeline sends itself. Included by _core.pyx before _dispatch.pxi.
+
+
+cdef Response _response_of(dict message, bint accept):
+    cdef Response resp = Response.__new__(Response)
+    if accept:
+        resp.status = 101
+    else:
+        resp.status = message.get("status", 200)
+    resp._orig_status = resp.status
+    resp._raw_src = message.get("headers")
+    resp.body = None
+    return resp
+
+
+cdef dict _with_changes(dict message, Response resp):
+    message = dict(message)
+    if message["type"] != "websocket.accept":
+        message["status"] = resp.status
+    if resp._headers is not None:
+        message["headers"] = resp._headers._raw
+    return message
+
+
+async def _send_response(send, Response resp, RequestContext ctx):
+    """Send a response the pipeline made (a short-circuit or an error)."""
+    if ctx.protocol == "websocket":
+        await _deny_websocket(send, resp, ctx)
+        return
+    await send({"type": "http.response.start", "status": resp.status,
+                "headers": resp.asgi_headers()})
+    await send({"type": "http.response.body", "body": resp.body or b"", "more_body": False})
+
+
+async def _deny_websocket(send, Response resp, RequestContext ctx):
+    # Refuse the handshake with the plugin's status where the server supports
+    # it (the websocket.http.response extension), else with a close (403).
+    ext = ctx.request.scope.get("extensions") or {}
+    if "websocket.http.response" in ext:
+        await send({"type": "websocket.http.response.start", "status": resp.status,
+                    "headers": resp.asgi_headers()})
+        await send({"type": "websocket.http.response.body", "body": resp.body or b"",
+                    "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008,
+                    "reason": _reason_phrase(resp.status)})
+
+
+async def _answer(Segment seg, RequestContext ctx, Response resp, send):
+    """A request hook answered: run the response phase for those that ran, then send."""
+    cdef Response err
+    if seg.any_resp and ctx._ran:
+        err = _resp_phase(seg, ctx, resp)
+        if ctx._pending is not None:
+            err = await _resp_phase_async(seg, ctx)
+        if err is not None:
+            resp = err
+    await _send_response(send, resp, ctx)
+
+
+@cython.final
+@cython.freelist(64)
+cdef class _Send:
+    """The app's ``send``, wrapped: runs the response phase at the response start."""
+    cdef void *vectorcall     # the vectorcall slot (PEP 590): apps call send(message) without a tuple
+    cdef object send
+    cdef Segment seg
+    cdef RequestContext ctx
+    cdef bint started
+    cdef bint replaced
+
+    def __call__(self, message):
+        return self._call(message)
+
+    cdef object _call(self, message):
+        cdef Response resp, err
+        if self.started:
+            if self.replaced:
+                return _DONE       # the app's body of a response we replaced
+            return self.send(message)
+        t = message["type"]
+        if t == "http.response.start" or t == "websocket.accept":
+            self.started = True
+            resp = _response_of(message, t == "websocket.accept")
+            err = _resp_phase(self.seg, self.ctx, resp)
+            if self.ctx._pending is not None:
+                return self._start_async(message, resp)
+            return _started(self, message, resp, err)
+        return self.send(message)
+
+    async def _start_async(self, dict message, Response resp):
+        # A response hook suspended: the rest of the phase, then the start as above.
+        cdef Response err = await _resp_phase_async(self.seg, self.ctx)
+        await _started(self, message, resp, err)
+
+
+cdef inline object _started(_Send sw, dict message, Response resp, Response err):
+    # After the response phase: the response that replaces the app's, or its edited start.
+    if err is not None:
+        sw.replaced = True
+        if message["type"] == "websocket.accept":
+            return sw.send({"type": "websocket.close", "code": 1011})
+        return _send_response(sw.send, err, sw.ctx)
+    if resp._changed():
+        message = _with_changes(message, resp)
+    return sw.send(message)
+
+
+cdef object _send_vectorcall(object self, PyObject **args, size_t nargsf, PyObject *kwnames):
+    # PEP 590 signature: borrowed self and args, a new reference back, NULL (an exception) on error
+    if (nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET) != 1 or kwnames != NULL:
+        raise TypeError("send() takes exactly one positional argument (the ASGI message)")
+    return (<_Send>self)._call(<object>args[0])
+
+
+cdef _Send _new_send(object send, Segment seg, RequestContext ctx):
+    cdef _Send sw = _Send.__new__(_Send)
+    sw.vectorcall = <void *>_send_vectorcall
+    sw.send = send
+    sw.seg = seg
+    sw.ctx = ctx
+    return sw
+
+
+cdef void _enable_send_vectorcall():
+    # Cython gives extension types tp_call only; give _Send the vectorcall slot as well
+    # (tp_call stays, consistent with it), so `await send(message)` builds no argument tuple.
+    cdef _Send probe = _Send.__new__(_Send)
+    cdef PyTypeObject *t = <PyTypeObject *>_Send
+    t.tp_vectorcall_offset = <Py_ssize_t>(<char *>&probe.vectorcall - <char *><PyObject *>probe)
+    t.tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL
+
+
+_enable_send_vectorcall()
