@@ -36,6 +36,16 @@ cdef inline bint _name_is(object k, bytes key) except -1:
     return k == key or (len(<bytes>k) == len(key) and (<bytes>k).lower() == key)
 
 
+cdef inline bint _is_framing(object name) except -1:
+    return _name_is(name, b"content-length") or _name_is(name, b"transfer-encoding")
+
+
+cdef list _without_framing(object raw):
+    # The header list without Content-Length and Transfer-Encoding: how long a body is
+    # is for whoever sends it to say.
+    return [item for item in (raw or ()) if not _is_framing(item[0])]
+
+
 @cython.freelist(64)
 cdef class Headers:
     """Request or response headers: a multi-map, case-insensitive, order kept.

@@ -134,6 +134,11 @@ cdef class Request:
         return f"<Request {self.method} {self.path}>"
 
 
+cdef inline bint _bodiless(int status) noexcept:
+    # A response with this status has no content (RFC 9110 §15.2, §15.3.5, §15.4.5).
+    return status < 200 or status == 204 or status == 304
+
+
 @cython.freelist(64)
 cdef class Response:
     """A response: status, headers (a multi-map) and, for responses a plugin makes, a body.
@@ -186,8 +191,9 @@ cdef class Response:
         cdef bytes body = self.body if self.body is not None else b""
         if self.media_type is not None and b"content-type" not in [k.lower() for k, v in raw]:
             raw.append((b"content-type", _enc(self.media_type)))
-        raw = [(k, v) for k, v in raw if k.lower() != b"content-length"]
-        if self.status >= 200 and self.status not in (204, 304):
+        # the length is the pipeline's to say (none for a status with no content)
+        raw = _without_framing(raw)
+        if not _bodiless(self.status):
             raw.append((b"content-length", str(len(body)).encode("ascii")))
         return raw
 

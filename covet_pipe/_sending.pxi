@@ -23,6 +23,16 @@ cdef dict _with_changes(dict message, Response resp):
     return message
 
 
+cdef dict _bodiless_start(dict message, Response resp):
+    # A response hook turned the app's response into one with no content (a 204 or a 304
+    # on a 200): the start loses the fields that announce a body (a HEAD keeps them: its
+    # status is the app's), and the app's body messages are dropped (_Send).
+    message = _with_changes(message, resp)
+    message["headers"] = _without_framing(message.get("headers"))
+    message.pop("trailers", None)
+    return message
+
+
 async def _send_response(send, Response resp, RequestContext ctx):
     """Send a response the pipeline made (a short-circuit or an error)."""
     if ctx.protocol == "websocket":
@@ -30,7 +40,8 @@ async def _send_response(send, Response resp, RequestContext ctx):
         return
     await send({"type": "http.response.start", "status": resp.status,
                 "headers": resp.asgi_headers()})
-    await send({"type": "http.response.body", "body": resp.body or b"", "more_body": False})
+    await send({"type": "http.response.body",
+                "body": b"" if _bodiless(resp.status) else resp.body or b"", "more_body": False})
 
 
 async def _deny_websocket(send, Response resp, RequestContext ctx):
@@ -59,6 +70,18 @@ async def _answer(Segment seg, RequestContext ctx, Response resp, send):
     await _send_response(send, resp, ctx)
 
 
+cdef enum:
+    # Where a wrapped send is in the app's response.
+    _S_WAIT = 0     # no http.response.start yet: messages before it pass (push, debug, ...)
+    _S_PASS = 1     # the start went to the server: every message passes
+    _S_DROP = 2     # the rest of the app's response goes nowhere (replaced, or no content)
+    _S_EMPTY = 3    # a status with no content: the app's next body message ends it, empty
+
+
+cdef dict _empty_end():
+    return {"type": "http.response.body", "body": b"", "more_body": False}
+
+
 @cython.final
 @cython.freelist(64)
 cdef class _Send:
@@ -67,21 +90,26 @@ cdef class _Send:
     cdef object send
     cdef Segment seg
     cdef RequestContext ctx
-    cdef bint started
-    cdef bint replaced
+    cdef int state
 
     def __call__(self, message):
         return self._call(message)
 
     cdef object _call(self, message):
         cdef Response resp, err
-        if self.started:
-            if self.replaced:
-                return _DONE       # the app's body of a response we replaced
+        cdef int state = self.state
+        if state == _S_PASS:
             return self.send(message)
+        if state == _S_DROP:
+            return _DONE       # the app's body of a response we replaced
+        if state == _S_EMPTY:
+            if message["type"] == "http.response.body":
+                self.state = _S_DROP
+                return self.send(_empty_end())
+            return _DONE
         t = message["type"]
         if t == "http.response.start" or t == "websocket.accept":
-            self.started = True
+            self.state = _S_PASS
             resp = _response_of(message, t == "websocket.accept")
             err = _resp_phase(self.seg, self.ctx, resp)
             if self.ctx._pending is not None:
@@ -98,12 +126,17 @@ cdef class _Send:
 cdef inline object _started(_Send sw, dict message, Response resp, Response err):
     # After the response phase: the response that replaces the app's, or its edited start.
     if err is not None:
-        sw.replaced = True
+        sw.state = _S_DROP
         if message["type"] == "websocket.accept":
             return sw.send({"type": "websocket.close", "code": 1011})
         return _send_response(sw.send, err, sw.ctx)
     if resp._changed():
-        message = _with_changes(message, resp)
+        if resp.status != resp._orig_status and _bodiless(resp.status) and \
+                message["type"] == "http.response.start":
+            sw.state = _S_EMPTY
+            message = _bodiless_start(message, resp)
+        else:
+            message = _with_changes(message, resp)
     return sw.send(message)
 
 

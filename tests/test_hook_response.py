@@ -1,0 +1,212 @@
+"""The hook style's response path through a real uvicorn: statuses with no content, an app that
+raises before its response, and a response that can no longer change once it has started.
+
+The wire is read from a raw socket on a keep-alive connection: a body where RFC 9110 allows none
+would be read as the start of the next response, so each test sends a second request on the same
+connection and checks that its answer is the next thing on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+
+from covet_pipe import MiddlewareAction, MiddlewarePlugin, PluginManager, Response, wrap
+from tests._helpers import WAIT
+
+
+class Wire:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1, framing responses as a client must."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"the server closed the connection; unread: {self.buf!r}")
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._more()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def request(self, method: str, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """Send one request and read its response: (status, headers by lower-case name, body)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: test\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        self.sock.sendall(head.encode() + b"\r\n")
+        status_line = self._line()
+        assert status_line.startswith(b"HTTP/1.1 "), (
+            f"the response does not start where the previous one ended: {status_line!r}")
+        status = int(status_line.split()[1])
+        fields: dict[str, list[str]] = {}
+        while line := self._line():
+            name, _, value = line.decode("latin-1").partition(":")
+            fields.setdefault(name.strip().lower(), []).append(value.strip())
+        # RFC 9112 §6.3: the length of the body as a client works it out
+        if method == "HEAD" or status < 200 or status in (204, 304):
+            return status, fields, b""
+        if "chunked" in ",".join(fields.get("transfer-encoding", [])):
+            body = b""
+            while size := int(self._line().split(b";")[0], 16):
+                body += self._take(size)
+                assert self._take(2) == b"\r\n"
+            while self._line():     # trailers
+                pass
+            return status, fields, body
+        return status, fields, self._take(int(fields.get("content-length", ["0"])[0]))
+
+
+@pytest.fixture
+def wire():
+    opened: list[Wire] = []
+
+    def _open(served) -> Wire:
+        w = Wire(served.port)
+        opened.append(w)
+        return w
+
+    yield _open
+    for w in opened:
+        w.close()
+
+
+class AppProbe:
+    """An app that answers 200 "hello" (with a length, or chunked) and records how its sends went."""
+
+    def __init__(self) -> None:
+        self.sends_returned: list[str] = []
+        self.finished = threading.Event()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            if scope["path"] == "/chunked":
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain")]})
+                for piece in (b"hel", b"lo"):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    self.sends_returned.append(piece.decode())
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5"),
+                                        (b"x-app", b"1")]})
+                await send({"type": "http.response.body", "body": b"hello"})
+            self.sends_returned.append("end")
+        finally:
+            self.finished.set()
+
+
+class SetStatus(MiddlewarePlugin):
+    """Sets the status a request asks for (x-want-status) in its response hook."""
+
+    name = "set_status"
+    version = "1.0.0"
+
+    def process_response(self, response, ctx):
+        want = ctx.request.headers.get("x-want-status")
+        if want:
+            response.status = int(want)
+        response.headers.add("x-hook", "1")
+
+
+class AsyncSetStatus(SetStatus):
+    async def process_response(self, response, ctx):
+        await asyncio.sleep(0)
+        SetStatus.process_response(self, response, ctx)
+
+
+class Answers(MiddlewarePlugin):
+    """Answers /answer/<status> itself with a body, unless the path says otherwise."""
+
+    name = "answers"
+    version = "1.0.0"
+    priority = 2000
+
+    def process_request(self, request, ctx):
+        if request.path.startswith("/answer/"):
+            status = int(request.path.rsplit("/", 1)[1])
+            return MiddlewareAction.respond(Response(status, {"transfer-encoding": "chunked"}, body="hello"))
+
+
+def served_app(serve, *plugins, app=None):
+    manager = PluginManager()
+    for p in plugins:
+        manager.register(p)
+    return serve(wrap(app or AppProbe(), manager))
+
+
+@pytest.mark.parametrize("hook", [SetStatus, AsyncSetStatus], ids=["sync", "async"])
+@pytest.mark.parametrize("path", ["/", "/chunked"], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_hook_that_sets_a_status_without_content_drops_the_apps_body_and_length(serve, wire, hook, path,
+                                                                                   status):
+    app = AppProbe()
+    with served_app(serve, hook(), app=app) as s:
+        w = wire(s)
+        got_status, fields, body = w.request("GET", path, {"x-want-status": str(status)})
+        assert got_status == status
+        assert "content-length" not in fields and "transfer-encoding" not in fields
+        assert fields["x-hook"] == ["1"]              # the hook's other edits still reach the client
+        # the connection is in sync: the next response is the next thing on the wire
+        status2, _, body2 = w.request("GET", "/")
+        assert (status2, body2) == (200, b"hello")
+        assert app.finished.wait(WAIT)
+    assert app.sends_returned.count("end") == 2       # the app's sends returned and it ran to its end
+    if path == "/chunked":
+        assert app.sends_returned[:2] == ["hel", "lo"]
+
+
+@pytest.mark.parametrize("hook", [SetStatus, AsyncSetStatus], ids=["sync", "async"])
+def test_head_keeps_the_apps_length_and_sends_no_body(serve, wire, hook):
+    with served_app(serve, hook()) as s:
+        w = wire(s)
+        status, fields, _ = w.request("HEAD", "/")
+        assert status == 200
+        assert fields["content-length"] == ["5"]       # RFC 9110 §9.3.2: the length a GET would have
+        assert fields["x-hook"] == ["1"]
+        status, fields, _ = w.request("HEAD", "/", {"x-want-status": "204"})
+        assert status == 204 and "content-length" not in fields
+        assert w.request("GET", "/")[::2] == (200, b"hello")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_plugins_own_answer_with_a_status_without_content_sends_no_body(serve, wire, status):
+    with served_app(serve, Answers()) as s:
+        w = wire(s)
+        got, fields, _ = w.request("GET", f"/answer/{status}")
+        assert got == status
+        assert "content-length" not in fields and "transfer-encoding" not in fields
+        assert w.request("GET", "/")[::2] == (200, b"hello")
+        # the response hook of an outer plugin turning the plugin's 200 into a 204
+        got, fields, _ = w.request("GET", "/answer/200", {"x-want-status": "204"})
+        assert got == 200 and fields["content-length"] == ["5"]     # no response hook here
+
+
+def test_a_response_hook_that_turns_a_plugins_answer_into_204_drops_its_body(serve, wire):
+    with served_app(serve, Answers(), SetStatus()) as s:
+        w = wire(s)
+        got, fields, _ = w.request("GET", "/answer/200", {"x-want-status": "204"})
+        assert got == 204
+        assert "content-length" not in fields and "transfer-encoding" not in fields
+        assert fields["x-hook"] == ["1"]
+        assert w.request("GET", "/")[::2] == (200, b"hello")
