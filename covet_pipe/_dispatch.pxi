@@ -66,10 +66,17 @@ cdef class _Downstream:
     def __call__(self, scope, receive, send):
         cdef Segment seg = <Segment>self.segs[self.si]
         if seg.count == 0 and seg.wrapper is None:
-            return self.app(scope, receive, send)
+            try:
+                return self.app(scope, receive, send)
+            except Exception as exc:
+                return _raising(exc)    # app() itself raised: the app's failure, when awaited
         self.req.scope = scope
         return _run(self.app, self.snap, self.segs, self.si, self.protocol,
                     scope, receive, send, self.services, self.req)
+
+
+async def _raising(exc):
+    raise exc
 
 
 async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
@@ -79,6 +86,7 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
     cdef _Downstream down
+    cdef _Send sw
     if req is None:
         req = Request.__new__(Request)
         req.scope = scope
@@ -104,20 +112,24 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
             await _answer(seg, ctx, resp, send)
             return
         scope = req.build_scope()
-        if seg.any_resp and ctx._ran:
-            send = _new_send(send, seg, ctx)
-        if seg.wrapper is None:
-            await app(scope, receive, send)
-        else:
-            down = _Downstream.__new__(_Downstream)
-            down.app = app
-            down.snap = snap
-            down.segs = segs
-            down.si = si + 1
-            down.protocol = protocol
-            down.services = services
-            down.req = req
-            await _run_call_next(seg.wrapper, down, req, scope, receive, send)
+        sw = _new_send(send, seg, ctx)
+        try:
+            if seg.wrapper is None:
+                await app(scope, receive, sw)
+            else:
+                down = _Downstream.__new__(_Downstream)
+                down.app = app
+                down.snap = snap
+                down.segs = segs
+                down.si = si + 1
+                down.protocol = protocol
+                down.services = services
+                down.req = req
+                await _run_call_next(seg.wrapper, down, req, scope, receive, sw)
+        except Exception as exc:
+            if not _app_error_answered(sw, exc):
+                raise
+            await _answer_app_error(sw)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
@@ -136,6 +148,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     cdef Request req = Request.__new__(Request)
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
+    cdef _Send sw = None
     req.scope = scope
     ctx.request = req
     ctx.protocol = protocol
@@ -147,11 +160,17 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
             return _answer_and_release(seg, ctx, resp, send, snap)
         if req._dirty or req._headers is not None:
             scope = req.build_scope()
-        if seg.any_resp and ctx._ran:
-            send = _new_send(send, seg, ctx)
+        sw = _new_send(send, seg, ctx)
         if seg.any_native_done:
-            return _app_run_done(app(scope, receive, send), snap, seg, ctx)
-        return covet_apprun_new(app(scope, receive, send), snap, _release_cb)
+            return _app_run_done(app(scope, receive, sw), snap, seg, ctx, sw)
+        return covet_apprun_new(app(scope, receive, sw), snap, _release_cb, sw, _app_failed)
+    except Exception as exc:
+        if sw is not None and _app_error_answered(sw, exc):     # app() itself raised
+            return _answer_and_release(seg, ctx, _error_response(500), send, snap)
+        if seg.any_native_done:
+            _native_done(seg, ctx)
+        _release(snap)
+        raise
     except BaseException:
         if seg.any_native_done:
             _native_done(seg, ctx)
@@ -170,13 +189,51 @@ cdef void _release_cb(PyObject *snap) noexcept:
 covet_apprun_ready()
 
 
-async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx):
-    """_app_run, then the native plugins' on_request_done."""
+async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx, _Send sw):
+    """The app's coroutine (answered for if it raises first), then the native plugins' on_request_done."""
     try:
-        await coro
+        try:
+            await coro
+        except Exception as exc:
+            if not _app_error_answered(sw, exc):
+                raise
+            await _answer_app_error(sw)
     finally:
         _native_done(seg, ctx)
         _release(snap)
+
+
+# An app that raises before its response started: the pipeline answers the 500 itself, as it
+# does for a plugin that fails, and the response hooks of the plugins that ran see that 500.
+# Once the start has gone out the exception goes on to the server (which closes the connection).
+
+cdef object _app_log = _safe_logger("covet_pipe.app")
+
+
+cdef bint _app_error_answered(_Send sw, object exc) except -1:
+    # Whether the pipeline answers for exc (then it is logged here, once): HTTP only (a websocket's
+    # server refuses the handshake itself), and only while no response start went through sw.
+    if sw.state != _S_WAIT or sw.ctx.protocol != "http":
+        return False
+    sw.state = _S_DROP      # anything the app's other tasks still send goes nowhere
+    req = sw.ctx.request
+    _app_log.error(
+        "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered 500%s",
+        _printable(str(req.method), 32), _printable(str(req.path), 512), type(exc).__name__,
+        _printable(str(exc), 2048),
+        " (the response hooks of the plugins that ran saw it)" if sw.hooks else "", exc_info=exc)
+    return True
+
+
+def _answer_app_error(_Send sw):
+    return _answer(sw.seg, sw.ctx, _error_response(500), sw.send)
+
+
+cdef object _app_failed(object owner, object exc):
+    # _apprun.h's on_error: the awaitable that answers for exc, or None to let it go on.
+    if _app_error_answered(<_Send>owner, exc):
+        return _answer_app_error(<_Send>owner)
+    return None
 
 
 async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, send, Snapshot snap):

@@ -91,6 +91,7 @@ cdef class _Send:
     cdef Segment seg
     cdef RequestContext ctx
     cdef int state
+    cdef bint hooks           # response hooks run at the start (some plugin that ran has one)
 
     def __call__(self, message):
         return self._call(message)
@@ -110,6 +111,8 @@ cdef class _Send:
         t = message["type"]
         if t == "http.response.start" or t == "websocket.accept":
             self.state = _S_PASS
+            if not self.hooks:
+                return self.send(message)
             resp = _response_of(message, t == "websocket.accept")
             err = _resp_phase(self.seg, self.ctx, resp)
             if self.ctx._pending is not None:
@@ -148,11 +151,14 @@ cdef object _send_vectorcall(object self, PyObject **args, size_t nargsf, PyObje
 
 
 cdef _Send _new_send(object send, Segment seg, RequestContext ctx):
+    # Every request that reaches the app gets one: without response hooks to run it still
+    # says whether the response started (an app that raises before is answered: _dispatch.pxi).
     cdef _Send sw = _Send.__new__(_Send)
     sw.vectorcall = <void *>_send_vectorcall
     sw.send = send
     sw.seg = seg
     sw.ctx = ctx
+    sw.hooks = seg.any_resp and ctx._ran != 0
     return sw
 
 

@@ -210,3 +210,125 @@ def test_a_response_hook_that_turns_a_plugins_answer_into_204_drops_its_body(ser
         assert "content-length" not in fields and "transfer-encoding" not in fields
         assert fields["x-hook"] == ["1"]
         assert w.request("GET", "/")[::2] == (200, b"hello")
+
+
+# -- an app that raises before its response ----------------------------------------------------
+
+class AppError(Exception):
+    pass
+
+
+class RequestOnly(MiddlewarePlugin):
+    """A request hook and no response hook."""
+
+    name = "request_only"
+    version = "1.0.0"
+
+    def process_request(self, request, ctx):
+        request.headers.set("x-seen", "1")
+
+
+class AsyncRequest(SetStatus):
+    name = "async_request"
+
+    async def process_request(self, request, ctx):
+        await asyncio.sleep(0)
+
+
+class ReadsBody(SetStatus):
+    name = "reads_body"
+    needs_body = True
+
+
+class Wraps(MiddlewarePlugin):
+    name = "wraps"
+    version = "1.0.0"
+    priority = 5000
+
+    async def process_request(self, request, call_next):
+        return await call_next(request)
+
+
+#: chains in front of the failing app: (plugins, whether a response hook runs over the 500)
+FAILING_CHAINS = {
+    "sync-hooks": (lambda: [SetStatus()], True),                  # the simple path (_run_simple)
+    "request-hook-only": (lambda: [RequestOnly()], False),
+    "async-hook": (lambda: [AsyncRequest()], True),               # the _run coroutine
+    "needs-body": (lambda: [ReadsBody()], True),
+    "hook+call_next": (lambda: [SetStatus(), Wraps()], True),     # the outer hook segment answers
+    "call_next": (lambda: [Wraps()], False),
+}
+
+
+def failing_app(when: str):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if when == "after-start":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise AppError("cannot reach the database\r\nERROR forged line")
+
+    if when == "sync":
+        def sync_app(scope, receive, send):      # app() itself raises, before any coroutine exists
+            raise AppError("cannot reach the database\r\nERROR forged line")
+        return sync_app
+    return app
+
+
+def through_server(pipeline, reached: list):
+    async def server_side(scope, receive, send):   # what uvicorn gets back from the pipeline
+        try:
+            await pipeline(scope, receive, send)
+        except BaseException as exc:
+            reached.append(exc)
+            raise
+    return server_side
+
+
+@pytest.mark.parametrize("chain", list(FAILING_CHAINS))
+@pytest.mark.parametrize("when", ["in-coroutine", "sync"])
+def test_an_app_that_raises_before_its_response_gets_the_pipelines_500_and_the_response_hooks(
+        serve, wire, caplog, chain, when):
+    make, hooked = FAILING_CHAINS[chain]
+    manager = PluginManager()
+    for p in make():
+        manager.register(p)
+    reached: list = []
+    caplog.set_level("ERROR", logger="covet_pipe.app")
+    with serve(through_server(wrap(failing_app(when), manager), reached)) as s:
+        w = wire(s)
+        status, fields, body = w.request("GET", "/x")
+        assert status == 500
+        assert body == b'{"error":"Internal Server Error"}'      # no traceback, no exception text
+        assert ("x-hook" in fields) == hooked                    # the response hooks ran over the 500
+        assert "close" not in fields.get("connection", [])
+        if hooked:
+            assert w.request("GET", "/x", {"x-want-status": "503"})[0] == 503   # and may change it
+        assert w.request("GET", "/x")[0] == 500                  # the connection stays usable
+    assert reached == []                                         # the server never saw the exception
+    logged = [r for r in caplog.records if r.name == "covet_pipe.app"]
+    assert len(logged) == (3 if hooked else 2)                   # once per request
+    record = logged[0]
+    assert record.exc_info and record.exc_info[0] is AppError
+    message = record.getMessage()
+    assert "AppError" in message and "GET /x" in message and "500" in message
+    assert "\n" not in message and "\r" not in message           # the app's text is escaped
+
+
+@pytest.mark.parametrize("chain", list(FAILING_CHAINS))
+def test_an_app_that_raises_after_its_response_started_reaches_the_server(serve, caplog, chain):
+    make, _ = FAILING_CHAINS[chain]
+    manager = PluginManager()
+    for p in make():
+        manager.register(p)
+    reached: list = []
+    with serve(through_server(wrap(failing_app("after-start"), manager), reached)) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):     # the server closes the connection mid-response
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and b"part" in data and not data.endswith(b"0\r\n\r\n")
+    assert [type(e) for e in reached] == [AppError]
+    assert not [r for r in caplog.records if r.name == "covet_pipe.app"]
