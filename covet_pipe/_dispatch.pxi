@@ -115,6 +115,8 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
         sw = _new_send(send, seg, ctx)
         try:
             if seg.wrapper is None:
+                if si == 0:
+                    _freeze_request(req, seg, ctx._ran)     # (below a call_next plugin: not yet)
                 await app(scope, receive, sw)
             else:
                 down = _Downstream.__new__(_Downstream)
@@ -134,6 +136,14 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
+
+
+cdef inline void _freeze_request(Request req, Segment seg, Py_ssize_t ran):
+    # The app has the scope: later edits of the request would not reach it.
+    req._frozen = seg
+    req._frozen_ran = ran
+    if req._headers is not None:
+        req._headers._freeze(seg, ran, True)
 
 
 cdef inline void _release(Snapshot snap):
@@ -160,6 +170,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
             return _answer_and_release(seg, ctx, resp, send, snap)
         if req._dirty or req._headers is not None:
             scope = req.build_scope()
+        _freeze_request(req, seg, ctx._ran)
         sw = _new_send(send, seg, ctx)
         if seg.any_native_done:
             return _app_run_done(app(scope, receive, sw), snap, seg, ctx, sw)

@@ -37,6 +37,13 @@ cdef class Request:
             self.scope = dict(self.scope)
             self._dirty = True
 
+    cdef int _edit(self) except -1:
+        # A setter's _own: refused once the app has the scope.
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_REQUEST)
+        self._own()
+        return 0
+
     cpdef dict build_scope(self):
         """The scope the app sees: the original unless a plugin edited it."""
         if self._headers is not None and self._headers._dirty:
@@ -54,7 +61,7 @@ cdef class Request:
 
     @method.setter
     def method(self, value):
-        self._own()
+        self._edit()
         self.scope["method"] = str(value).upper()
 
     @property
@@ -65,7 +72,7 @@ cdef class Request:
     def path(self, value):
         if not isinstance(value, str) or not value.startswith("/"):
             raise ValueError(f"Request.path must be a str that starts with '/', got {value!r}")
-        self._own()
+        self._edit()
         self.scope["path"] = value
         # raw_path follows path: the app must not see two different paths.
         from urllib.parse import quote
@@ -82,7 +89,7 @@ cdef class Request:
 
     @query_string.setter
     def query_string(self, value):
-        self._own()
+        self._edit()
         self.scope["query_string"] = _enc(value)
 
     @property
@@ -94,6 +101,8 @@ cdef class Request:
     def headers(self):
         if self._headers is None:
             self._headers = Headers.wrap(self.scope.get("headers"))
+            if self._frozen is not None:
+                self._headers._freeze(self._frozen, self._frozen_ran, True)
         return self._headers
 
     @property
@@ -148,8 +157,8 @@ cdef class Response:
     """
 
     def __init__(self, status=200, headers=None, body=b"", media_type=None):
-        self.status = _check_status(status)
-        self._orig_status = self.status
+        self._status = _check_status(status)
+        self._orig_status = self._status
         self._headers = Headers(headers) if headers is not None else None
         if isinstance(body, str):
             body = (<str>body).encode("utf-8")
@@ -170,19 +179,43 @@ cdef class Response:
                    "application/json")
 
     @property
+    def status(self):
+        return self._status
+
+    @status.setter
+    def status(self, value):
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_STATUS)
+        self._status = _check_status(value)
+
+    @property
     def headers(self):
         if self._headers is None:
             self._headers = Headers.wrap(self._raw_src)
+            if self._frozen is not None:
+                self._headers._freeze(self._frozen, self._frozen_ran, False)
         return self._headers
 
     @headers.setter
     def headers(self, value):
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_HEADERS)
         self._headers = Headers(value)
         self._headers._dirty = True
 
     cdef bint _changed(self):
-        return self.status != self._orig_status or (
+        return self._status != self._orig_status or (
             self._headers is not None and self._headers._dirty)
+
+    cdef int _freeze(self, object who, Py_ssize_t ran) except -1:
+        # Its start went to the server: status and headers can no longer change.
+        if who is None:
+            who = False         # frozen, by nobody known
+        self._frozen = who
+        self._frozen_ran = ran
+        if self._headers is not None:
+            self._headers._freeze(who, ran, False)
+        return 0
 
     cdef list asgi_headers(self):
         """Headers to send for a response the pipeline sends itself."""
@@ -193,12 +226,12 @@ cdef class Response:
             raw.append((b"content-type", _enc(self.media_type)))
         # the length is the pipeline's to say (none for a status with no content)
         raw = _without_framing(raw)
-        if not _bodiless(self.status):
+        if not _bodiless(self._status):
             raw.append((b"content-length", str(len(body)).encode("ascii")))
         return raw
 
     def __repr__(self):
-        return f"<Response {self.status}>"
+        return f"<Response {self._status}>"
 
 
 cdef int _check_status(object status) except -1:

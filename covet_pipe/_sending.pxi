@@ -5,10 +5,10 @@
 cdef Response _response_of(dict message, bint accept):
     cdef Response resp = Response.__new__(Response)
     if accept:
-        resp.status = 101
+        resp._status = 101
     else:
-        resp.status = message.get("status", 200)
-    resp._orig_status = resp.status
+        resp._status = message.get("status", 200)
+    resp._orig_status = resp._status
     resp._raw_src = message.get("headers")
     resp.body = None
     return resp
@@ -17,7 +17,7 @@ cdef Response _response_of(dict message, bint accept):
 cdef dict _with_changes(dict message, Response resp):
     message = dict(message)
     if message["type"] != "websocket.accept":
-        message["status"] = resp.status
+        message["status"] = resp._status
     if resp._headers is not None:
         message["headers"] = resp._headers._raw
     return message
@@ -38,24 +38,26 @@ async def _send_response(send, Response resp, RequestContext ctx):
     if ctx.protocol == "websocket":
         await _deny_websocket(send, resp, ctx)
         return
-    await send({"type": "http.response.start", "status": resp.status,
-                "headers": resp.asgi_headers()})
+    start = {"type": "http.response.start", "status": resp._status, "headers": resp.asgi_headers()}
+    resp._freeze(ctx._seg, ctx._ran)
+    await send(start)
     await send({"type": "http.response.body",
-                "body": b"" if _bodiless(resp.status) else resp.body or b"", "more_body": False})
+                "body": b"" if _bodiless(resp._status) else resp.body or b"", "more_body": False})
 
 
 async def _deny_websocket(send, Response resp, RequestContext ctx):
     # Refuse the handshake with the plugin's status where the server supports
     # it (the websocket.http.response extension), else with a close (403).
     ext = ctx.request.scope.get("extensions") or {}
+    resp._freeze(ctx._seg, ctx._ran)
     if "websocket.http.response" in ext:
-        await send({"type": "websocket.http.response.start", "status": resp.status,
+        await send({"type": "websocket.http.response.start", "status": resp._status,
                     "headers": resp.asgi_headers()})
         await send({"type": "websocket.http.response.body", "body": resp.body or b"",
                     "more_body": False})
     else:
         await send({"type": "websocket.close", "code": 1008,
-                    "reason": _reason_phrase(resp.status)})
+                    "reason": _reason_phrase(resp._status)})
 
 
 async def _answer(Segment seg, RequestContext ctx, Response resp, send):
@@ -128,13 +130,14 @@ cdef class _Send:
 
 cdef inline object _started(_Send sw, dict message, Response resp, Response err):
     # After the response phase: the response that replaces the app's, or its edited start.
+    resp._freeze(sw.seg, sw.ctx._ran)
     if err is not None:
         sw.state = _S_DROP
         if message["type"] == "websocket.accept":
             return sw.send({"type": "websocket.close", "code": 1011})
         return _send_response(sw.send, err, sw.ctx)
     if resp._changed():
-        if resp.status != resp._orig_status and _bodiless(resp.status) and \
+        if resp._status != resp._orig_status and _bodiless(resp._status) and \
                 message["type"] == "http.response.start":
             sw.state = _S_EMPTY
             message = _bodiless_start(message, resp)

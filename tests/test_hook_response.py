@@ -332,3 +332,141 @@ def test_an_app_that_raises_after_its_response_started_reaches_the_server(serve,
     assert data.startswith(b"HTTP/1.1 200 ") and b"part" in data and not data.endswith(b"0\r\n\r\n")
     assert [type(e) for e in reached] == [AppError]
     assert not [r for r in caplog.records if r.name == "covet_pipe.app"]
+
+
+# -- what went on can no longer change ------------------------------------------------------------
+
+class Keeps(MiddlewarePlugin):
+    """Keeps the response (and request) its hooks got, for edits after they went on."""
+
+    version = "1.0.0"
+
+    def __init__(self, name: str = "keeps", *, respond: bool = False, touch: bool = True) -> None:
+        self.name = name
+        self.respond = respond
+        self.touch = touch
+        self.kept: list = []
+
+    def process_request(self, request, ctx):
+        self.kept.append(request)
+        if self.respond:
+            response = Response(200, {"x-own": "1"}, body="mine")
+            self.kept.append(response)
+            return MiddlewareAction.respond(response)
+
+    def process_response(self, response, ctx):
+        if self.touch:
+            response.headers.add("x-kept", self.name)
+        self.kept.append(response)
+
+
+class RequestHookOnly(Keeps):
+    process_response = None    # type: ignore[assignment]
+
+
+EDITS = {
+    "headers.add": lambda r: r.headers.add("x-late", "1"),
+    "headers.set": lambda r: r.headers.set("x-kept", "late"),
+    "headers.remove": lambda r: r.headers.remove("x-kept"),
+    "del headers[...]": lambda r: r.headers.__delitem__("content-type"),
+    "headers = ...": lambda r: setattr(r, "headers", {"x-late": "1"}),
+    "status": lambda r: setattr(r, "status", 503),
+}
+
+
+def late_edit_app(plugins: list, edit, errors: list):
+    """Sends the start, then tries *edit* on what each plugin kept, then ends the body."""
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-kept", b"app")]})
+        await send({"type": "http.response.body", "body": b"one,", "more_body": True})
+        for p in plugins:
+            try:
+                edit(p.kept[-1])
+            except Exception as exc:        # noqa: BLE001 - recorded for the test to look at
+                errors.append(exc)
+        await send({"type": "http.response.body", "body": b"two"})
+    return app
+
+
+@pytest.mark.parametrize("edit", list(EDITS), ids=list(EDITS))
+@pytest.mark.parametrize("touch", [True, False], ids=["headers-read-in-hook", "headers-untouched"])
+def test_editing_a_response_after_its_start_went_out_raises_naming_the_plugin_and_hook(serve, wire, edit,
+                                                                                       touch):
+    from covet_pipe import ResponseStartedError
+
+    plugin = Keeps(touch=touch)
+    errors: list = []
+    with served_app(serve, plugin, app=late_edit_app([plugin], EDITS[edit], errors)) as s:
+        status, fields, body = wire(s).request("GET", "/")
+    assert (status, body) == (200, b"one,two")
+    assert "x-late" not in fields and fields["x-kept"] == (["app", "keeps"] if touch else ["app"])
+    (exc,) = errors
+    assert isinstance(exc, ResponseStartedError) and isinstance(exc, RuntimeError)
+    assert (exc.plugin_name, exc.hook) == ("keeps", "process_response")
+    what = "status" if edit == "status" else "headers"
+    assert str(exc) == (f"plugin 'keeps' process_response: the response has already started; its {what} "
+                        "can no longer change \u2014 edit them in process_response before returning")
+
+
+def test_several_plugins_that_got_the_response_are_all_named(serve, wire):
+    from covet_pipe import ResponseStartedError
+
+    first, second = Keeps("first"), Keeps("second")
+    errors: list = []
+    with served_app(serve, first, second, app=late_edit_app([first], EDITS["headers.add"], errors)) as s:
+        assert wire(s).request("GET", "/")[0] == 200
+    (exc,) = errors
+    assert isinstance(exc, ResponseStartedError) and exc.plugin_name is None
+    assert str(exc).startswith("one of plugins 'first', 'second' (process_response): the response has "
+                               "already started")
+
+
+def test_a_plugins_own_answer_cannot_change_once_sent(serve, wire):
+    from covet_pipe import ResponseStartedError
+
+    plugin = RequestHookOnly("answers_itself", respond=True)
+    with served_app(serve, plugin) as s:
+        status, fields, body = wire(s).request("GET", "/")
+        assert (status, fields["x-own"], body) == (200, ["1"], b"mine")
+        with pytest.raises(ResponseStartedError, match=r"^plugin 'answers_itself' process_request: the "
+                                                       r"response has already started; its headers"):
+            plugin.kept[-1].headers.add("x-late", "1")
+        with pytest.raises(ResponseStartedError, match="its status can no longer change"):
+            plugin.kept[-1].status = 500
+
+
+REQUEST_EDITS = {
+    "headers": lambda q: q.headers.set("x-late", "1"),
+    "method": lambda q: setattr(q, "method", "POST"),
+    "path": lambda q: setattr(q, "path", "/elsewhere"),
+    "query_string": lambda q: setattr(q, "query_string", b"a=1"),
+}
+
+
+@pytest.mark.parametrize("edit", list(REQUEST_EDITS), ids=list(REQUEST_EDITS))
+@pytest.mark.parametrize("plugin", [Keeps, RequestHookOnly], ids=["with-response-hook", "request-hook-only"])
+def test_editing_the_request_after_the_app_got_it_raises(serve, wire, edit, plugin):
+    from covet_pipe import ResponseStartedError
+
+    p = plugin("keeps")
+    errors: list = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            REQUEST_EDITS[edit](p.kept[0])
+        except Exception as exc:        # noqa: BLE001
+            errors.append(exc)
+        await AppProbe()(scope, receive, send)
+
+    with served_app(serve, p, app=app) as s:
+        assert wire(s).request("GET", "/")[::2] == (200, b"hello")
+    (exc,) = errors
+    assert isinstance(exc, ResponseStartedError)
+    hook = "process_response" if plugin is Keeps else "process_request"
+    assert str(exc) == (f"plugin 'keeps' {hook}: the request has already gone to the app; its headers, method, "
+                        "path and query string can no longer change \u2014 edit them in process_request")
