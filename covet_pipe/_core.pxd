@@ -60,6 +60,8 @@ cdef class Response:
     #: None while editable; once its start went to the server, who got it (see Headers._frozen)
     cdef object _frozen
     cdef Py_ssize_t _frozen_ran
+    #: a streamed body: an async iterator or a sync iterable of bytes (body is then None)
+    cdef object _stream
     cdef bint _changed(self)
     cdef list asgi_headers(self)
     cdef int _freeze(self, object who, Py_ssize_t ran) except -1
@@ -187,3 +189,6 @@ cdef class RequestContext:
     #: an async hook that really waits (a _Suspension): the loop stopped at it, and its
     #: phase's async driver awaits it; None while the loop runs or when it ran to its end
     cdef object _pending
+    #: the request's receive, when the pipeline answers itself and may stream a body (it
+    #: watches for the client's http.disconnect meanwhile); else None
+    cdef object _receive

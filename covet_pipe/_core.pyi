@@ -1,6 +1,6 @@
 """Type stubs of covet-pipe's compiled dispatch core (covet_pipe/_core.pyx)."""
 
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
 from typing_extensions import disjoint_base
 
@@ -75,19 +75,25 @@ class Request:
     @property
     def url(self) -> str: ...
 
+#: a streamed body: chunks of bytes (str is sent as UTF-8); a sync iterator's next() runs in a thread
+_BodyStream = AsyncIterable[bytes | str] | Iterable[bytes | str]
+
 @disjoint_base
 class Response:
-    """Status, headers and (for responses a plugin makes) a body."""
+    """Status, headers and (for responses a plugin makes) a body, whole or streamed."""
 
+    #: read-only (ResponseStartedError) once the response start went to the server
     status: int
+    #: None in a response hook (the app's body streams past) and for a streamed body
     body: bytes | None
     media_type: str | None
+    #: read-only (ResponseStartedError) once the response start went to the server
     headers: Headers
     def __init__(
         self,
         status: int = 200,
         headers: _HeaderInput | None = None,
-        body: bytes | str | None = b"",
+        body: bytes | bytearray | memoryview | str | _BodyStream | None = b"",
         media_type: str | None = None,
     ) -> None: ...
     @classmethod

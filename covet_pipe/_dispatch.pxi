@@ -109,6 +109,7 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
         if ctx._pending is not None:
             resp = await _req_phase_async(seg, req, ctx)
         if resp is not None:
+            ctx._receive = receive      # (a streamed answer watches for the client hanging up)
             await _answer(seg, ctx, resp, send)
             return
         scope = req.build_scope()
@@ -167,6 +168,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     try:
         resp = _req_phase(seg, req, ctx)     # a simple segment's hooks are sync: none suspends
         if resp is not None:
+            ctx._receive = receive
             return _answer_and_release(seg, ctx, resp, send, snap)
         if req._dirty or req._headers is not None:
             scope = req.build_scope()

@@ -154,6 +154,9 @@ cdef class Response:
 
     In a response hook the body of the app's response is streaming past and is
     not here (``body`` is None); edit ``status`` and ``headers``.
+
+    ``body`` may also be an async iterator (or a sync iterable) of bytes: the pipeline
+    sends it chunk by chunk, without a Content-Length; ``body`` is then None.
     """
 
     def __init__(self, status=200, headers=None, body=b"", media_type=None):
@@ -167,8 +170,13 @@ cdef class Response:
         elif body is None:
             body = b""
         elif not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"Response body must be bytes or str, got {type(body).__name__}; "
-                            "use Response.json(data) for JSON")
+            if hasattr(body, "__aiter__") or (hasattr(body, "__iter__") and not hasattr(body, "keys")):
+                self._stream = body
+                self.body = None
+                self.media_type = media_type
+                return
+            raise TypeError(f"Response body must be bytes, str or an (async) iterable of bytes, got "
+                            f"{type(body).__name__}; use Response.json(data) for JSON")
         self.body = bytes(body)
         self.media_type = media_type
 
@@ -224,9 +232,10 @@ cdef class Response:
         cdef bytes body = self.body if self.body is not None else b""
         if self.media_type is not None and b"content-type" not in [k.lower() for k, v in raw]:
             raw.append((b"content-type", _enc(self.media_type)))
-        # the length is the pipeline's to say (none for a status with no content)
+        # the length is the pipeline's to say: none for a status with no content, none for a
+        # streamed body (the server frames it)
         raw = _without_framing(raw)
-        if not _bodiless(self._status):
+        if not _bodiless(self._status) and self._stream is None:
             raw.append((b"content-length", str(len(body)).encode("ascii")))
         return raw
 

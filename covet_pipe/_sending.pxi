@@ -35,11 +35,18 @@ cdef dict _bodiless_start(dict message, Response resp):
 
 async def _send_response(send, Response resp, RequestContext ctx):
     """Send a response the pipeline made (a short-circuit or an error)."""
+    cdef object stream = resp._stream
     if ctx.protocol == "websocket":
         await _deny_websocket(send, resp, ctx)
         return
     start = {"type": "http.response.start", "status": resp._status, "headers": resp.asgi_headers()}
     resp._freeze(ctx._seg, ctx._ran)
+    if stream is not None:
+        if not _bodiless(resp._status) and ctx.request.method != "HEAD":
+            await send(start)
+            await _send_stream(send, stream, ctx, "http.response.body")
+            return
+        await _close_stream(stream)         # no content, or a HEAD: the stream is not read
     await send(start)
     await send({"type": "http.response.body",
                 "body": b"" if _bodiless(resp._status) else resp.body or b"", "more_body": False})
@@ -53,9 +60,14 @@ async def _deny_websocket(send, Response resp, RequestContext ctx):
     if "websocket.http.response" in ext:
         await send({"type": "websocket.http.response.start", "status": resp._status,
                     "headers": resp.asgi_headers()})
+        if resp._stream is not None:
+            await _send_stream(send, resp._stream, ctx, "websocket.http.response.body")
+            return
         await send({"type": "websocket.http.response.body", "body": resp.body or b"",
                     "more_body": False})
     else:
+        if resp._stream is not None:
+            await _close_stream(resp._stream)
         await send({"type": "websocket.close", "code": 1008,
                     "reason": _reason_phrase(resp._status)})
 
