@@ -62,8 +62,15 @@ cdef class Response:
     cdef Py_ssize_t _frozen_ran
     #: a streamed body: an async iterator or a sync iterable of bytes (body is then None)
     cdef object _stream
+    #: body transforms, (fn, Entry or None) pairs in the order they apply: a list while hooks
+    #: may add to it, a tuple once the body flows; None: none
+    cdef object _transforms
+    #: the context of the response phase working on it (transform_body reads which plugin's
+    #: hook runs); dropped when it is frozen
+    cdef RequestContext _ctx
     cdef bint _changed(self)
     cdef list asgi_headers(self)
+    cdef list _start_headers(self, Py_ssize_t length)
     cdef int _freeze(self, object who, Py_ssize_t ran) except -1
 
 

@@ -77,6 +77,8 @@ class Request:
 
 #: a streamed body: chunks of bytes (str is sent as UTF-8); a sync iterator's next() runs in a thread
 _BodyStream = AsyncIterable[bytes | str] | Iterable[bytes | str]
+#: a body transform: (chunk, last) -> the bytes to send in its place (may be async)
+_BodyTransform = Callable[[bytes, bool], bytes | Awaitable[bytes]]
 
 @disjoint_base
 class Response:
@@ -98,6 +100,12 @@ class Response:
     ) -> None: ...
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: _HeaderInput | None = None) -> "Response": ...
+    def transform_body(self, transform: _BodyTransform) -> None:
+        """Transform the body as it streams: ``transform(chunk, last)`` returns the bytes to send.
+
+        Composes in response-hook order; Content-Length is dropped unless the body came whole.
+        Raises ResponseStartedError once the response has started.
+        """
 
 class StreamedResponse(Response):
     """What ``call_next`` returns: the app's status and headers, editable; the body streams later.

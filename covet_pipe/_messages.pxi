@@ -221,22 +221,49 @@ cdef class Response:
             who = False         # frozen, by nobody known
         self._frozen = who
         self._frozen_ran = ran
+        self._ctx = None
         if self._headers is not None:
             self._headers._freeze(who, ran, False)
         return 0
 
+    def transform_body(self, transform):
+        """Transform the body as it streams, without holding it: ``transform(chunk, last) -> bytes``.
+
+        Called for each chunk of the body in order (the app's ``http.response.body`` messages,
+        or the chunks of a Response a plugin made), ``last`` True for the final one (whose chunk
+        may be empty): return the bytes to send in its place (``b""`` to hold back, then flush on
+        the last call). It may be ``async def``. Transforms compose in the order they were added,
+        that is in response-hook order (the innermost plugin's first). Content-Length is dropped
+        (the server chunks the body), unless the whole body came in one message: then it is the
+        length of what the transforms made. The response start waits for the first chunk to
+        pass, so a transform's first call may still edit ``headers`` (e.g. to decide not to
+        compress after all). A HEAD response and a status with no content call no transform.
+        """
+        if self._frozen is not None or type(self._transforms) is tuple:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_TRANSFORM)
+        if not callable(transform):
+            raise TypeError(f"Response.transform_body() takes a callable(chunk, last) -> bytes, "
+                            f"got {type(transform).__name__}")
+        if self._transforms is None:
+            self._transforms = []
+        self._transforms.append((transform, self._ctx._cur if self._ctx is not None else None))
+
     cdef list asgi_headers(self):
-        """Headers to send for a response the pipeline sends itself."""
+        """Headers to send for a response the pipeline sends itself (its body as it is)."""
+        if self._stream is not None or self._transforms is not None:
+            return self._start_headers(-1)
+        return self._start_headers(len(self.body) if self.body is not None else 0)
+
+    cdef list _start_headers(self, Py_ssize_t length):
+        # The length is the pipeline's to say: none for a status with no content, and none
+        # when it is not known (-1: a streamed or transformed body, which the server frames).
         cdef Headers h = self.headers
         cdef list raw = list(h._raw)
-        cdef bytes body = self.body if self.body is not None else b""
         if self.media_type is not None and b"content-type" not in [k.lower() for k, v in raw]:
             raw.append((b"content-type", _enc(self.media_type)))
-        # the length is the pipeline's to say: none for a status with no content, none for a
-        # streamed body (the server frames it)
         raw = _without_framing(raw)
-        if not _bodiless(self._status) and self._stream is None:
-            raw.append((b"content-length", str(len(body)).encode("ascii")))
+        if not _bodiless(self._status) and length >= 0:
+            raw.append((b"content-length", str(length).encode("ascii")))
         return raw
 
     def __repr__(self):

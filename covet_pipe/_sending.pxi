@@ -2,8 +2,9 @@
 # and the responses the pipeline sends itself. Included by _core.pyx before _dispatch.pxi.
 
 
-cdef Response _response_of(dict message, bint accept):
+cdef Response _response_of(dict message, bint accept, RequestContext ctx):
     cdef Response resp = Response.__new__(Response)
+    resp._ctx = ctx
     if accept:
         resp._status = 101
     else:
@@ -34,38 +35,51 @@ cdef dict _bodiless_start(dict message, Response resp):
 
 
 async def _send_response(send, Response resp, RequestContext ctx):
-    """Send a response the pipeline made (a short-circuit or an error)."""
-    cdef object stream = resp._stream
+    """Send a response the pipeline made (a short-circuit or an error), with its transforms."""
+    cdef bint empty = _bodiless(resp._status) or ctx.request.method == "HEAD"
     if ctx.protocol == "websocket":
         await _deny_websocket(send, resp, ctx)
         return
-    start = {"type": "http.response.start", "status": resp._status, "headers": resp.asgi_headers()}
-    resp._freeze(ctx._seg, ctx._ran)
-    if stream is not None:
-        if not _bodiless(resp._status) and ctx.request.method != "HEAD":
-            await send(start)
-            await _send_stream(send, stream, ctx, "http.response.body")
+    if resp._transforms is not None:
+        resp._transforms = tuple(resp._transforms)
+    if empty:
+        # no content, or a HEAD: no body is sent, so no transform runs and no stream is read
+        if resp._stream is not None:
+            await _close_stream(resp._stream)
+        await _send_start(send, resp, ctx, "http.response.",
+                          -1 if resp._transforms is not None or resp._stream is not None else
+                          len(resp.body) if resp.body is not None else 0)
+        await send(_empty_end())
+        return
+    if resp._stream is not None:
+        await _send_stream(send, resp._stream, resp, ctx, "http.response.")
+        return
+    body = resp.body if resp.body is not None else b""
+    if resp._transforms is not None:
+        try:
+            body = await _transformed(resp, ctx, body, True)
+        except _TransformFailed as failure:
+            await _transform_failed(send, failure, ctx, True)
             return
-        await _close_stream(stream)         # no content, or a HEAD: the stream is not read
-    await send(start)
-    await send({"type": "http.response.body",
-                "body": b"" if _bodiless(resp._status) else resp.body or b"", "more_body": False})
+    await _send_start(send, resp, ctx, "http.response.", len(body))
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _deny_websocket(send, Response resp, RequestContext ctx):
     # Refuse the handshake with the plugin's status where the server supports
     # it (the websocket.http.response extension), else with a close (403).
     ext = ctx.request.scope.get("extensions") or {}
-    resp._freeze(ctx._seg, ctx._ran)
     if "websocket.http.response" in ext:
-        await send({"type": "websocket.http.response.start", "status": resp._status,
-                    "headers": resp.asgi_headers()})
         if resp._stream is not None:
-            await _send_stream(send, resp._stream, ctx, "websocket.http.response.body")
+            resp._transforms = None         # (a handshake's refusal is not transformed)
+            await _send_stream(send, resp._stream, resp, ctx, "websocket.http.response.")
             return
+        await _send_start(send, resp, ctx, "websocket.http.response.",
+                          len(resp.body) if resp.body is not None else 0)
         await send({"type": "websocket.http.response.body", "body": resp.body or b"",
                     "more_body": False})
     else:
+        resp._freeze(ctx._seg, ctx._ran)
         if resp._stream is not None:
             await _close_stream(resp._stream)
         await send({"type": "websocket.close", "code": 1008,
@@ -75,6 +89,7 @@ async def _deny_websocket(send, Response resp, RequestContext ctx):
 async def _answer(Segment seg, RequestContext ctx, Response resp, send):
     """A request hook answered: run the response phase for those that ran, then send."""
     cdef Response err
+    resp._ctx = ctx
     if seg.any_resp and ctx._ran:
         err = _resp_phase(seg, ctx, resp)
         if ctx._pending is not None:
@@ -90,6 +105,7 @@ cdef enum:
     _S_PASS = 1     # the start went to the server: every message passes
     _S_DROP = 2     # the rest of the app's response goes nowhere (replaced, or no content)
     _S_EMPTY = 3    # a status with no content: the app's next body message ends it, empty
+    _S_XFORM = 4    # body transforms: the app's messages go through _Send._through
 
 
 cdef dict _empty_end():
@@ -106,6 +122,8 @@ cdef class _Send:
     cdef RequestContext ctx
     cdef int state
     cdef bint hooks           # response hooks run at the start (some plugin that ran has one)
+    cdef Response resp        # with body transforms: the response they work for
+    cdef dict held            # with body transforms: the app's start, until the first chunk passed
 
     def __call__(self, message):
         return self._call(message)
@@ -122,12 +140,14 @@ cdef class _Send:
                 self.state = _S_DROP
                 return self.send(_empty_end())
             return _DONE
+        if state == _S_XFORM:
+            return self._through(message)
         t = message["type"]
         if t == "http.response.start" or t == "websocket.accept":
             self.state = _S_PASS
             if not self.hooks:
                 return self.send(message)
-            resp = _response_of(message, t == "websocket.accept")
+            resp = _response_of(message, t == "websocket.accept", self.ctx)
             err = _resp_phase(self.seg, self.ctx, resp)
             if self.ctx._pending is not None:
                 return self._start_async(message, resp)
@@ -139,15 +159,75 @@ cdef class _Send:
         cdef Response err = await _resp_phase_async(self.seg, self.ctx)
         await _started(self, message, resp, err)
 
+    async def _through(self, dict message):
+        # The app's messages after its start, with body transforms set.
+        t = message["type"]
+        if t == "http.response.body":
+            await self._chunk(message.get("body", b""), not message.get("more_body", False))
+        elif t == "http.response.pathsend":
+            # a body by reference, which the transforms must see too: read it
+            async for chunk in _file_chunks(message["path"]):
+                await self._chunk(chunk, False)
+                if self.state != _S_XFORM:
+                    return
+            await self._chunk(b"", True)
+        else:                           # trailers, an extension's message
+            if self.held is not None:
+                await self._release_start(-1)
+            await self.send(message)
+
+    async def _chunk(self, chunk, bint last):
+        try:
+            out = await _transformed(self.resp, self.ctx, bytes(chunk), last)
+        except _TransformFailed as failure:
+            self.state = _S_DROP        # what the app still sends goes nowhere
+            started = self.held is None
+            self.held = None
+            await _transform_failed(self.send, failure, self.ctx, not started)
+            return
+        if self.held is not None:
+            # the whole body in one message: its length is known (unless trailers follow)
+            await self._release_start(len(out) if last and not self.held.get("trailers") else -1)
+        if out or last:
+            await self.send({"type": "http.response.body", "body": out, "more_body": not last})
+        if last:
+            self.state = _S_PASS        # (trailers may follow)
+
+    async def _release_start(self, Py_ssize_t length):
+        # The start the app sent, as the hooks and the transforms' first call left it.
+        message = _with_changes(self.held, self.resp)
+        self.held = None
+        raw = [item for item in (message.get("headers") or ()) if not _name_is(item[0], b"content-length")]
+        if length >= 0:
+            raw.append((b"content-length", str(length).encode("ascii")))
+        message["headers"] = raw
+        self.resp._freeze(self.seg, self.ctx._ran)
+        await self.send(message)
+
 
 cdef inline object _started(_Send sw, dict message, Response resp, Response err):
     # After the response phase: the response that replaces the app's, or its edited start.
-    resp._freeze(sw.seg, sw.ctx._ran)
     if err is not None:
+        resp._freeze(sw.seg, sw.ctx._ran)
         sw.state = _S_DROP
         if message["type"] == "websocket.accept":
             return sw.send({"type": "websocket.close", "code": 1011})
         return _send_response(sw.send, err, sw.ctx)
+    if resp._transforms is not None and message["type"] == "http.response.start" and \
+            not _bodiless(resp._status):
+        resp._transforms = tuple(resp._transforms)
+        if sw.ctx.request.method != "HEAD":
+            sw.resp = resp
+            sw.held = message           # sent once the first chunk has been through them
+            sw.state = _S_XFORM
+            return _DONE
+        # a HEAD has no body to transform, and the length they would make is not known
+        message = _with_changes(message, resp)
+        message["headers"] = [item for item in (message.get("headers") or ())
+                              if not _name_is(item[0], b"content-length")]
+        resp._freeze(sw.seg, sw.ctx._ran)
+        return sw.send(message)
+    resp._freeze(sw.seg, sw.ctx._ran)
     if resp._changed():
         if resp._status != resp._orig_status and _bodiless(resp._status) and \
                 message["type"] == "http.response.start":
