@@ -235,7 +235,8 @@ cdef class Response:
         the last call). It may be ``async def``. Transforms compose in the order they were added,
         that is in response-hook order (the innermost plugin's first). Content-Length is dropped
         (the server chunks the body), unless the whole body came in one message: then it is the
-        length of what the transforms made. The response start waits for the first chunk to
+        length of what the transforms made (or the app's own, if they all handed the chunk back
+        as it was). The response start waits for the first chunk to
         pass, so a transform's first call may still edit ``headers`` (e.g. to decide not to
         compress after all). A HEAD response and a status with no content call no transform.
         """

@@ -177,8 +177,9 @@ cdef class _Send:
             await self.send(message)
 
     async def _chunk(self, chunk, bint last):
+        chunk = bytes(chunk)
         try:
-            out = await _transformed(self.resp, self.ctx, bytes(chunk), last)
+            out = await _transformed(self.resp, self.ctx, chunk, last)
         except _TransformFailed as failure:
             self.state = _S_DROP        # what the app still sends goes nowhere
             started = self.held is None
@@ -186,21 +187,26 @@ cdef class _Send:
             await _transform_failed(self.send, failure, self.ctx, not started)
             return
         if self.held is not None:
-            # the whole body in one message: its length is known (unless trailers follow)
-            await self._release_start(len(out) if last and not self.held.get("trailers") else -1)
+            # the whole body in one message: its length is known (unless trailers follow), and
+            # if the transforms handed it back as it was, the app's own framing stands
+            await self._release_start(-1 if not last or self.held.get("trailers") else
+                                      -2 if out is chunk else len(out))
         if out or last:
             await self.send({"type": "http.response.body", "body": out, "more_body": not last})
         if last:
             self.state = _S_PASS        # (trailers may follow)
 
     async def _release_start(self, Py_ssize_t length):
-        # The start the app sent, as the hooks and the transforms' first call left it.
+        # The start the app sent, as the hooks and the transforms' first call left it; length:
+        # the body's (>= 0), not known (-1), or the app's own Content-Length, if any (-2).
         message = _with_changes(self.held, self.resp)
         self.held = None
-        raw = [item for item in (message.get("headers") or ()) if not _name_is(item[0], b"content-length")]
-        if length >= 0:
-            raw.append((b"content-length", str(length).encode("ascii")))
-        message["headers"] = raw
+        if length != -2:
+            raw = [item for item in (message.get("headers") or ())
+                   if not _name_is(item[0], b"content-length")]
+            if length >= 0:
+                raw.append((b"content-length", str(length).encode("ascii")))
+            message["headers"] = raw
         self.resp._freeze(self.seg, self.ctx._ran)
         await self.send(message)
 
