@@ -27,6 +27,9 @@ from tests._process import free_port, start_until_ready, stop
 ROOT = Path(__file__).resolve().parents[1]
 #: seconds for one pip install or build step: generous for a loaded 2-core machine, never a speed check
 STEP = 240
+#: the session fixture (a build, then two installs, each given STEP) runs inside the first test's time:
+#: pytest-timeout's 120 s default cut it short on a loaded machine (the build compiles the core twice)
+pytestmark = pytest.mark.timeout(3 * STEP)
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float = STEP) -> subprocess.CompletedProcess[str]:
