@@ -225,21 +225,32 @@ cdef object _app_log = _safe_logger("covet_pipe.app")
 
 cdef bint _app_error_answered(_Send sw, object exc) except -1:
     # Whether the pipeline answers for exc (then it is logged here, once): HTTP only (a websocket's
-    # server refuses the handshake itself), and only while no response start went through sw.
-    if sw.state != _S_WAIT or sw.ctx.protocol != "http":
+    # server refuses the handshake itself), and only while no response start went to the server:
+    # none came through sw, or the one that came waits for body transforms (held).
+    cdef str how
+    if sw.ctx.protocol != "http":
+        return False
+    if sw.state == _S_WAIT:
+        how = " (the response hooks of the plugins that ran saw it)" if sw.hooks else ""
+    elif sw.state == _S_XFORM and sw.held is not None:
+        how = " (the app's start was still waiting for its body)"
+        sw.held = None
+        sw.hooks = False    # they saw the app's response already: the 500 goes out as it is
+    else:
         return False
     sw.state = _S_DROP      # anything the app's other tasks still send goes nowhere
     req = sw.ctx.request
     _app_log.error(
         "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered 500%s",
         _printable(str(req.method), 32), _printable(str(req.path), 512), type(exc).__name__,
-        _printable(str(exc), 2048),
-        " (the response hooks of the plugins that ran saw it)" if sw.hooks else "", exc_info=exc)
+        _printable(str(exc), 2048), how, exc_info=exc)
     return True
 
 
 def _answer_app_error(_Send sw):
-    return _answer(sw.seg, sw.ctx, _error_response(500), sw.send)
+    if sw.hooks:
+        return _answer(sw.seg, sw.ctx, _error_response(500), sw.send)
+    return _send_response(sw.send, _error_response(500), sw.ctx)
 
 
 cdef object _app_failed(object owner, object exc):

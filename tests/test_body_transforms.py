@@ -282,3 +282,20 @@ def test_a_hook_outside_a_call_next_plugin_transforms_what_comes_out_of_it(serve
 def test_transform_body_refuses_what_is_not_callable():
     with pytest.raises(TypeError, match=r"transform_body\(\) takes a callable"):
         Response(200).transform_body(b"not a function")
+
+
+def test_an_app_that_raises_while_its_start_waits_for_the_transforms_gets_the_pipelines_500(serve, caplog):
+    async def target(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
+        raise RuntimeError("the app broke after its start")
+
+    plugin = Transforms("upper", upper)
+    server, _ = served(serve, plugin, target=target)
+    with server as s:
+        r = httpx.get(s.url + "/")
+    assert (r.status_code, r.json()) == (500, {"error": "Internal Server Error"})
+    assert "x-app" not in r.headers and plugin.calls == []
+    (record,) = [r for r in caplog.records if r.name == "covet_pipe.app"]
+    assert "the app's start was still waiting for its body" in record.getMessage()
