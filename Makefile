@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
+.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -87,6 +87,12 @@ bench-micro: build
 bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) benchmarks/e2e_wrk.py
+
+# covet-pipe's GZip plugin vs Starlette's GZipMiddleware on a 64 KiB response, uvicorn under wrk, levels 9
+# and 1 (~2 min); writes the "gzip" section of docs/benchmarks.md.
+bench-gzip: build
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) benchmarks/bench_gzip.py
 
 # covet-pipe serve vs uvicorn+httptools vs granian vs nginx under wrk, bare app and 10 no-op plugins (~3 min).
 bench-serve: build

@@ -242,6 +242,53 @@ def falcon_app(n: int) -> Any:
     return app
 
 
+# -- gzip (benchmarks/bench_gzip.py) -------------------------------------------------------------
+
+
+def _page_body(size: int = 64 * 1024) -> bytes:
+    """*size* bytes of text that compresses as prose does (words from a fixed vocabulary, seeded)."""
+    import random
+
+    rng = random.Random(0)
+    vocab = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+             for _ in range(2000)]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(vocab) + (b".\n" if rng.random() < 0.07 else b" ")
+    return bytes(out[:size])
+
+
+#: the 64 KiB response of the gzip benchmark
+PAGE = _page_body()
+_PAGE_LENGTH = str(len(PAGE)).encode()
+
+
+async def page(scope: dict, receive: Any, send: Any) -> None:
+    """A 64 KiB text/plain answer in one body message (as Starlette's PlainTextResponse sends it).
+
+    Its messages are new for each request: Starlette's GZipMiddleware edits the messages it is
+    sent in place (its headers list, its body), so shared ones would be compressed only once.
+    """
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", _PAGE_LENGTH)]})
+        await send({"type": "http.response.body", "body": PAGE, "more_body": False})
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
+def covet_gzip(level: int) -> Any:
+    from covet_pipe.builtin import GZip
+
+    return covet(page, [GZip(compresslevel=level)], start=False)
+
+
+def starlette_gzip(level: int) -> Any:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    return GZipMiddleware(page, compresslevel=level)
+
+
 # -- what uvicorn serves (benchmarks/e2e_wrk.py) ------------------------------------------------
 
 E2E_LAYERS = 10
@@ -253,6 +300,12 @@ _SERVED: dict[str, Callable[[], Any]] = {
     "covet10": lambda: covet(hello, sync_plugins(E2E_LAYERS), start=False),
     #: the inner app behind 10 Starlette pure-ASGI send-wrapping layers
     "starlette10": lambda: starlette_asgi(hello, E2E_LAYERS),
+    #: benchmarks/bench_gzip.py: the 64 KiB page alone, behind covet-pipe's GZip, behind Starlette's
+    "gzip_bare": lambda: page,
+    "gzip_covet9": lambda: covet_gzip(9),
+    "gzip_starlette9": lambda: starlette_gzip(9),
+    "gzip_covet1": lambda: covet_gzip(1),
+    "gzip_starlette1": lambda: starlette_gzip(1),
 }
 
 

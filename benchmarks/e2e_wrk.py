@@ -98,8 +98,11 @@ class Server:
                 self.proc.wait()
 
 
-def wrk(url: str, duration: float, connections: int, threads: int) -> dict:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", url]
+def wrk(url: str, duration: float, connections: int, threads: int, *, headers: tuple[str, ...] = ()) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -109,9 +112,10 @@ def wrk(url: str, duration: float, connections: int, threads: int) -> dict:
             "errors": errs.group(0) if errs else "", "cmd": " ".join(cmd[:-1])}
 
 
-def measure(server: Server, duration: float, connections: int, threads: int) -> dict:
+def measure(server: Server, duration: float, connections: int, threads: int, *,
+            headers: tuple[str, ...] = ()) -> dict:
     before = cpu_ticks(server.proc.pid)
-    r = wrk(server.url(), duration, connections, threads)
+    r = wrk(server.url(), duration, connections, threads, headers=headers)
     r["cpu_us"] = (cpu_ticks(server.proc.pid) - before) / CLK_TCK * 1e6 / max(r["requests"], 1)
     if r["non2xx"] or r["errors"]:
         raise RuntimeError(f"{server.app}: wrk saw failures: {r}")

@@ -36,6 +36,7 @@ from covet_pipe.errors import (
     PluginLoadError,
     PluginNotFoundError,
     PluginValidationError,
+    ResponseStartedError,
     ServiceNotFoundError,
     StrictError,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "Request",
     "RequestContext",
     "Response",
+    "ResponseStartedError",
     "ServeConfig",
     "ServiceNotFoundError",
     "Snapshot",

@@ -5,18 +5,26 @@
  * is over. This object forwards am_send to that coroutine (PyIter_Send, no method lookup, no
  * StopIteration raised on the way) and calls `release(snap)` once when it ends, fails, is
  * closed, or is dropped unawaited.
+ *
+ * When the app's coroutine raises an Exception (not a cancellation), `on_error(owner, exc)` may
+ * answer for it: it returns an awaitable (the pipeline's 500) that takes the coroutine's place,
+ * or None to let the exception go on. The path where nothing fails makes no coroutine of its own.
  */
 #ifndef COVET_APPRUN_H
 #define COVET_APPRUN_H
 #include <Python.h>
 
 typedef void (*covet_release_fn)(PyObject *snap);
+/* a new reference: an awaitable that answers for `exc`, or None; NULL with an exception set */
+typedef PyObject *(*covet_error_fn)(PyObject *owner, PyObject *exc);
 
 typedef struct {
   PyObject_HEAD
   PyObject *coro;
   PyObject *snap;             /* NULL once released */
   covet_release_fn release;
+  PyObject *owner;            /* handed to on_error; NULL once asked (it answers once at most) */
+  covet_error_fn on_error;
 } CovetAppRun;
 
 static void covet_apprun_finish(CovetAppRun *self) {
@@ -32,9 +40,51 @@ static void covet_apprun_finish(CovetAppRun *self) {
   }
 }
 
+/* The coroutine raised (the exception is set). 1: on_error's awaitable took its place and the
+   exception is cleared; 0: the exception goes on (still set); -1: on_error failed (its error set). */
+static int covet_apprun_recover(CovetAppRun *self) {
+  if (self->owner == NULL || !PyErr_ExceptionMatches(PyExc_Exception) ||
+      PyErr_ExceptionMatches(PyExc_StopIteration))
+    return 0;
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyErr_NormalizeException(&et, &ev, &tb);
+  if (tb != NULL) PyException_SetTraceback(ev, tb);
+  PyObject *owner = self->owner;
+  self->owner = NULL;
+  PyObject *alt = self->on_error(owner, ev);
+  Py_DECREF(owner);
+  if (alt == NULL) {
+    /* on_error itself failed: its exception goes on, the app's as its context */
+    PyObject *t2, *v2, *tb2;
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    if (v2 != NULL) { Py_INCREF(ev); PyException_SetContext(v2, ev); }
+    Py_XDECREF(et); Py_XDECREF(ev); Py_XDECREF(tb);
+    PyErr_Restore(t2, v2, tb2);
+    return -1;
+  }
+  if (alt == Py_None) {
+    Py_DECREF(alt);
+    PyErr_Restore(et, ev, tb);
+    return 0;
+  }
+  Py_XDECREF(et); Py_XDECREF(ev); Py_XDECREF(tb);
+  PyObject *it = alt;
+  if (!PyCoro_CheckExact(alt) && !PyGen_CheckExact(alt)) {
+    it = PyObject_CallMethod(alt, "__await__", NULL);
+    Py_DECREF(alt);
+    if (it == NULL) return -1;
+  }
+  Py_SETREF(self->coro, it);
+  return 1;
+}
+
 static PySendResult covet_apprun_am_send(PyObject *op, PyObject *arg, PyObject **result) {
   CovetAppRun *self = (CovetAppRun *)op;
   PySendResult r = PyIter_Send(self->coro, arg, result);
+  if (r == PYGEN_ERROR && covet_apprun_recover(self) == 1)
+    r = PyIter_Send(self->coro, Py_None, result);     /* the answer's first step */
   if (r != PYGEN_NEXT) covet_apprun_finish(self);
   return r;
 }
@@ -71,6 +121,12 @@ static PyObject *covet_apprun_throw(PyObject *op, PyObject *args) {
   if (meth == NULL) { covet_apprun_finish(self); return NULL; }
   PyObject *res = PyObject_Call(meth, args, NULL);
   Py_DECREF(meth);
+  if (res == NULL && covet_apprun_recover(self) == 1) {
+    PyObject *out = NULL;
+    PySendResult r = PyIter_Send(self->coro, Py_None, &out);
+    if (r != PYGEN_NEXT) covet_apprun_finish(self);
+    return covet_apprun_return(r, out);
+  }
   if (res == NULL) covet_apprun_finish(self);
   return res;
 }
@@ -88,6 +144,7 @@ static int covet_apprun_traverse(PyObject *op, visitproc visit, void *arg) {
   CovetAppRun *self = (CovetAppRun *)op;
   Py_VISIT(self->coro);
   Py_VISIT(self->snap);
+  Py_VISIT(self->owner);
   return 0;
 }
 
@@ -95,6 +152,7 @@ static int covet_apprun_clear(PyObject *op) {
   CovetAppRun *self = (CovetAppRun *)op;
   covet_apprun_finish(self);
   Py_CLEAR(self->coro);
+  Py_CLEAR(self->owner);
   return 0;
 }
 
@@ -129,8 +187,10 @@ static PyTypeObject CovetAppRun_Type = {
 
 static int covet_apprun_ready(void) { return PyType_Ready(&CovetAppRun_Type); }
 
-/* A new run of `coro` (an awaitable: a coroutine, or anything with __await__). */
-static PyObject *covet_apprun_new(PyObject *coro, PyObject *snap, covet_release_fn release) {
+/* A new run of `coro` (an awaitable: a coroutine, or anything with __await__); `owner` (or None)
+   is what on_error is handed if the coroutine raises. */
+static PyObject *covet_apprun_new(PyObject *coro, PyObject *snap, covet_release_fn release,
+                                  PyObject *owner, covet_error_fn on_error) {
   PyObject *it;
   if (PyCoro_CheckExact(coro) || PyGen_CheckExact(coro)) {
     Py_INCREF(coro);
@@ -145,6 +205,13 @@ static PyObject *covet_apprun_new(PyObject *coro, PyObject *snap, covet_release_
   Py_INCREF(snap);
   self->snap = snap;
   self->release = release;
+  if (owner == Py_None || on_error == NULL) {
+    self->owner = NULL;
+  } else {
+    Py_INCREF(owner);
+    self->owner = owner;
+  }
+  self->on_error = on_error;
   PyObject_GC_Track((PyObject *)self);
   return (PyObject *)self;
 }

@@ -17,10 +17,17 @@ cdef class Headers:
     cdef bint _dirty
     #: bumped by every edit (native views are rebuilt when it moves)
     cdef unsigned long _version
+    #: None while editable; once what carries them went on (the response start to the server,
+    #: the scope to the app): who got them, for the error an edit raises (see _started_error)
+    cdef object _frozen
+    cdef Py_ssize_t _frozen_ran
+    cdef bint _frozen_req
     cdef list raw_list(self)
     @staticmethod
     cdef Headers wrap(object raw)
     cdef void _own(self)
+    cdef int _freeze(self, object who, Py_ssize_t ran, bint request) except -1
+    cdef int _refuse(self) except -1
     cdef Py_ssize_t _c_remove(self, bytes key) except -1
     cdef int _c_add(self, bytes key, bytes value) except -1
     cdef int _c_set(self, bytes key, bytes value) except -1
@@ -34,19 +41,37 @@ cdef class Request:
     cdef bint _dirty
     #: bumped by every edit of method, path or query string
     cdef unsigned long _version
+    #: None while editable; who got it once the app has the scope (see Headers._frozen)
+    cdef object _frozen
+    cdef Py_ssize_t _frozen_ran
     cpdef dict build_scope(self)
     cdef void _own(self)
+    cdef int _edit(self) except -1
 
 
 cdef class Response:
-    cdef public int status
+    #: the ``status`` property's value (its setter checks it)
+    cdef int _status
     cdef Headers _headers
     cdef list _raw_src
     cdef public object body
     cdef public object media_type
     cdef int _orig_status
+    #: None while editable; once its start went to the server, who got it (see Headers._frozen)
+    cdef object _frozen
+    cdef Py_ssize_t _frozen_ran
+    #: a streamed body: an async iterator or a sync iterable of bytes (body is then None)
+    cdef object _stream
+    #: body transforms, (fn, Entry or None) pairs in the order they apply: a list while hooks
+    #: may add to it, a tuple once the body flows; None: none
+    cdef object _transforms
+    #: the context of the response phase working on it (transform_body reads which plugin's
+    #: hook runs); dropped when it is frozen
+    cdef RequestContext _ctx
     cdef bint _changed(self)
     cdef list asgi_headers(self)
+    cdef list _start_headers(self, Py_ssize_t length)
+    cdef int _freeze(self, object who, Py_ssize_t ran) except -1
 
 
 cdef class _Action:
@@ -171,3 +196,6 @@ cdef class RequestContext:
     #: an async hook that really waits (a _Suspension): the loop stopped at it, and its
     #: phase's async driver awaits it; None while the loop runs or when it ran to its end
     cdef object _pending
+    #: the request's receive, when the pipeline answers itself and may stream a body (it
+    #: watches for the client's http.disconnect meanwhile); else None
+    cdef object _receive

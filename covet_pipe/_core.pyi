@@ -1,6 +1,6 @@
 """Type stubs of covet-pipe's compiled dispatch core (covet_pipe/_core.pyx)."""
 
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
 from typing_extensions import disjoint_base
 
@@ -75,23 +75,37 @@ class Request:
     @property
     def url(self) -> str: ...
 
+#: a streamed body: chunks of bytes (str is sent as UTF-8); a sync iterator's next() runs in a thread
+_BodyStream = AsyncIterable[bytes | str] | Iterable[bytes | str]
+#: a body transform: (chunk, last) -> the bytes to send in its place (may be async)
+_BodyTransform = Callable[[bytes, bool], bytes | Awaitable[bytes]]
+
 @disjoint_base
 class Response:
-    """Status, headers and (for responses a plugin makes) a body."""
+    """Status, headers and (for responses a plugin makes) a body, whole or streamed."""
 
+    #: read-only (ResponseStartedError) once the response start went to the server
     status: int
+    #: None in a response hook (the app's body streams past) and for a streamed body
     body: bytes | None
     media_type: str | None
+    #: read-only (ResponseStartedError) once the response start went to the server
     headers: Headers
     def __init__(
         self,
         status: int = 200,
         headers: _HeaderInput | None = None,
-        body: bytes | str | None = b"",
+        body: bytes | bytearray | memoryview | str | _BodyStream | None = b"",
         media_type: str | None = None,
     ) -> None: ...
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: _HeaderInput | None = None) -> "Response": ...
+    def transform_body(self, transform: _BodyTransform) -> None:
+        """Transform the body as it streams: ``transform(chunk, last)`` returns the bytes to send.
+
+        Composes in response-hook order; Content-Length is dropped unless the body came whole.
+        Raises ResponseStartedError once the response has started.
+        """
 
 class StreamedResponse(Response):
     """What ``call_next`` returns: the app's status and headers, editable; the body streams later.

@@ -18,8 +18,10 @@ from covet_pipe.covet_plugin cimport *
 
 cdef extern from "_apprun.h":
     ctypedef void (*covet_release_fn)(PyObject *snap) noexcept
+    ctypedef object (*covet_error_fn)(object owner, object exc)
     int covet_apprun_ready() except -1
-    object covet_apprun_new(object coro, object snap, covet_release_fn release)
+    object covet_apprun_new(object coro, object snap, covet_release_fn release, object owner,
+                            covet_error_fn on_error)
 
 cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
@@ -39,6 +41,8 @@ include "_chain.pxi"
 include "_native.pxi"
 include "_awaitables.pxi"
 include "_phases.pxi"
+include "_bodies.pxi"
+include "_sending.pxi"
 include "_dispatch.pxi"
 include "_callnext.pxi"
 

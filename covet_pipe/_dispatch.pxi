@@ -1,138 +1,5 @@
-# The request path: pick the chain, run the phases, call the app, wrap its send.
-# Included by _core.pyx after _phases.pxi.
-
-
-cdef Response _response_of(dict message, bint accept):
-    cdef Response resp = Response.__new__(Response)
-    if accept:
-        resp.status = 101
-    else:
-        resp.status = message.get("status", 200)
-    resp._orig_status = resp.status
-    resp._raw_src = message.get("headers")
-    resp.body = None
-    return resp
-
-
-cdef dict _with_changes(dict message, Response resp):
-    message = dict(message)
-    if message["type"] != "websocket.accept":
-        message["status"] = resp.status
-    if resp._headers is not None:
-        message["headers"] = resp._headers._raw
-    return message
-
-
-async def _send_response(send, Response resp, RequestContext ctx):
-    """Send a response the pipeline made (a short-circuit or an error)."""
-    if ctx.protocol == "websocket":
-        await _deny_websocket(send, resp, ctx)
-        return
-    await send({"type": "http.response.start", "status": resp.status,
-                "headers": resp.asgi_headers()})
-    await send({"type": "http.response.body", "body": resp.body or b"", "more_body": False})
-
-
-async def _deny_websocket(send, Response resp, RequestContext ctx):
-    # Refuse the handshake with the plugin's status where the server supports
-    # it (the websocket.http.response extension), else with a close (403).
-    ext = ctx.request.scope.get("extensions") or {}
-    if "websocket.http.response" in ext:
-        await send({"type": "websocket.http.response.start", "status": resp.status,
-                    "headers": resp.asgi_headers()})
-        await send({"type": "websocket.http.response.body", "body": resp.body or b"",
-                    "more_body": False})
-    else:
-        await send({"type": "websocket.close", "code": 1008,
-                    "reason": _reason_phrase(resp.status)})
-
-
-async def _answer(Segment seg, RequestContext ctx, Response resp, send):
-    """A request hook answered: run the response phase for those that ran, then send."""
-    cdef Response err
-    if seg.any_resp and ctx._ran:
-        err = _resp_phase(seg, ctx, resp)
-        if ctx._pending is not None:
-            err = await _resp_phase_async(seg, ctx)
-        if err is not None:
-            resp = err
-    await _send_response(send, resp, ctx)
-
-
-@cython.final
-@cython.freelist(64)
-cdef class _Send:
-    """The app's ``send``, wrapped: runs the response phase at the response start."""
-    cdef void *vectorcall     # the vectorcall slot (PEP 590): apps call send(message) without a tuple
-    cdef object send
-    cdef Segment seg
-    cdef RequestContext ctx
-    cdef bint started
-    cdef bint replaced
-
-    def __call__(self, message):
-        return self._call(message)
-
-    cdef object _call(self, message):
-        cdef Response resp, err
-        if self.started:
-            if self.replaced:
-                return _DONE       # the app's body of a response we replaced
-            return self.send(message)
-        t = message["type"]
-        if t == "http.response.start" or t == "websocket.accept":
-            self.started = True
-            resp = _response_of(message, t == "websocket.accept")
-            err = _resp_phase(self.seg, self.ctx, resp)
-            if self.ctx._pending is not None:
-                return self._start_async(message, resp)
-            return _started(self, message, resp, err)
-        return self.send(message)
-
-    async def _start_async(self, dict message, Response resp):
-        # A response hook suspended: the rest of the phase, then the start as above.
-        cdef Response err = await _resp_phase_async(self.seg, self.ctx)
-        await _started(self, message, resp, err)
-
-
-cdef inline object _started(_Send sw, dict message, Response resp, Response err):
-    # After the response phase: the response that replaces the app's, or its edited start.
-    if err is not None:
-        sw.replaced = True
-        if message["type"] == "websocket.accept":
-            return sw.send({"type": "websocket.close", "code": 1011})
-        return _send_response(sw.send, err, sw.ctx)
-    if resp._changed():
-        message = _with_changes(message, resp)
-    return sw.send(message)
-
-
-cdef object _send_vectorcall(object self, PyObject **args, size_t nargsf, PyObject *kwnames):
-    # PEP 590 signature: borrowed self and args, a new reference back, NULL (an exception) on error
-    if (nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET) != 1 or kwnames != NULL:
-        raise TypeError("send() takes exactly one positional argument (the ASGI message)")
-    return (<_Send>self)._call(<object>args[0])
-
-
-cdef _Send _new_send(object send, Segment seg, RequestContext ctx):
-    cdef _Send sw = _Send.__new__(_Send)
-    sw.vectorcall = <void *>_send_vectorcall
-    sw.send = send
-    sw.seg = seg
-    sw.ctx = ctx
-    return sw
-
-
-cdef void _enable_send_vectorcall():
-    # Cython gives extension types tp_call only; give _Send the vectorcall slot as well
-    # (tp_call stays, consistent with it), so `await send(message)` builds no argument tuple.
-    cdef _Send probe = _Send.__new__(_Send)
-    cdef PyTypeObject *t = <PyTypeObject *>_Send
-    t.tp_vectorcall_offset = <Py_ssize_t>(<char *>&probe.vectorcall - <char *><PyObject *>probe)
-    t.tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL
-
-
-_enable_send_vectorcall()
+# The request path: pick the chain, run the phases, call the app (its send wrapped: _sending.pxi).
+# Included by _core.pyx after _sending.pxi.
 
 
 class _BodyTooLarge(Exception):
@@ -199,10 +66,17 @@ cdef class _Downstream:
     def __call__(self, scope, receive, send):
         cdef Segment seg = <Segment>self.segs[self.si]
         if seg.count == 0 and seg.wrapper is None:
-            return self.app(scope, receive, send)
+            try:
+                return self.app(scope, receive, send)
+            except Exception as exc:
+                return _raising(exc)    # app() itself raised: the app's failure, when awaited
         self.req.scope = scope
         return _run(self.app, self.snap, self.segs, self.si, self.protocol,
                     scope, receive, send, self.services, self.req)
+
+
+async def _raising(exc):
+    raise exc
 
 
 async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
@@ -212,6 +86,7 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
     cdef _Downstream down
+    cdef _Send sw
     if req is None:
         req = Request.__new__(Request)
         req.scope = scope
@@ -234,27 +109,42 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
         if ctx._pending is not None:
             resp = await _req_phase_async(seg, req, ctx)
         if resp is not None:
+            ctx._receive = receive      # (a streamed answer watches for the client hanging up)
             await _answer(seg, ctx, resp, send)
             return
         scope = req.build_scope()
-        if seg.any_resp and ctx._ran:
-            send = _new_send(send, seg, ctx)
-        if seg.wrapper is None:
-            await app(scope, receive, send)
-        else:
-            down = _Downstream.__new__(_Downstream)
-            down.app = app
-            down.snap = snap
-            down.segs = segs
-            down.si = si + 1
-            down.protocol = protocol
-            down.services = services
-            down.req = req
-            await _run_call_next(seg.wrapper, down, req, scope, receive, send)
+        sw = _new_send(send, seg, ctx)
+        try:
+            if seg.wrapper is None:
+                if si == 0:
+                    _freeze_request(req, seg, ctx._ran)     # (below a call_next plugin: not yet)
+                await app(scope, receive, sw)
+            else:
+                down = _Downstream.__new__(_Downstream)
+                down.app = app
+                down.snap = snap
+                down.segs = segs
+                down.si = si + 1
+                down.protocol = protocol
+                down.services = services
+                down.req = req
+                await _run_call_next(seg.wrapper, down, req, scope, receive, sw)
+        except Exception as exc:
+            if not _app_error_answered(sw, exc):
+                raise
+            await _answer_app_error(sw)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
+
+
+cdef inline void _freeze_request(Request req, Segment seg, Py_ssize_t ran):
+    # The app has the scope: later edits of the request would not reach it.
+    req._frozen = seg
+    req._frozen_ran = ran
+    if req._headers is not None:
+        req._headers._freeze(seg, ran, True)
 
 
 cdef inline void _release(Snapshot snap):
@@ -269,6 +159,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     cdef Request req = Request.__new__(Request)
     cdef RequestContext ctx = RequestContext.__new__(RequestContext)
     cdef Response resp
+    cdef _Send sw = None
     req.scope = scope
     ctx.request = req
     ctx.protocol = protocol
@@ -277,14 +168,22 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
     try:
         resp = _req_phase(seg, req, ctx)     # a simple segment's hooks are sync: none suspends
         if resp is not None:
+            ctx._receive = receive
             return _answer_and_release(seg, ctx, resp, send, snap)
         if req._dirty or req._headers is not None:
             scope = req.build_scope()
-        if seg.any_resp and ctx._ran:
-            send = _new_send(send, seg, ctx)
+        _freeze_request(req, seg, ctx._ran)
+        sw = _new_send(send, seg, ctx)
         if seg.any_native_done:
-            return _app_run_done(app(scope, receive, send), snap, seg, ctx)
-        return covet_apprun_new(app(scope, receive, send), snap, _release_cb)
+            return _app_run_done(app(scope, receive, sw), snap, seg, ctx, sw)
+        return covet_apprun_new(app(scope, receive, sw), snap, _release_cb, sw, _app_failed)
+    except Exception as exc:
+        if sw is not None and _app_error_answered(sw, exc):     # app() itself raised
+            return _answer_and_release(seg, ctx, _error_response(500), send, snap)
+        if seg.any_native_done:
+            _native_done(seg, ctx)
+        _release(snap)
+        raise
     except BaseException:
         if seg.any_native_done:
             _native_done(seg, ctx)
@@ -303,13 +202,62 @@ cdef void _release_cb(PyObject *snap) noexcept:
 covet_apprun_ready()
 
 
-async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx):
-    """_app_run, then the native plugins' on_request_done."""
+async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx, _Send sw):
+    """The app's coroutine (answered for if it raises first), then the native plugins' on_request_done."""
     try:
-        await coro
+        try:
+            await coro
+        except Exception as exc:
+            if not _app_error_answered(sw, exc):
+                raise
+            await _answer_app_error(sw)
     finally:
         _native_done(seg, ctx)
         _release(snap)
+
+
+# An app that raises before its response started: the pipeline answers the 500 itself, as it
+# does for a plugin that fails, and the response hooks of the plugins that ran see that 500.
+# Once the start has gone out the exception goes on to the server (which closes the connection).
+
+cdef object _app_log = _safe_logger("covet_pipe.app")
+
+
+cdef bint _app_error_answered(_Send sw, object exc) except -1:
+    # Whether the pipeline answers for exc (then it is logged here, once): HTTP only (a websocket's
+    # server refuses the handshake itself), and only while no response start went to the server:
+    # none came through sw, or the one that came waits for body transforms (held).
+    cdef str how
+    if sw.ctx.protocol != "http":
+        return False
+    if sw.state == _S_WAIT:
+        how = " (the response hooks of the plugins that ran saw it)" if sw.hooks else ""
+    elif sw.state == _S_XFORM and sw.held is not None:
+        how = " (the app's start was still waiting for its body)"
+        sw.held = None
+        sw.hooks = False    # they saw the app's response already: the 500 goes out as it is
+    else:
+        return False
+    sw.state = _S_DROP      # anything the app's other tasks still send goes nowhere
+    req = sw.ctx.request
+    _app_log.error(
+        "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered 500%s",
+        _printable(str(req.method), 32), _printable(str(req.path), 512), type(exc).__name__,
+        _printable(str(exc), 2048), how, exc_info=exc)
+    return True
+
+
+def _answer_app_error(_Send sw):
+    if sw.hooks:
+        return _answer(sw.seg, sw.ctx, _error_response(500), sw.send)
+    return _send_response(sw.send, _error_response(500), sw.ctx)
+
+
+cdef object _app_failed(object owner, object exc):
+    # _apprun.h's on_error: the awaitable that answers for exc, or None to let it go on.
+    if _app_error_answered(<_Send>owner, exc):
+        return _answer_app_error(<_Send>owner)
+    return None
 
 
 async def _answer_and_release(Segment seg, RequestContext ctx, Response resp, send, Snapshot snap):

@@ -36,6 +36,82 @@ cdef inline bint _name_is(object k, bytes key) except -1:
     return k == key or (len(<bytes>k) == len(key) and (<bytes>k).lower() == key)
 
 
+cdef inline bint _is_framing(object name) except -1:
+    return _name_is(name, b"content-length") or _name_is(name, b"transfer-encoding")
+
+
+cdef list _without_framing(object raw):
+    # The header list without Content-Length and Transfer-Encoding: how long a body is
+    # is for whoever sends it to say.
+    return [item for item in (raw or ()) if not _is_framing(item[0])]
+
+
+# What went on can no longer change: a response's headers and status once its start went to
+# the server, a request's once the app has its scope. An edit then raises ResponseStartedError
+# naming the plugin and hook that got it, instead of being silently lost.
+
+from covet_pipe.errors import ResponseStartedError as _ResponseStartedError
+
+#: the entry whose body transform runs now (its edits are named after it), or None
+cdef object _transform_entry = None
+
+cdef enum:
+    _EDIT_HEADERS = 0
+    _EDIT_STATUS = 1
+    _EDIT_TRANSFORM = 2
+    _EDIT_REQUEST = 3
+
+
+cdef object _started_error(object who, Py_ssize_t ran, int what):
+    """The ResponseStartedError for an edit of what *who* froze.
+
+    who: the Segment whose first *ran* entries got it (hook style), a (plugin name, hook) pair,
+    or None (nobody known).
+    """
+    cdef list names = []
+    cdef Segment seg
+    cdef Entry e
+    hook = "process_response"
+    if _transform_entry is not None and what != _EDIT_REQUEST:
+        names.append((<Entry>_transform_entry).name)
+        hook = "body transform"
+    elif type(who) is tuple:
+        names.append(who[0])
+        hook = who[1]
+    elif isinstance(who, Segment):
+        seg = <Segment>who
+        for i in range(min(ran, seg.count)):
+            e = <Entry>seg.hooks[i]
+            if e.resp_hook is not None or e.c_response != NULL:
+                names.append(e.name)
+        if not names and 0 < ran <= seg.count:
+            hook = "process_request"
+            if what == _EDIT_REQUEST:
+                names = [(<Entry>seg.hooks[i]).name for i in range(ran)]
+            else:
+                names.append((<Entry>seg.hooks[ran - 1]).name)     # the plugin that answered
+    if what == _EDIT_REQUEST:
+        told = ("the request has already gone to the app; its headers, method, path and query string "
+                "can no longer change \u2014 edit them in process_request")
+    else:
+        thing = ("a body transform can no longer be added" if what == _EDIT_TRANSFORM
+                 else "its status can no longer change" if what == _EDIT_STATUS
+                 else "its headers can no longer change")
+        told = f"the response has already started; {thing} \u2014 " + (
+            "edit them in process_response, or in the transform's first call"
+            if hook == "body transform" else
+            "call transform_body in process_response before returning" if what == _EDIT_TRANSFORM
+            else "edit them in process_response before returning")
+    if len(names) == 1:
+        who_text = f"plugin {names[0]!r} {hook}: "
+    elif names:
+        who_text = "one of plugins " + ", ".join(repr(n) for n in names) + f" ({hook}): "
+    else:
+        who_text = ""
+    return _ResponseStartedError(who_text + told, plugin_name=names[0] if len(names) == 1 else None,
+                                 hook=hook if names else None)
+
+
 @cython.freelist(64)
 cdef class Headers:
     """Request or response headers: a multi-map, case-insensitive, order kept.
@@ -78,6 +154,16 @@ cdef class Headers:
     cdef list raw_list(self):
         return self._raw
 
+    cdef int _freeze(self, object who, Py_ssize_t ran, bint request) except -1:
+        self._frozen = who if who is not None else False
+        self._frozen_ran = ran
+        self._frozen_req = request
+        return 0
+
+    cdef int _refuse(self) except -1:
+        raise _started_error(self._frozen, self._frozen_ran,
+                             _EDIT_REQUEST if self._frozen_req else _EDIT_HEADERS)
+
     cdef void _own(self):
         # The first edit copies the list: the server's scope stays untouched.
         self._version = _next_version()
@@ -110,6 +196,8 @@ cdef class Headers:
     # native host functions share them.
     cdef Py_ssize_t _c_remove(self, bytes key) except -1:
         cdef Py_ssize_t found = 0
+        if self._frozen is not None:
+            self._refuse()
         for item in self._raw:
             if _name_is(item[0], key):
                 found += 1
@@ -119,6 +207,8 @@ cdef class Headers:
         return found
 
     cdef int _c_add(self, bytes key, bytes value) except -1:
+        if self._frozen is not None:
+            self._refuse()
         self._own()
         self._raw.append((key, value))
         return 0

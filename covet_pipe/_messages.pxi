@@ -37,6 +37,13 @@ cdef class Request:
             self.scope = dict(self.scope)
             self._dirty = True
 
+    cdef int _edit(self) except -1:
+        # A setter's _own: refused once the app has the scope.
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_REQUEST)
+        self._own()
+        return 0
+
     cpdef dict build_scope(self):
         """The scope the app sees: the original unless a plugin edited it."""
         if self._headers is not None and self._headers._dirty:
@@ -54,7 +61,7 @@ cdef class Request:
 
     @method.setter
     def method(self, value):
-        self._own()
+        self._edit()
         self.scope["method"] = str(value).upper()
 
     @property
@@ -65,7 +72,7 @@ cdef class Request:
     def path(self, value):
         if not isinstance(value, str) or not value.startswith("/"):
             raise ValueError(f"Request.path must be a str that starts with '/', got {value!r}")
-        self._own()
+        self._edit()
         self.scope["path"] = value
         # raw_path follows path: the app must not see two different paths.
         from urllib.parse import quote
@@ -82,7 +89,7 @@ cdef class Request:
 
     @query_string.setter
     def query_string(self, value):
-        self._own()
+        self._edit()
         self.scope["query_string"] = _enc(value)
 
     @property
@@ -94,6 +101,8 @@ cdef class Request:
     def headers(self):
         if self._headers is None:
             self._headers = Headers.wrap(self.scope.get("headers"))
+            if self._frozen is not None:
+                self._headers._freeze(self._frozen, self._frozen_ran, True)
         return self._headers
 
     @property
@@ -134,17 +143,25 @@ cdef class Request:
         return f"<Request {self.method} {self.path}>"
 
 
+cdef inline bint _bodiless(int status) noexcept:
+    # A response with this status has no content (RFC 9110 §15.2, §15.3.5, §15.4.5).
+    return status < 200 or status == 204 or status == 304
+
+
 @cython.freelist(64)
 cdef class Response:
     """A response: status, headers (a multi-map) and, for responses a plugin makes, a body.
 
     In a response hook the body of the app's response is streaming past and is
     not here (``body`` is None); edit ``status`` and ``headers``.
+
+    ``body`` may also be an async iterator (or a sync iterable) of bytes: the pipeline
+    sends it chunk by chunk, without a Content-Length; ``body`` is then None.
     """
 
     def __init__(self, status=200, headers=None, body=b"", media_type=None):
-        self.status = _check_status(status)
-        self._orig_status = self.status
+        self._status = _check_status(status)
+        self._orig_status = self._status
         self._headers = Headers(headers) if headers is not None else None
         if isinstance(body, str):
             body = (<str>body).encode("utf-8")
@@ -153,8 +170,13 @@ cdef class Response:
         elif body is None:
             body = b""
         elif not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"Response body must be bytes or str, got {type(body).__name__}; "
-                            "use Response.json(data) for JSON")
+            if hasattr(body, "__aiter__") or (hasattr(body, "__iter__") and not hasattr(body, "keys")):
+                self._stream = body
+                self.body = None
+                self.media_type = media_type
+                return
+            raise TypeError(f"Response body must be bytes, str or an (async) iterable of bytes, got "
+                            f"{type(body).__name__}; use Response.json(data) for JSON")
         self.body = bytes(body)
         self.media_type = media_type
 
@@ -165,34 +187,88 @@ cdef class Response:
                    "application/json")
 
     @property
+    def status(self):
+        return self._status
+
+    @status.setter
+    def status(self, value):
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_STATUS)
+        self._status = _check_status(value)
+
+    @property
     def headers(self):
         if self._headers is None:
             self._headers = Headers.wrap(self._raw_src)
+            if self._frozen is not None:
+                self._headers._freeze(self._frozen, self._frozen_ran, False)
         return self._headers
 
     @headers.setter
     def headers(self, value):
+        if self._frozen is not None:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_HEADERS)
         self._headers = Headers(value)
         self._headers._dirty = True
 
     cdef bint _changed(self):
-        return self.status != self._orig_status or (
+        return self._status != self._orig_status or (
             self._headers is not None and self._headers._dirty)
 
+    cdef int _freeze(self, object who, Py_ssize_t ran) except -1:
+        # Its start went to the server: status and headers can no longer change.
+        if who is None:
+            who = False         # frozen, by nobody known
+        self._frozen = who
+        self._frozen_ran = ran
+        self._ctx = None
+        if self._headers is not None:
+            self._headers._freeze(who, ran, False)
+        return 0
+
+    def transform_body(self, transform):
+        """Transform the body as it streams, without holding it: ``transform(chunk, last) -> bytes``.
+
+        Called for each chunk of the body in order (the app's ``http.response.body`` messages,
+        or the chunks of a Response a plugin made), ``last`` True for the final one (whose chunk
+        may be empty): return the bytes to send in its place (``b""`` to hold back, then flush on
+        the last call). It may be ``async def``. Transforms compose in the order they were added,
+        that is in response-hook order (the innermost plugin's first). Content-Length is dropped
+        (the server chunks the body), unless the whole body came in one message: then it is the
+        length of what the transforms made (or the app's own, if they all handed the chunk back
+        as it was). The response start waits for the first chunk to
+        pass, so a transform's first call may still edit ``headers`` (e.g. to decide not to
+        compress after all). A HEAD response and a status with no content call no transform.
+        """
+        if self._frozen is not None or type(self._transforms) is tuple:
+            raise _started_error(self._frozen, self._frozen_ran, _EDIT_TRANSFORM)
+        if not callable(transform):
+            raise TypeError(f"Response.transform_body() takes a callable(chunk, last) -> bytes, "
+                            f"got {type(transform).__name__}")
+        if self._transforms is None:
+            self._transforms = []
+        self._transforms.append((transform, self._ctx._cur if self._ctx is not None else None))
+
     cdef list asgi_headers(self):
-        """Headers to send for a response the pipeline sends itself."""
+        """Headers to send for a response the pipeline sends itself (its body as it is)."""
+        if self._stream is not None or self._transforms is not None:
+            return self._start_headers(-1)
+        return self._start_headers(len(self.body) if self.body is not None else 0)
+
+    cdef list _start_headers(self, Py_ssize_t length):
+        # The length is the pipeline's to say: none for a status with no content, and none
+        # when it is not known (-1: a streamed or transformed body, which the server frames).
         cdef Headers h = self.headers
         cdef list raw = list(h._raw)
-        cdef bytes body = self.body if self.body is not None else b""
         if self.media_type is not None and b"content-type" not in [k.lower() for k, v in raw]:
             raw.append((b"content-type", _enc(self.media_type)))
-        raw = [(k, v) for k, v in raw if k.lower() != b"content-length"]
-        if self.status >= 200 and self.status not in (204, 304):
-            raw.append((b"content-length", str(len(body)).encode("ascii")))
+        raw = _without_framing(raw)
+        if not _bodiless(self._status) and length >= 0:
+            raw.append((b"content-length", str(length).encode("ascii")))
         return raw
 
     def __repr__(self):
-        return f"<Response {self.status}>"
+        return f"<Response {self._status}>"
 
 
 cdef int _check_status(object status) except -1:

@@ -126,7 +126,7 @@ cdef int _h_set_status(covet_request_host_ptr h, int status) noexcept:
         return COVET_E_PHASE
     if status < 100 or status > 999:
         return COVET_E_INVALID
-    ctx._resp.status = status
+    ctx._resp._status = status
     ctx._host_edited = True
     return COVET_OK
 
@@ -285,7 +285,7 @@ cdef long _edit_version(RequestContext ctx):
         v += <long>req._headers._version
     if ctx._phase == 1 and ctx._resp is not None:
         # the status in the high bits: a lower status must not cancel out a header edit
-        v += (<long>ctx._resp.status + 1) << 40
+        v += (<long>ctx._resp._status + 1) << 40
         if ctx._resp._headers is not None:
             v += <long>ctx._resp._headers._version
     return v
@@ -301,7 +301,7 @@ cdef int _build_view(RequestContext ctx) except -1:
     cdef object item
     if ctx._phase == 1:
         raw = ctx._resp._headers._raw if ctx._resp._headers is not None else (ctx._resp._raw_src or [])
-        ctx._view.status = ctx._resp.status
+        ctx._view.status = ctx._resp._status
     else:
         raw = req._headers._raw if req._headers is not None else scope.get("headers")
         if type(raw) is not list:

@@ -13,6 +13,7 @@ __all__ = [
     "PluginNotFoundError",
     "ServiceNotFoundError",
     "ConfigError",
+    "ResponseStartedError",
 ]
 
 
@@ -89,3 +90,17 @@ class ServiceNotFoundError(PluginError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ResponseStartedError(PluginError, RuntimeError):
+    """A plugin changed a response whose start had already gone to the server (or a request the
+    app already had): the change could not reach anyone, so it is refused rather than lost.
+
+    ``plugin_name`` and ``hook`` say which plugin and hook got that response (``plugin_name`` is
+    None when several plugins' hooks got it; the message names them all).
+    """
+
+    def __init__(self, message: str, *, plugin_name: str | None = None, hook: str | None = None) -> None:
+        super().__init__(message, plugin_name=plugin_name)
+        #: the hook that got the response ("process_response", "process_request", "body transform")
+        self.hook = hook

@@ -83,13 +83,14 @@ async def test_scope_types_the_chain_does_not_know_reach_the_app_untouched() -> 
     await manager.shutdown_all()
 
 
-async def test_an_app_exception_reaches_the_server_when_nothing_was_sent() -> None:
+async def test_an_app_exception_before_the_response_is_answered_by_the_pipeline() -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         raise LookupError("app bug")
 
     manager = PluginManager()
     manager.register(Stamp())
     await manager.initialize_all()
-    with pytest.raises(LookupError, match="app bug"):
-        await asgi_call(Pipeline(app, manager))
+    result = await asgi_call(Pipeline(app, manager))
+    assert (result.status, result.json()) == (500, {"error": "Internal Server Error"})
+    assert result.header("x-stamp") == "1"          # the response hook saw the 500
     await manager.shutdown_all()

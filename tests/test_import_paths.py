@@ -19,6 +19,7 @@ SERVER = Path(covet_pipe.__file__).parent / "server"
 BUILTIN_MODULES = {
     "auth_guard": ["AuthGuard"],
     "cors": ["CORS", "CORSMiddleware"],
+    "gzip": ["GZip", "accepts_gzip", "EXCLUDED_CONTENT_TYPES"],
     "jwt_auth": ["JWTAuth"],
     "jwt_handler": ["JWTHandler"],
     "memory_storage": ["MemoryStorage", "StorageFullError"],

@@ -1,13 +1,14 @@
 """covet-pipe's built-in plugins, ``covet_pipe.builtin``.
 
-The middleware, auth and storage plugins use only covet-pipe's public API, as a third-party plugin
-would. The protocol plugins are covet-pipe's listener's own: ``RespProtocol`` and ``ProxyProtocol``
-are defined in :mod:`covet_pipe.server.resp` and :mod:`covet_pipe.server.proxy`, and their modules
-here are the names to register them by.
+The middleware (``GZip`` among them: a body transform), auth and storage plugins use only
+covet-pipe's public API, as a third-party plugin would. The protocol plugins are covet-pipe's
+listener's own: ``RespProtocol`` and ``ProxyProtocol`` are defined in :mod:`covet_pipe.server.resp`
+and :mod:`covet_pipe.server.proxy`, and their modules here are the names to register them by.
 """
 
 from covet_pipe.builtin.auth_guard import AuthGuard
 from covet_pipe.builtin.cors import CORS, CORSMiddleware
+from covet_pipe.builtin.gzip import GZip
 from covet_pipe.builtin.jwt_auth import JWTAuth
 from covet_pipe.builtin.jwt_handler import JWTHandler
 from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
@@ -19,6 +20,7 @@ __all__ = [
     "AuthGuard",
     "CORS",
     "CORSMiddleware",
+    "GZip",
     "JWTAuth",
     "JWTHandler",
     "MemoryStorage",

@@ -203,7 +203,7 @@ DONE_CASES = {
     "native-respond": ({"x-alpha-act": "respond"}, "/", 418, ("alpha",)),
     "python-short-circuit": ({"x-charlie-act": "respond"}, "/", 202, ("alpha",)),
     "python-raises": ({"x-bravo-act": "raise"}, "/", 500, ("alpha",)),
-    "app-raises": ({}, "/raise", RuntimeError, ("alpha", "delta")),
+    "app-raises": ({}, "/raise", 500, ("alpha", "delta")),     # the pipeline answers for the app
     "native-error": ({"x-delta-act": "error"}, "/", 500, ("alpha", "delta")),
     "native-unknown-code": ({"x-delta-act": "code7"}, "/", 500, ("alpha", "delta")),
     "native-respond-without-respond": ({"x-alpha-act": "respond-noop"}, "/", 500, ("alpha",)),
