@@ -93,15 +93,19 @@ class Response:
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: _HeaderInput | None = None) -> "Response": ...
 
+@disjoint_base
 class StreamedResponse(Response):
     """What ``call_next`` returns: the app's status and headers, editable; the body streams later.
 
     Reading ``body_iterator`` consumes the body: then return a new Response built from what you read.
     """
 
-    def __init__(self, status: int, headers: _HeaderInput | None, bridge: Any) -> None: ...
     @property
     def body_iterator(self) -> AsyncIterator[bytes]: ...
+
+@disjoint_base
+class CallNextRequest(Request):
+    """The request a call_next plugin gets (the chain's request, as the plugins before it left it)."""
 
 @disjoint_base
 class _Action:

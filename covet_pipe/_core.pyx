@@ -41,5 +41,7 @@ include "_awaitables.pxi"
 include "_phases.pxi"
 include "_dispatch.pxi"
 include "_callnext.pxi"
+include "_callnext_app.pxi"
+include "_callnext_response.pxi"
 
 CONTINUE = _CONTINUE

@@ -1,0 +1,214 @@
+# The call_next style, the plugin's side (included in _core.pyx after _callnext_app.pxi):
+# call_next itself, the StreamedResponse it returns, and that response's body_iterator.
+
+cdef enum:
+    PULL_CALL_NEXT = 0      # call_next(request): until the app's response start
+    PULL_BODY = 1           # one step of body_iterator: until the app's next body chunk
+
+
+cdef class StreamedResponse(Response):
+    """What ``call_next`` returns: the app's status and headers, editable; the body streams later.
+
+    Edit ``status`` and ``headers`` and return it: the body then goes from the app to the client
+    as it comes. Reading ``body_iterator`` takes the body: then return a new Response built
+    from what you read (its body may be an async iterator over it).
+    """
+    cdef _Layer _layer
+    cdef object _start          # the app's http.response.start message
+    cdef bint _consumed         # body_iterator was read
+    cdef bint _empty            # the app returned without a response: a stand-in 500
+
+    @property
+    def body_iterator(self):
+        """The app's body, chunk by chunk (bytes), as the app sends it."""
+        cdef _BodyIter it = _BodyIter.__new__(_BodyIter)
+        it.resp = self
+        return it
+
+    cdef Response _fallback(self):
+        # What the client gets when the app sent no response and the plugin returned this one.
+        if self.status == 500 and not (self._headers is not None and self._headers._dirty):
+            return _error_response(500)
+        return Response(self.status, self.headers, b"")
+
+
+cdef StreamedResponse _streamed(_Layer layer, object message, bint empty):
+    cdef StreamedResponse sr = StreamedResponse.__new__(StreamedResponse)
+    cdef object headers
+    if empty:
+        sr.status = 500
+        sr._raw_src = None
+    else:
+        sr.status = message.get("status", 200)
+        headers = message.get("headers")
+        sr._raw_src = headers if type(headers) is list else (list(headers) if headers is not None else None)
+    sr._orig_status = sr.status
+    sr.body = None
+    sr._layer = layer
+    sr._start = message
+    sr._empty = empty
+    layer.resp = sr
+    return sr
+
+
+@cython.final
+cdef class _BodyIter:
+    """StreamedResponse.body_iterator: each __anext__ drives the app to its next body chunk."""
+    cdef StreamedResponse resp
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        cdef _Pull p = _Pull.__new__(_Pull)
+        self.resp._consumed = True
+        p._layer = self.resp._layer
+        p._kind = PULL_BODY
+        return p
+
+
+@cython.final
+cdef class _Pull:
+    """``call_next`` (called once, then awaited), or one step of a body_iterator."""
+    cdef _Layer _layer
+    cdef int _kind
+    cdef int _stage             # 0 new, 1 running, 2 over
+    cdef bint _called
+    cdef object _request
+    cdef object _sub            # a message before the response start, on its way to the server
+    cdef object _result
+
+    def __call__(self, request=None):
+        if self._kind != PULL_CALL_NEXT:
+            raise TypeError("not callable")
+        if self._called:
+            raise RuntimeError(f"plugin {self._layer.entry.name!r} called call_next() twice in "
+                               "process_request; call it once per request")
+        self._called = True
+        self._request = request
+        return self
+
+    def __await__(self):
+        return self
+
+    def send(self, value):
+        cdef PyObject *out = NULL
+        return _sent(self._step(value, None, &out), out)
+
+    def throw(self, typ, val=None, tb=None):
+        cdef PyObject *out = NULL
+        return _sent(self._step(None, _exception_of(typ, val, tb), &out), out)
+
+    def close(self):
+        if self._sub is not None and hasattr(self._sub, "close"):
+            self._sub.close()
+        self._sub = None
+        self._over()
+
+    def __repr__(self):
+        return f"<call_next of plugin {self._layer.entry.name!r}>"
+
+    cdef void _over(self):
+        self._stage = 2
+        if self._layer.puller is self:
+            self._layer.puller = None
+
+    cdef int _step(self, object value, object exc, PyObject **out) except -1:
+        cdef _Layer layer = self._layer
+        cdef int r
+        if self._stage != 1:
+            if self._stage == 2:
+                if self._kind == PULL_BODY:
+                    raise StopAsyncIteration
+                Py_INCREF(self._result)
+                out[0] = <PyObject *>self._result
+                return 0
+            if layer.puller is not None:
+                raise RuntimeError(f"plugin {layer.entry.name!r}: call_next() or body_iterator is already "
+                                   "running (in another task?); await one at a time")
+            if exc is not None:
+                self._stage = 2
+                raise exc
+            self._stage = 1
+            if self._kind == PULL_CALL_NEXT:
+                self._called = True
+                layer._start_app(self._request)
+            elif layer.body_done or layer.app is None:
+                self._stage = 2
+                raise StopAsyncIteration
+        layer.puller = self
+        try:
+            r = self._drive(layer, value, exc, out)
+        except BaseException:
+            self._over()
+            raise
+        if r == 0:
+            self._over()
+        return r
+
+    cdef int _drive(self, _Layer layer, object value, object exc, PyObject **out) except -1:
+        cdef int r, k
+        cdef object message, t
+        while True:
+            if self._sub is not None:
+                try:
+                    r = _advance(self._sub, value, exc, out)
+                except BaseException as failure:
+                    self._sub = None
+                    value = None
+                    exc = failure       # the answer to the message: its send failed
+                else:
+                    if r == 1:
+                        return 1
+                    Py_DECREF(<object>out[0])
+                    out[0] = NULL
+                    self._sub = None
+                    value = exc = None
+            k = layer._pull(value, exc, out)
+            value = exc = None
+            if k == PULL_YIELD:
+                return 1
+            if k == PULL_DONE:
+                if self._kind == PULL_BODY:
+                    raise StopAsyncIteration
+                if not layer.saw_disconnect:
+                    _log.warning("plugin %r %s: the app returned without sending a response; "
+                                 "the client gets a 500", layer.entry.name, layer.entry.version)
+                return self._done(_streamed(layer, None, True), out)
+            message = layer.message
+            t = message.get("type")
+            if self._kind == PULL_CALL_NEXT:
+                if t == "http.response.start":
+                    return self._done(_streamed(layer, message, False), out)
+                # before the start (http.response.push, http.response.debug, any extension's):
+                # to the server as it is, in order
+                self._sub = _await_iter(layer.srv_send(message))
+                continue
+            if t == "http.response.body":
+                chunk = message.get("body", b"")
+                if not message.get("more_body", False):
+                    layer.body_done = True
+                    if not chunk:
+                        raise StopAsyncIteration
+                if chunk:
+                    return self._done(chunk, out)
+            # other messages of a body that is read (trailers ...) go nowhere
+
+    cdef int _done(self, object result, PyObject **out) except -1:
+        self._result = result
+        Py_INCREF(result)
+        out[0] = <PyObject *>result
+        return 0
+
+
+cdef int _pull_step(PyObject *op, PyObject *arg, PyObject **out) except -1:
+    out[0] = NULL
+    return (<_Pull>op)._step(<object>arg, None, out)
+
+
+covet_cn_install(_Pull, _pull_step)
+
+
+cdef class CallNextRequest(Request):
+    """The request a call_next plugin gets."""
+    cdef _Layer _layer
