@@ -23,6 +23,7 @@ cdef enum:
     # how the app's send behaves (_Layer.mode)
     CN_CAPTURE = 0      # its messages go to the driver (call_next, body_iterator)
     CN_DIRECT = 1       # straight to the server's send: the plugin returned the app's response
+    CN_NOBODY = 2       # as CN_DIRECT, for a status without a body: body and trailers are dropped
     CN_DROP = 3         # no-ops: the plugin replaced the response (receive says the client left)
 
     # where the layer is (_Layer.state)
@@ -272,8 +273,14 @@ cdef class _Layer:
         cdef Entry e = self.entry
         self.plugin = None
         if failure is self.app_error:
-            # the app raised and the plugin let it through: it reaches the server unchanged
-            self.raise_after = failure
+            if isinstance(failure, Exception):
+                # The app raised before its response and the plugin let it through: answer a 500
+                # as a plugin's own failure would be answered (the client sees no traceback).
+                _log.error("plugin %r %s: the app raised before its response started: %s: %s -- "
+                           "the client got a 500", e.name, e.version, type(failure).__name__,
+                           _printable(str(failure), 2048), exc_info=failure)
+                return self._own(_error_response(500))
+            self.raise_after = failure          # a cancellation goes on up
             return self._finish()
         if isinstance(failure, _ClientGone):
             return self._finish()               # reading the body, the client left: no answer
@@ -335,17 +342,25 @@ cdef class _Layer:
         cdef dict start = sr._start
         cdef int status = sr.status
         cdef list headers
-        self.next_mode = CN_DIRECT
-        if not sr._changed():
+        cdef bint bodiless = status < 200 or status == 204 or status == 304
+        self.next_mode = CN_NOBODY if bodiless else CN_DIRECT
+        if not bodiless and not sr._changed():
             return start
         start = dict(start)
         start["status"] = status
         headers = sr._headers._raw if sr._headers is not None else sr._raw_src
+        if bodiless:
+            # RFC 9110 §8.6, §15.3.5, §15.4.5: no content, so no length or coding of one
+            headers = [(k, v) for k, v in headers or ()
+                       if not _name_is(k, b"content-length") and not _name_is(k, b"transfer-encoding")]
+            start.pop("trailers", None)
         start["headers"] = headers if headers is not None else []
         return start
 
     cdef object _filtered(self, object message, int mode):
         # A message of the app's on its way to the server in *mode*.
+        if mode == CN_NOBODY:
+            return _nobody(self, message)
         return self.srv_send(message)
 
     cdef int _pull(self, object value, object exc, PyObject **out) except -1:

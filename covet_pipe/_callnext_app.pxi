@@ -127,6 +127,19 @@ async def _post(_Layer layer, message):
     await fut
 
 
+cdef object _nobody(_Layer layer, object message):
+    # CN_NOBODY: a response whose status has no body (204, 304, 1xx): its body and trailers are
+    # dropped, the end of the body still goes out (so the server knows the response is complete).
+    t = message.get("type")
+    if t == "http.response.body":
+        if message.get("more_body", False):
+            return _DONE
+        return layer.srv_send({"type": "http.response.body", "body": b"", "more_body": False})
+    if t == "http.response.trailers":
+        return _DONE
+    return layer.srv_send(message)
+
+
 cdef object _send_now(_Layer layer, object message):
     # A send of the app's that does not hand its message to the driver.
     cdef int mode = layer.mode
@@ -134,6 +147,8 @@ cdef object _send_now(_Layer layer, object message):
         return layer.srv_send(message)
     if mode == CN_CAPTURE:
         return _post(layer, message)
+    if mode == CN_NOBODY:
+        return _nobody(layer, message)
     return _DONE
 
 
@@ -221,6 +236,8 @@ cdef object _app_send(_Layer layer, object message):
         w.layer = layer
         w.message = message
         return w
+    if mode == CN_NOBODY:
+        return _nobody(layer, message)
     return _DONE
 
 

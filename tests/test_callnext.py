@@ -245,8 +245,9 @@ CHAINS = {
 }
 
 
-@pytest.mark.parametrize("make_chain", list(CHAINS.values()), ids=list(CHAINS))
-def test_app_exception_passes_through_unchanged_to_the_server(serve, make_chain):
+def _serve_raising_app(serve, plugins):
+    """A request to an app that raises before its response: (response, health, what reached the
+    server, what the app raised, the paths the app ran for)."""
     raised: list = []
     reached_server: list = []
     calls: list = []
@@ -259,7 +260,6 @@ def test_app_exception_passes_through_unchanged_to_the_server(serve, make_chain)
         raised.append(exc)
         raise exc
 
-    plugins = make_chain()
     manager = manager_with(*plugins)
     pipeline = wrap(app, manager)
 
@@ -273,13 +273,52 @@ def test_app_exception_passes_through_unchanged_to_the_server(serve, make_chain)
     with serve(server_side) as s:
         r = httpx.get(s.url + "/")
         health = asyncio.run(manager.get_health_status())
-    assert calls == ["/"]                     # the app ran once, even with a fail-open plugin
+    return r, health, reached_server, raised, calls
+
+
+def test_app_exception_passes_through_unchanged_to_the_server(serve):
+    r, health, reached_server, raised, calls = _serve_raising_app(serve, [Hooked()])
+    assert calls == ["/"]
     assert r.status_code == 500
     assert r.text == "Internal Server Error"  # uvicorn's own answer: it saw the exception
     assert len(reached_server) == 1 and reached_server[0] is raised[0]
     assert type(reached_server[0]) is AppError
     # the app's failure is not the plugins' failure
     assert all(p["errors"] == 0 for p in health["plugins"].values())
+
+
+@pytest.mark.parametrize("make_chain", [CHAINS[k] for k in CHAINS if k != "hook"],
+                         ids=[k for k in CHAINS if k != "hook"])
+def test_app_exception_before_the_start_is_answered_500_by_the_call_next_layer(serve, make_chain, caplog):
+    r, health, reached_server, raised, calls = _serve_raising_app(serve, make_chain())
+    assert calls == ["/"]                     # the app ran once, even with a fail-open plugin
+    # the layer answered (the plugin let the exception through): no traceback to the client, and
+    # nothing for the server to answer
+    assert (r.status_code, r.json()) == (500, {"error": "Internal Server Error"})
+    assert reached_server == []
+    logged = [rec for rec in caplog.records if "the app raised before its response started" in rec.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info[1] is raised[0]
+    # the app's failure is not the plugins' failure
+    assert all(p["errors"] == 0 for p in health["plugins"].values())
+
+
+class Catching(MiddlewarePlugin):
+    name = "catching"
+    version = "1.0.0"
+
+    async def process_request(self, request, call_next):
+        try:
+            return await call_next(request)
+        except AppError as exc:
+            return Response(503, body=f"caught: {exc}")
+
+
+def test_a_plugin_can_catch_the_app_exception_from_call_next(serve, caplog):
+    r, health, reached_server, raised, calls = _serve_raising_app(serve, [Catching()])
+    assert (r.status_code, r.text) == (503, "caught: the app broke")
+    assert reached_server == []
+    assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    assert health["plugins"]["catching"]["errors"] == 0
 
 
 def test_app_exception_mid_stream_passes_through_after_the_start(serve):

@@ -1,4 +1,5 @@
-"""What a call_next layer puts on the wire, through a real uvicorn: messages before the response start.
+"""What a call_next layer puts on the wire, through a real uvicorn: messages before the response start,
+statuses without a body.
 
 uvicorn implements neither server push, the debug extension nor trailers, so where a test needs them
 a thin shim in front of uvicorn's send advertises the extension, records every message the pipeline
@@ -6,6 +7,8 @@ sends, and passes the others on to uvicorn, which serves the response.
 """
 
 from __future__ import annotations
+
+import socket
 
 import httpx
 import pytest
@@ -97,3 +100,85 @@ def test_messages_before_the_start_reach_the_server_untouched_and_in_order(serve
     assert [m["type"] for m in shim.seen] == ["http.response.push", "http.response.debug", "x.example.hint",
                                               "http.response.start", "http.response.body"]
     assert all(a is b for a, b in zip(shim.seen[:3], sent))      # the app's own messages, unchanged
+
+
+class SetStatus(MiddlewarePlugin):
+    """Sets the status the request asks for (x-status) on the app's response."""
+
+    name = "set_status"
+    version = "1.0.0"
+
+    async def process_request(self, request, call_next):
+        response = await call_next(request)
+        if "x-status" in request.headers:
+            response.status = int(request.headers["x-status"])
+        return response
+
+
+def _app_with_body(status: int, framing: str):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/plain"), (b"x-app", b"1")]
+        headers.append((b"content-length", b"10") if framing == "length" else (b"transfer-encoding", b"chunked"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+        await send({"type": "http.response.body", "body": b"world", "more_body": False})
+    return app
+
+
+def _exchange(port: int, *requests: bytes) -> list[bytes]:
+    """Send each request on one connection after the previous response's head; the heads, and
+    what followed the last one."""
+    out: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        buf = b""
+        for request in requests:
+            sock.sendall(request)
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                assert chunk, f"the connection closed; got {buf!r}"
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            out.append(head)
+            if request is not requests[-1]:
+                # a bodiless response: nothing may follow its head but the next response
+                assert buf == b"", f"bytes after a bodiless response's head: {buf!r}"
+    return out
+
+
+def _head(head: bytes) -> tuple[str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    return lines[0], {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+@pytest.mark.parametrize("case", ["plugin-204", "plugin-304", "app-204", "app-304"])
+def test_a_status_without_a_body_goes_out_without_body_or_framing_and_the_connection_lives(serve, case, framing):
+    who, status = case.split("-")
+    app = _app_with_body(int(status) if who == "app" else 200, framing)
+    ask = f"x-status: {status}\r\n" if who == "plugin" else ""
+    with serve(wrap(app, manager_with(SetStatus()))) as s:
+        first, second = _exchange(
+            s.port,
+            f"GET /a HTTP/1.1\r\nHost: t\r\n{ask}\r\n".encode(),
+            b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+        line, headers = _head(first)
+        assert line.startswith(f"HTTP/1.1 {status} ")
+        assert "content-length" not in headers and "transfer-encoding" not in headers
+        assert headers["x-app"] == "1"                       # the other headers stay
+        # the next request on the same connection gets its own, whole response
+        assert _head(second)[0].startswith(f"HTTP/1.1 {status if who == 'app' else 200} ")
+        if who == "plugin":
+            with httpx.Client(timeout=WAIT) as client:
+                r = client.get(s.url + "/c")
+                assert (r.status_code, r.content) == (200, b"helloworld")
+
+
+def test_head_keeps_the_length_of_get_through_a_call_next_layer(serve):
+    with serve(wrap(_app_with_body(200, "length"), manager_with(SetStatus()))) as s:
+        head, after = _exchange(s.port, b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        line, headers = _head(head)
+    assert line.startswith("HTTP/1.1 200 ")
+    assert headers["content-length"] == "10"
+    assert _head(after)[0].startswith("HTTP/1.1 200 ")
