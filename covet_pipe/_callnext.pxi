@@ -64,6 +64,7 @@ cdef class _Layer:
     cdef bint unacked              # the driver holds a message it has not answered yet
     cdef bint saw_disconnect       # the app's receive said the client left
     cdef bint body_done            # the app sent its last body message (read by body_iterator)
+    cdef bint ws                   # a websocket: the response is the handshake's answer
     cdef object app_error          # what the app raised (it passes through call_next)
     cdef object message            # the message the app handed over
     cdef object message_fut        # ... and the post it came from (None: the app's own send)
@@ -259,6 +260,9 @@ cdef class _Layer:
                     "and returned that response; return a new Response with the body you read"))
             if sr._empty:
                 return self._own(sr._fallback())
+            if self.ws and sr.status != sr._orig_status and sr._start["type"] != "websocket.http.response.start":
+                # the plugin refuses the handshake the app accepted (or refuses it with its own status)
+                return self._own(Response(sr.status, sr.headers, b""))
             self.sub = _await_iter(self.srv_send(self._start_message(sr)))
             self.state = CN_START
             return 0
@@ -342,12 +346,13 @@ cdef class _Layer:
         cdef dict start = sr._start
         cdef int status = sr.status
         cdef list headers
-        cdef bint bodiless = status < 200 or status == 204 or status == 304
+        cdef bint bodiless = not self.ws and (status < 200 or status == 204 or status == 304)
         self.next_mode = CN_NOBODY if bodiless else CN_DIRECT
         if not bodiless and not sr._changed():
             return start
         start = dict(start)
-        start["status"] = status
+        if start["type"] != "websocket.accept":
+            start["status"] = status
         headers = sr._headers._raw if sr._headers is not None else sr._raw_src
         if bodiless:
             # RFC 9110 §8.6, §15.3.5, §15.4.5: no content, so no length or coding of one
@@ -472,6 +477,7 @@ cdef _Layer _run_call_next(Entry entry, object downstream, Request req, dict sco
     layer.srv_receive = receive
     layer.srv_send = send
     layer.outer = req
+    layer.ws = scope.get("type") == "websocket"
     layer.req = creq
     layer.cn = cn
     return layer

@@ -323,7 +323,7 @@ cdef class _Recv:
         cdef object message
         if r == 0:
             message = <object>out[0]
-            if type(message) is dict and (<dict>message).get("type") == "http.disconnect":
+            if type(message) is dict and (<dict>message).get("type") in ("http.disconnect", "websocket.disconnect"):
                 self.layer.saw_disconnect = True
         return r
 

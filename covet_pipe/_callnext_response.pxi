@@ -34,12 +34,18 @@ cdef class StreamedResponse(Response):
 
 cdef StreamedResponse _streamed(_Layer layer, object message, bint empty):
     cdef StreamedResponse sr = StreamedResponse.__new__(StreamedResponse)
-    cdef object headers
+    cdef object headers, t
     if empty:
         sr.status = 500
         sr._raw_src = None
     else:
-        sr.status = message.get("status", 200)
+        t = message["type"]
+        if t == "websocket.accept":
+            sr.status = 101
+        elif t == "websocket.close":        # the app refused the handshake
+            sr.status = 403
+        else:
+            sr.status = message.get("status", 200)
         headers = message.get("headers")
         sr._raw_src = headers if type(headers) is list else (list(headers) if headers is not None else None)
     sr._orig_status = sr.status
@@ -136,6 +142,10 @@ cdef class _Pull:
             elif layer.body_done or layer.app is None:
                 self._stage = 2
                 raise StopAsyncIteration
+            elif layer.ws and layer.resp is not None and layer.resp.status == 101:
+                self._stage = 2
+                raise RuntimeError(f"plugin {layer.entry.name!r}: an accepted websocket handshake has no "
+                                   "body_iterator to read; return the response (or a Response to refuse it)")
         layer.puller = self
         try:
             r = self._drive(layer, value, exc, out)
@@ -178,13 +188,14 @@ cdef class _Pull:
             message = layer.message
             t = message.get("type")
             if self._kind == PULL_CALL_NEXT:
-                if t == "http.response.start":
+                if t == "http.response.start" or (layer.ws and (
+                        t == "websocket.accept" or t == "websocket.close" or t == "websocket.http.response.start")):
                     return self._done(_streamed(layer, message, False), out)
                 # before the start (http.response.push, http.response.debug, any extension's):
                 # to the server as it is, in order
                 self._sub = _await_iter(layer.srv_send(message))
                 continue
-            if t == "http.response.body":
+            if t == "http.response.body" or t == "websocket.http.response.body":
                 chunk = message.get("body", b"")
                 if not message.get("more_body", False):
                     layer.body_done = True

@@ -1,5 +1,5 @@
 """What a call_next layer puts on the wire, through a real uvicorn: messages before the response start,
-statuses without a body.
+statuses without a body, trailers, and an app that sends no response.
 
 uvicorn implements neither server push, the debug extension nor trailers, so where a test needs them
 a thin shim in front of uvicorn's send advertises the extension, records every message the pipeline
@@ -182,3 +182,39 @@ def test_head_keeps_the_length_of_get_through_a_call_next_layer(serve):
     assert line.startswith("HTTP/1.1 200 ")
     assert headers["content-length"] == "10"
     assert _head(after)[0].startswith("HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("make_chain", list(CHAINS.values()), ids=list(CHAINS))
+def test_trailers_flag_and_trailers_message_pass_through(serve, make_chain):
+    trailers = {"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")], "more_trailers": False}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"trailer", b"x-checksum")]})
+        await send({"type": "http.response.body", "body": b"data", "more_body": False})
+        await send(trailers)
+
+    shim = Shim(wrap(app, manager_with(*make_chain())))
+    with serve(shim) as s:
+        r = httpx.get(s.url + "/", timeout=WAIT)
+    assert (r.status_code, r.content) == (200, b"data")
+    start, body, last = shim.seen
+    assert start["type"] == "http.response.start" and start["trailers"] is True
+    assert body["body"] == b"data"
+    assert last is trailers
+
+
+def test_an_app_that_returns_without_a_response_gets_a_500_and_a_warning(serve, caplog):
+    async def app(scope, receive, send):
+        return None
+
+    plugin = Passthrough()
+    with serve(wrap(app, manager_with(plugin))) as s:
+        r = httpx.get(s.url + "/", timeout=WAIT)
+    assert (r.status_code, r.json()) == (500, {"error": "Internal Server Error"})
+    assert plugin.log == ["before", "after"]
+    warned = [rec.getMessage() for rec in caplog.records if "without sending a response" in rec.getMessage()]
+    assert warned == ["plugin 'passthrough' 1.0.0: the app returned without sending a response; "
+                      "the client gets a 500"]
