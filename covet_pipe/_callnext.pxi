@@ -19,6 +19,8 @@ from collections import deque as _deque
 import asyncio as _asyncio
 import types as _types
 
+from covet_pipe.errors import ClientDisconnected
+
 cdef enum:
     # how the app's send behaves (_Layer.mode)
     CN_CAPTURE = 0      # its messages go to the driver (call_next, body_iterator)
@@ -78,6 +80,9 @@ cdef class _Layer:
     cdef object raise_after        # an exception to raise once the app ended
     cdef object app_receive        # the app's receive (_AppReceive), made once
     cdef list replay               # request messages the plugin read, for the app's receive
+    cdef list read_chunks          # the body chunks the plugin read (request.body(), .stream())
+    cdef bint body_eof             # ... up to the last one
+    cdef Py_ssize_t body_size
 
     def __await__(self):
         return self
@@ -286,7 +291,7 @@ cdef class _Layer:
                 return self._own(_error_response(500))
             self.raise_after = failure          # a cancellation goes on up
             return self._finish()
-        if isinstance(failure, _ClientGone):
+        if isinstance(failure, (ClientDisconnected, _ClientGone)):
             return self._finish()               # reading the body, the client left: no answer
         if isinstance(failure, _BodyTooLarge):
             return self._own(Response.json(

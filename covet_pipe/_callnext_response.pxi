@@ -219,7 +219,3 @@ cdef int _pull_step(PyObject *op, PyObject *arg, PyObject **out) except -1:
 
 covet_cn_install(_Pull, _pull_step)
 
-
-cdef class CallNextRequest(Request):
-    """The request a call_next plugin gets."""
-    cdef _Layer _layer

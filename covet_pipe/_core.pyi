@@ -1,6 +1,6 @@
 """Type stubs of covet-pipe's compiled dispatch core (covet_pipe/_core.pyx)."""
 
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping, final
 
 from typing_extensions import disjoint_base
 
@@ -103,9 +103,28 @@ class StreamedResponse(Response):
     @property
     def body_iterator(self) -> AsyncIterator[bytes]: ...
 
+class RequestBody(bytes):
+    """The request body once read: the bytes, and still callable (``await request.body()``)."""
+
+    def __call__(self) -> Awaitable["RequestBody"]: ...
+
+@final
+class _UnreadBody:
+    """``request.body`` of a call_next plugin before the body was read."""
+
+    def __call__(self) -> Awaitable[RequestBody]: ...
+
 @disjoint_base
 class CallNextRequest(Request):
-    """The request a call_next plugin gets (the chain's request, as the plugins before it left it)."""
+    """The request a call_next plugin gets (the chain's request, as the plugins before it left it).
+
+    ``await request.body()`` reads the whole body, ``async for chunk in request.stream()`` reads it
+    as it comes, before ``call_next``; what was read is replayed to the app.
+    """
+
+    @property
+    def body(self) -> RequestBody | _UnreadBody: ...  # type: ignore[override]
+    def stream(self) -> AsyncIterator[bytes]: ...
 
 @disjoint_base
 class _Action:

@@ -43,5 +43,6 @@ include "_dispatch.pxi"
 include "_callnext.pxi"
 include "_callnext_app.pxi"
 include "_callnext_response.pxi"
+include "_callnext_request.pxi"
 
 CONTINUE = _CONTINUE

@@ -13,6 +13,7 @@ __all__ = [
     "PluginNotFoundError",
     "ServiceNotFoundError",
     "ConfigError",
+    "ClientDisconnected",
 ]
 
 
@@ -89,3 +90,7 @@ class ServiceNotFoundError(PluginError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ClientDisconnected(CovetPipeError):
+    """The client went away while a plugin read the request body (``await request.body()``)."""
