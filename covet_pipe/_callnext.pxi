@@ -342,9 +342,9 @@ cdef class _Layer:
 
     cdef void _clear(self):
         # The layer is over: drop what it holds, so nothing it made keeps a cycle alive.
-        self.plugin = self.app = self.sub = self.resp = self.cn = None
-        self.app_error = self.message = self.raise_after = self.to_throw = None
-        self.parked = self.wait = self.waker = self.pending = None
+        self.plugin = self.app = self.sub = self.resp = self.cn = self.req = self.ctx = None
+        self.app_receive = self.app_error = self.message = self.raise_after = self.to_throw = None
+        self.parked = self.wait = self.waker = self.pending = self.replay = None
 
     cdef object _start_message(self, StreamedResponse sr):
         # The start the server gets: the app's own message unless the plugin changed it.
@@ -448,8 +448,12 @@ cdef class _Layer:
         self._start_receive()
         self.mode = CN_CAPTURE
         try:
-            self.app = _await_iter(self.downstream((<Request>request).build_scope(), self.app_receive,
-                                                   _new_app_send(self)))
+            if type(self.downstream) is _Downstream:
+                aw = _downstream_call(<_Downstream>self.downstream, (<Request>request).build_scope(),
+                                      self.app_receive, _new_app_send(self))
+            else:
+                aw = self.downstream((<Request>request).build_scope(), self.app_receive, _new_app_send(self))
+            self.app = _await_iter(aw)
         except BaseException as failure:
             self.app_done = True
             self.app_error = failure
@@ -459,6 +463,31 @@ cdef class _Layer:
     cdef void _start_receive(self):
         if self.app_receive is None:
             self.app_receive = _new_app_receive(self)
+
+
+cdef object _downstream_call(_Downstream down, dict scope, object receive, object send):
+    # What a call_next plugin wraps: the rest of the chain from segment down.si, and the app.
+    cdef Segment seg = <Segment>down.segs[down.si]
+    cdef _Downstream inner
+    if seg.count == 0:
+        if seg.wrapper is None:
+            return down.app(scope, receive, send)
+        if not seg.needs_body:
+            # the next call_next plugin, with no hook before it: its layer needs no _run (the
+            # request's first _run counts it in flight until the whole chain is done)
+            down.req.scope = scope
+            inner = _Downstream.__new__(_Downstream)
+            inner.app = down.app
+            inner.snap = down.snap
+            inner.segs = down.segs
+            inner.si = down.si + 1
+            inner.protocol = down.protocol
+            inner.services = down.services
+            inner.req = down.req
+            return _run_call_next(seg.wrapper, inner, down.req, scope, receive, send)
+    down.req.scope = scope
+    return _run(down.app, down.snap, down.segs, down.si, down.protocol, scope, receive, send,
+                down.services, down.req)
 
 
 cdef _Layer _run_call_next(Entry entry, object downstream, Request req, dict scope,

@@ -197,12 +197,7 @@ cdef class _Downstream:
     cdef Request req
 
     def __call__(self, scope, receive, send):
-        cdef Segment seg = <Segment>self.segs[self.si]
-        if seg.count == 0 and seg.wrapper is None:
-            return self.app(scope, receive, send)
-        self.req.scope = scope
-        return _run(self.app, self.snap, self.segs, self.si, self.protocol,
-                    scope, receive, send, self.services, self.req)
+        return _downstream_call(self, scope, receive, send)    # _callnext.pxi
 
 
 async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
