@@ -15,6 +15,7 @@ cdef extern from "_callnext.h":
     int covet_cn_install(object type, covet_step_fn step) except -1
 
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from libc.string cimport memcmp
 from collections import deque as _deque
 import asyncio as _asyncio
 import types as _types
@@ -468,23 +469,16 @@ cdef class _Layer:
 cdef object _downstream_call(_Downstream down, dict scope, object receive, object send):
     # What a call_next plugin wraps: the rest of the chain from segment down.si, and the app.
     cdef Segment seg = <Segment>down.segs[down.si]
-    cdef _Downstream inner
     if seg.count == 0:
         if seg.wrapper is None:
             return down.app(scope, receive, send)
         if not seg.needs_body:
             # the next call_next plugin, with no hook before it: its layer needs no _run (the
-            # request's first _run counts it in flight until the whole chain is done)
+            # request's first _run counts it in flight until the whole chain is done). *down* moves
+            # on to the segment after it: the layer that called us is done with it.
             down.req.scope = scope
-            inner = _Downstream.__new__(_Downstream)
-            inner.app = down.app
-            inner.snap = down.snap
-            inner.segs = down.segs
-            inner.si = down.si + 1
-            inner.protocol = down.protocol
-            inner.services = down.services
-            inner.req = down.req
-            return _run_call_next(seg.wrapper, inner, down.req, scope, receive, send)
+            down.si += 1
+            return _run_call_next(seg.wrapper, down, down.req, scope, receive, send)
     down.req.scope = scope
     return _run(down.app, down.snap, down.segs, down.si, down.protocol, scope, receive, send,
                 down.services, down.req)
@@ -504,6 +498,7 @@ cdef _Layer _run_call_next(Entry entry, object downstream, Request req, dict sco
     creq._version = req._version
     creq._body = req._body
     creq._layer = layer
+    cn.vectorcall = <void *>_call_next_vectorcall
     cn._layer = layer
     cn._kind = PULL_CALL_NEXT
     layer.entry = entry
@@ -511,7 +506,10 @@ cdef _Layer _run_call_next(Entry entry, object downstream, Request req, dict sco
     layer.srv_receive = receive
     layer.srv_send = send
     layer.outer = req
-    layer.ws = scope.get("type") == "websocket"
+    if type(downstream) is _Downstream:
+        layer.ws = _eq((<_Downstream>downstream).protocol, "websocket")
+    else:
+        layer.ws = scope.get("type") == "websocket"
     layer.req = creq
     layer.cn = cn
     return layer

@@ -82,6 +82,24 @@ cdef void _coroutine_types():
 _coroutine_types()
 
 
+cdef extern from "Python.h":
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    int PyUnicode_KIND(object s)
+    void *PyUnicode_DATA(object s)
+
+
+cdef inline bint _eq(str a, str b) noexcept:
+    # a == b for two str: the same object first, then lengths, then the bytes (both kinds alike)
+    cdef Py_ssize_t n
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    n = PyUnicode_GET_LENGTH(a)
+    return (n == PyUnicode_GET_LENGTH(b) and PyUnicode_KIND(a) == PyUnicode_KIND(b)
+            and memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n * PyUnicode_KIND(a)) == 0)
+
+
 cdef inline void _resolve(object fut, object failure) except *:
     # Answer a post: its task's send returns, or raises *failure*.
     if fut is None or fut.done():

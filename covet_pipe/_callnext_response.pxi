@@ -32,14 +32,15 @@ cdef class StreamedResponse(Response):
         return Response(self.status, self.headers, b"")
 
 
-cdef StreamedResponse _streamed(_Layer layer, object message, bint empty):
+cdef StreamedResponse _streamed(_Layer layer, dict message, str t):
+    # The response call_next returns for the app's start *message* of type *t* (None: it sent none).
     cdef StreamedResponse sr = StreamedResponse.__new__(StreamedResponse)
-    cdef object headers, t
+    cdef object headers
+    cdef bint empty = message is None
     if empty:
         sr.status = 500
         sr._raw_src = None
     else:
-        t = message["type"]
         if t == "websocket.accept":
             sr.status = 101
         elif t == "websocket.close":        # the app refused the handshake
@@ -76,6 +77,7 @@ cdef class _BodyIter:
 @cython.final
 cdef class _Pull:
     """``call_next`` (called once, then awaited), or one step of a body_iterator."""
+    cdef void *vectorcall       # PEP 590: call_next(request) without an argument tuple
     cdef _Layer _layer
     cdef int _kind
     cdef int _stage             # 0 new, 1 running, 2 over
@@ -85,6 +87,9 @@ cdef class _Pull:
     cdef object _result
 
     def __call__(self, request=None):
+        return self._call(request)
+
+    cdef object _call(self, object request):
         if self._kind != PULL_CALL_NEXT:
             raise TypeError("not callable")
         if self._called:
@@ -158,7 +163,8 @@ cdef class _Pull:
 
     cdef int _drive(self, _Layer layer, object value, object exc, PyObject **out) except -1:
         cdef int r, k
-        cdef object message, t
+        cdef object message
+        cdef str t
         while True:
             if self._sub is not None:
                 try:
@@ -184,20 +190,22 @@ cdef class _Pull:
                 if not layer.saw_disconnect:
                     _log.warning("plugin %r %s: the app returned without sending a response; "
                                  "the client gets a 500", layer.entry.name, layer.entry.version)
-                return self._done(_streamed(layer, None, True), out)
+                return self._done(_streamed(layer, None, None), out)
             message = layer.message
-            t = message.get("type")
+            if type(message) is not dict:
+                raise TypeError(f"the app sent {type(message).__name__} {message!r}; ASGI messages are dicts")
+            t = (<dict>message).get("type")
             if self._kind == PULL_CALL_NEXT:
-                if t == "http.response.start" or (layer.ws and (
+                if _eq(t, "http.response.start") or (layer.ws and (
                         t == "websocket.accept" or t == "websocket.close" or t == "websocket.http.response.start")):
-                    return self._done(_streamed(layer, message, False), out)
+                    return self._done(_streamed(layer, <dict>message, t), out)
                 # before the start (http.response.push, http.response.debug, any extension's):
                 # to the server as it is, in order
                 self._sub = _await_iter(layer.srv_send(message))
                 continue
-            if t == "http.response.body" or t == "websocket.http.response.body":
-                chunk = message.get("body", b"")
-                if not message.get("more_body", False):
+            if _eq(t, "http.response.body") or t == "websocket.http.response.body":
+                chunk = (<dict>message).get("body", b"")
+                if not (<dict>message).get("more_body", False):
                     layer.body_done = True
                     if not chunk:
                         raise StopAsyncIteration
@@ -210,6 +218,28 @@ cdef class _Pull:
         Py_INCREF(result)
         out[0] = <PyObject *>result
         return 0
+
+
+cdef object _call_next_vectorcall(object self, PyObject **args, size_t nargsf, PyObject *kwnames):
+    cdef Py_ssize_t n = nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET
+    if kwnames == NULL:
+        if n == 1:
+            return (<_Pull>self)._call(<object>args[0])
+        if n == 0:
+            return (<_Pull>self)._call(None)
+    elif n == 0 and len(<tuple>kwnames) == 1 and (<tuple>kwnames)[0] == "request":
+        return (<_Pull>self)._call(<object>args[0])
+    raise TypeError("call_next() takes one argument, the request")
+
+
+cdef void _enable_call_next_vectorcall():
+    cdef _Pull probe = _Pull.__new__(_Pull)
+    cdef PyTypeObject *t = <PyTypeObject *>_Pull
+    t.tp_vectorcall_offset = <Py_ssize_t>(<char *>&probe.vectorcall - <char *><PyObject *>probe)
+    t.tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL
+
+
+_enable_call_next_vectorcall()
 
 
 cdef int _pull_step(PyObject *op, PyObject *arg, PyObject **out) except -1:
