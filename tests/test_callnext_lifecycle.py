@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from covet_pipe import MiddlewarePlugin, Response, wrap
-from tests._helpers import WAIT
+from tests._helpers import WAIT, http_scope
 from tests.test_callnext import Hooked, Passthrough, manager_with
 
 
@@ -224,3 +224,76 @@ def test_an_app_streaming_from_another_task_is_answered_and_ends_when_its_respon
         assert ended.wait(WAIT)
     assert (r.status_code, r.content) == (201, b"mine")
     assert events == [("sent", None)] * 3 + ["stream finally", ("app finally", True), "pipeline returned"]
+
+
+@pytest.mark.parametrize("chain", ["call_next", "call_next*2", "hook+call_next"])
+async def test_a_cancelled_request_cancels_the_app_where_it_waits_and_ends_it_in_the_task(chain, unraisable):
+    events: list = []
+    waiting = asyncio.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            waiting.set()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("app cancelled")
+            raise
+        finally:
+            events.append(("finally", asyncio.current_task() is not None))
+
+    plugins = {"call_next": [Passthrough()], "call_next*2": [Outer(), Inner()],
+               "hook+call_next": [Hooked(), Passthrough()]}[chain]
+    manager = manager_with(*plugins)
+    await manager.initialize_all()
+    sent: list = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message["type"])
+
+    task = asyncio.create_task(wrap(app, manager)(http_scope(), receive, send))
+    await asyncio.wait_for(waiting.wait(), WAIT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["app cancelled", ("finally", True)]
+    assert sent == ["http.response.start"]
+    await manager.shutdown_all()
+
+
+class CancelsCallNext(MiddlewarePlugin):
+    """Gives the app 10 ms to answer (asyncio.wait_for runs call_next in a task of its own)."""
+
+    name = "cancels_call_next"
+    version = "1.0.0"
+
+    async def process_request(self, request, call_next):
+        try:
+            return await asyncio.wait_for(call_next(request), 0.01)
+        except asyncio.TimeoutError:
+            return Response(504, body=b"the app took too long")
+
+
+def test_call_next_under_wait_for_times_out_and_the_app_ends_cancelled(serve, unraisable):
+    events: list = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("app cancelled")
+            raise
+        finally:
+            events.append(("finally", asyncio.current_task() is not None))
+
+    with serve(observed(wrap(app, manager_with(CancelsCallNext())), events)) as s:
+        r = httpx.get(s.url + "/", timeout=WAIT)
+    assert (r.status_code, r.content) == (504, b"the app took too long")
+    assert events == ["app cancelled", ("finally", True), "pipeline returned"]
