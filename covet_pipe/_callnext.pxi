@@ -3,9 +3,9 @@
 # A call_next layer is one object, _Layer, awaited by the request's coroutine: a state machine
 # stepped through am_send (_callnext.h), which runs the plugin's coroutine, then sends what it
 # returned. ``call_next`` (_Pull, _callnext_response.pxi) drives the downstream app inside the
-# plugin's own task: the app's ``send`` hands each message to the driver (_callnext_app.pxi), so the
-# response start comes back out of call_next, and everything the app waits on goes to the event loop
-# unchanged. Once the plugin returns the app's own response, the start goes to the server and the
+# plugin's own task (_callnext_drive.pxi): the app's ``send`` hands each message to the driver
+# (_callnext_app.pxi), so the response start comes back out of call_next, and everything the app
+# waits on goes to the event loop unchanged. Once the plugin returns the app's own response, the start goes to the server and the
 # app's sends go straight to the server's send; the layer then only passes the app's awaits
 # through. The app always ends inside the loop before the layer returns: a response the plugin
 # replaced is dropped (sends are no-ops, receive says the client left) while the app runs to its end.
@@ -269,7 +269,7 @@ cdef class _Layer:
             if self.ws and sr.status != sr._orig_status and sr._start["type"] != "websocket.http.response.start":
                 # the plugin refuses the handshake the app accepted (or refuses it with its own status)
                 return self._own(Response(sr.status, sr.headers, b""))
-            self.sub = _await_iter(self.srv_send(self._start_message(sr)))
+            self.sub = _await_iter(self.srv_send(_start_message(self, sr)))
             self.state = CN_START
             return 0
         if not isinstance(result, Response):
@@ -347,141 +347,15 @@ cdef class _Layer:
         self.app_receive = self.app_error = self.message = self.raise_after = self.to_throw = None
         self.parked = self.wait = self.waker = self.pending = self.replay = None
 
-    cdef object _start_message(self, StreamedResponse sr):
-        # The start the server gets: the app's own message unless the plugin changed it.
-        cdef dict start = sr._start
-        cdef int status = sr.status
-        cdef list headers
-        cdef bint bodiless = not self.ws and (status < 200 or status == 204 or status == 304)
-        self.next_mode = CN_NOBODY if bodiless else CN_DIRECT
-        if not bodiless and not sr._changed():
-            return start
-        start = dict(start)
-        if start["type"] != "websocket.accept":
-            start["status"] = status
-        headers = sr._headers._raw if sr._headers is not None else sr._raw_src
-        if bodiless:
-            # RFC 9110 §8.6, §15.3.5, §15.4.5: no content, so no length or coding of one
-            headers = [(k, v) for k, v in headers or ()
-                       if not _name_is(k, b"content-length") and not _name_is(k, b"transfer-encoding")]
-            start.pop("trailers", None)
-        start["headers"] = headers if headers is not None else []
-        return start
-
     cdef object _filtered(self, object message, int mode):
         # A message of the app's on its way to the server in *mode*.
         if mode == CN_NOBODY:
             return _nobody(self, message)
         return self.srv_send(message)
 
-    cdef int _pull(self, object value, object exc, PyObject **out) except -1:
-        # Drive the app until it hands over a message (PULL_MESSAGE), waits (PULL_YIELD, *out is
-        # the loop's), or ends (PULL_DONE); raises what it raised. *value*/*exc*: the answer to
-        # the message handed over last, else what the loop sent back for the wait.
-        cdef int r
-        if self.unacked:
-            self.unacked = False
-            if self.message_fut is not None:
-                _resolve(self.message_fut, exc)     # a post: its task gets the answer
-                self.message_fut = None
-                value = exc = None
-        while True:
-            if self.wait is not None:
-                r = _advance(self.wait, value, exc, out)
-                value = exc = None
-                if r == 1:
-                    return PULL_YIELD
-                Py_DECREF(<object>out[0])
-                out[0] = NULL
-                self.wait = None
-                continue
-            if exc is None and self.pending:
-                self.message, self.message_fut = self.pending.popleft()
-                self.unacked = True
-                return PULL_MESSAGE
-            if self.app_done:
-                return PULL_DONE
-            if exc is None:
-                if self.parked is not None:
-                    fut = self.parked
-                    self.parked = None
-                    if not fut.done():
-                        self.wait = _wait_for(self, fut)
-                        continue
-                if self.to_throw is not None:
-                    exc = self.to_throw
-                    self.to_throw = None
-            self.driving = True
-            try:
-                r = _advance(self.app, value, exc, out)
-            except BaseException as failure:
-                self.driving = False
-                self.app_done = True
-                self.app_error = failure
-                raise
-            self.driving = False
-            value = exc = None
-            if r == 0:
-                Py_DECREF(<object>out[0])
-                out[0] = NULL
-                self.app_done = True
-                return PULL_DONE
-            if out[0] == <PyObject *>_HANDOFF:
-                Py_DECREF(_HANDOFF)
-                out[0] = NULL
-                self.unacked = True
-                return PULL_MESSAGE
-            if _is_future(<object>out[0]):
-                # a future: wait for it, or for a send from another task, whichever comes first
-                fut = _take(out[0])
-                out[0] = NULL
-                self.wait = _wait_for(self, fut)
-                continue
-            return PULL_YIELD       # a bare yield (asyncio.sleep(0)): the loop's
-
-    cdef int _start_app(self, object request) except -1:
-        # call_next's first step: run the rest of the chain and the app, its messages to us.
-        if request is None:
-            request = self.req
-        elif not isinstance(request, Request):
-            raise TypeError(f"plugin {self.entry.name!r}: call_next() takes the Request, got "
-                            f"{type(request).__name__}")
-        self._start_receive()
-        self.mode = CN_CAPTURE
-        try:
-            if type(self.downstream) is _Downstream:
-                aw = _downstream_call(<_Downstream>self.downstream, (<Request>request).build_scope(),
-                                      self.app_receive, _new_app_send(self))
-            else:
-                aw = self.downstream((<Request>request).build_scope(), self.app_receive, _new_app_send(self))
-            self.app = _await_iter(aw)
-        except BaseException as failure:
-            self.app_done = True
-            self.app_error = failure
-            raise
-        return 0
-
     cdef void _start_receive(self):
         if self.app_receive is None:
             self.app_receive = _new_app_receive(self)
-
-
-cdef object _downstream_call(_Downstream down, dict scope, object receive, object send):
-    # What a call_next plugin wraps: the rest of the chain from segment down.si, and the app.
-    cdef Segment seg = <Segment>down.segs[down.si]
-    if seg.count == 0:
-        if seg.wrapper is None:
-            return down.app(scope, receive, send)
-        if not seg.needs_body:
-            # the next call_next plugin, with no hook before it: its layer needs no _run (the
-            # request's first _run counts it in flight until the whole chain is done). *down* moves
-            # on to the segment after it: the layer that called us is done with it.
-            down.req.scope = scope
-            down.si += 1
-            return _run_call_next(seg.wrapper, down, down.req, scope, receive, send)
-    down.req.scope = scope
-    return _run(down.app, down.snap, down.segs, down.si, down.protocol, scope, receive, send,
-                down.services, down.req)
 
 
 cdef _Layer _run_call_next(Entry entry, object downstream, Request req, dict scope,

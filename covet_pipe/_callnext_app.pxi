@@ -2,9 +2,9 @@
 # receive the downstream app gets, and the stepping helpers every call_next awaitable shares.
 #
 # Inside a step of the driver, the app's `await send(message)` yields _HANDOFF, which only the
-# driver ever sees (_Layer._pull), with the message on the layer: no future, no task. A send from
-# another task (a response streaming from a task group) posts the message and waits until the
-# driver answered it (_post): order and backpressure as with one task. Once the plugin returned
+# driver ever sees (_pull, _callnext_drive.pxi), with the message on the layer: no future, no task.
+# A send from another task (a response streaming from a task group) posts the message and waits
+# until the driver answered it (_post): order and backpressure as with one task. Once the plugin returned
 # the app's response, send is the server's own send (CN_DIRECT), one test per message.
 
 
@@ -98,51 +98,6 @@ cdef inline bint _eq(str a, str b) noexcept:
     n = PyUnicode_GET_LENGTH(a)
     return (n == PyUnicode_GET_LENGTH(b) and PyUnicode_KIND(a) == PyUnicode_KIND(b)
             and memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n * PyUnicode_KIND(a)) == 0)
-
-
-cdef inline void _resolve(object fut, object failure) except *:
-    # Answer a post: its task's send returns, or raises *failure*.
-    if fut is None or fut.done():
-        return
-    if failure is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(failure)
-
-
-cdef inline bint _is_future(object y) except -1:
-    return hasattr(y, "add_done_callback")
-
-
-async def _wait_for(_Layer layer, fut):
-    """The app waits on *fut*: wait for it, or for a post from another task (it wakes us)."""
-    fut._asyncio_future_blocking = False
-    waker = layer.waker = fut.get_loop().create_future()
-    wake = layer._wake
-    fut.add_done_callback(wake)
-    try:
-        await waker
-    except BaseException as exc:
-        # We were cancelled: cancel what the app waits on, and let it see why.
-        fut.cancel()
-        layer.to_throw = exc
-    finally:
-        fut.remove_done_callback(wake)
-        layer.waker = None
-    if not fut.done() and layer.to_throw is None:
-        layer.parked = fut          # woken by a post: the app itself still waits
-
-
-async def _post(_Layer layer, message):
-    """A send from another task while the driver takes the messages: queue it, wait for the answer."""
-    fut = _asyncio.get_running_loop().create_future()
-    if layer.pending is None:
-        layer.pending = _deque()
-    layer.pending.append((message, fut))
-    waker = layer.waker
-    if waker is not None and not waker.done():
-        waker.set_result(None)
-    await fut
 
 
 cdef object _nobody(_Layer layer, object message):

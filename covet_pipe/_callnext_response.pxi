@@ -58,6 +58,28 @@ cdef StreamedResponse _streamed(_Layer layer, dict message, str t):
     return sr
 
 
+cdef object _start_message(_Layer layer, StreamedResponse sr):
+    # The start the server gets: the app's own message unless the plugin changed it.
+    cdef dict start = sr._start
+    cdef int status = sr.status
+    cdef list headers
+    cdef bint bodiless = not layer.ws and (status < 200 or status == 204 or status == 304)
+    layer.next_mode = CN_NOBODY if bodiless else CN_DIRECT
+    if not bodiless and not sr._changed():
+        return start
+    start = dict(start)
+    if start["type"] != "websocket.accept":
+        start["status"] = status
+    headers = sr._headers._raw if sr._headers is not None else sr._raw_src
+    if bodiless:
+        # RFC 9110 §8.6, §15.3.5, §15.4.5: no content, so no length or coding of one
+        headers = [(k, v) for k, v in headers or ()
+                   if not _name_is(k, b"content-length") and not _name_is(k, b"transfer-encoding")]
+        start.pop("trailers", None)
+    start["headers"] = headers if headers is not None else []
+    return start
+
+
 @cython.final
 cdef class _BodyIter:
     """StreamedResponse.body_iterator: each __anext__ drives the app to its next body chunk."""
@@ -143,7 +165,7 @@ cdef class _Pull:
             self._stage = 1
             if self._kind == PULL_CALL_NEXT:
                 self._called = True
-                layer._start_app(self._request)
+                _start_app(layer, self._request)
             elif layer.body_done or layer.app is None:
                 self._stage = 2
                 raise StopAsyncIteration
@@ -180,7 +202,7 @@ cdef class _Pull:
                     out[0] = NULL
                     self._sub = None
                     value = exc = None
-            k = layer._pull(value, exc, out)
+            k = _pull(layer, value, exc, out)
             value = exc = None
             if k == PULL_YIELD:
                 return 1
