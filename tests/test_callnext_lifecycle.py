@@ -16,6 +16,10 @@ import threading
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from covet_pipe import MiddlewarePlugin, Response, wrap
 from tests._helpers import WAIT, http_scope
@@ -297,3 +301,35 @@ def test_call_next_under_wait_for_times_out_and_the_app_ends_cancelled(serve, un
         r = httpx.get(s.url + "/", timeout=WAIT)
     assert (r.status_code, r.content) == (504, b"the app took too long")
     assert events == ["app cancelled", ("finally", True), "pipeline returned"]
+
+
+class Upper(MiddlewarePlugin):
+    """Reads the app's body through body_iterator and answers with it upper-cased."""
+
+    name = "upper"
+    version = "1.0.0"
+
+    async def process_request(self, request, call_next):
+        response = await call_next(request)
+        body = b"".join([chunk async for chunk in response.body_iterator])
+        return Response(response.status, {"x-app": response.headers.get("x-app", "")}, body.upper())
+
+
+def test_an_app_whose_body_was_read_runs_its_background_task_to_the_end_after_the_answer(serve, unraisable):
+    events: list = []
+    finished = threading.Event()
+
+    async def background():
+        await asyncio.sleep(0.01)                      # a real wait, after the response went out
+        events.append(("background", asyncio.current_task() is not None))
+        finished.set()
+
+    async def endpoint(request):
+        return PlainTextResponse("quiet", headers={"x-app": "1"}, background=BackgroundTask(background))
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    with serve(observed(wrap(app, manager_with(Upper())), events)) as s:
+        r = httpx.get(s.url + "/", timeout=WAIT)
+        assert finished.wait(WAIT)
+    assert (r.status_code, r.content, r.headers["x-app"]) == (200, b"QUIET", "1")
+    assert events == [("background", True), "pipeline returned"]
