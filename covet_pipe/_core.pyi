@@ -1,8 +1,8 @@
 """Type stubs of covet-pipe's compiled dispatch core (covet_pipe/_core.pyx)."""
 
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping, final
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
-from typing_extensions import disjoint_base
+from typing_extensions import disjoint_base, final
 
 # Each extension type below with C fields of its own is a disjoint base (PEP 800): no class
 # derives from two of them. `make typecheck` checks this stub against the compiled module (stubtest).

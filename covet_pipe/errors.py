@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CovetPipeError",
+    "ClientDisconnected",
     "PluginError",
     "PluginValidationError",
     "DependencyError",
@@ -13,12 +14,15 @@ __all__ = [
     "PluginNotFoundError",
     "ServiceNotFoundError",
     "ConfigError",
-    "ClientDisconnected",
 ]
 
 
 class CovetPipeError(Exception):
     """Base of every covet-pipe error."""
+
+
+class ClientDisconnected(CovetPipeError):
+    """The client went away while a plugin read the request body (``await request.body()``)."""
 
 
 class ConfigError(CovetPipeError, ValueError):
@@ -90,7 +94,3 @@ class ServiceNotFoundError(PluginError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-class ClientDisconnected(CovetPipeError):
-    """The client went away while a plugin read the request body (``await request.body()``)."""
