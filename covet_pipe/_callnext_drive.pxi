@@ -26,8 +26,8 @@ cdef int _start_app(_Layer layer, object request) except -1:
     if request is None:
         request = layer.req
     elif not isinstance(request, Request):
-        raise TypeError(f"plugin {layer.entry.name!r}: call_next() takes the Request, got "
-                        f"{type(request).__name__}")
+        raise TypeError(f"plugin {layer.entry.name!r}: call_next() in process_request takes the Request, "
+                        f"got {type(request).__name__}; pass it the request process_request was given")
     layer._start_receive()
     layer.mode = CN_CAPTURE
     try:

@@ -158,7 +158,7 @@ cdef class _Pull:
                 return 0
             if layer.puller is not None:
                 raise RuntimeError(f"plugin {layer.entry.name!r}: call_next() or body_iterator is already "
-                                   "running (in another task?); await one at a time")
+                                   "running (in another task?) in process_request; await one at a time")
             if exc is not None:
                 self._stage = 2
                 raise exc
