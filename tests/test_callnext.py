@@ -169,6 +169,27 @@ def test_streaming_response_streams_through_call_next_in_order(serve, make_app, 
     assert "content-length" not in headers
 
 
+class Collect(MiddlewarePlugin):
+    """Reads the whole body through body_iterator and answers with it and the chunk count."""
+
+    name = "collect"
+    version = "1.0.0"
+
+    async def process_request(self, request, call_next):
+        response = await call_next(request)
+        chunks = [chunk async for chunk in response.body_iterator]
+        return Response(response.status, {"x-chunks": str(len(chunks))}, b"".join(chunks))
+
+
+@pytest.mark.parametrize("make_app", list(STREAM_APPS.values()), ids=list(STREAM_APPS))
+def test_body_iterator_reads_a_stream_sent_from_the_app_task_or_another(serve, make_app):
+    probe = StreamProbe()
+    probe.client_has_first.set()          # the plugin, not the client, reads the first chunk
+    with serve(wrap(make_app(probe), manager_with(Collect()))) as s:
+        r = httpx.get(s.url + "/", timeout=WAIT)
+    assert (r.status_code, r.content, r.headers["x-chunks"]) == (200, b"one,two,three", "3")
+
+
 # -- request bodies ------------------------------------------------------------------------------
 
 class BodyPeek(MiddlewarePlugin):
