@@ -104,6 +104,23 @@ def async_plugins(n: int) -> list:
     return out
 
 
+def call_next_plugins(n: int) -> list:
+    """N no-op call_next-style plugins (``return await call_next(request)``)."""
+    from covet_pipe import MiddlewarePlugin
+
+    out = []
+    for i in range(n):
+        async def process_request(self, request, call_next):  # noqa: ARG001
+            return await call_next(request)
+
+        cls = type(f"NoopCallNext{i:02d}", (MiddlewarePlugin,), {
+            "name": f"noop_call_next_{i:02d}", "version": "1.0.0", "priority": 100 + i,
+            "process_request": process_request,
+        })
+        out.append(cls())
+    return out
+
+
 def covet(app: Any, plugins: list, *, start: bool = True) -> Any:
     """``wrap(app, manager)`` with *plugins* registered; started now when *start* (no loop running)."""
     from covet_pipe import PluginManager, wrap

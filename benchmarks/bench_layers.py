@@ -5,6 +5,7 @@ nothing) through N = 0, 1, 5, 10, 20 no-op layers of:
 
   covet-sync      covet-pipe, N MiddlewarePlugin with sync process_request + process_response
   covet-async     covet-pipe, N MiddlewarePlugin with ``async def`` hooks
+  covet-callnext  covet-pipe, N call_next-style plugins: ``return await call_next(request)``
   starlette-asgi  N Starlette pure-ASGI middleware wrapping ``send`` with a closure (the docs' pattern)
   starlette-base  N Starlette ``BaseHTTPMiddleware`` (needs an event loop: uvloop, one batch per value)
   pluggy          one ASGI layer calling pm.hook.process_request / process_response, N hookimpls each
@@ -40,7 +41,7 @@ import pyperf  # noqa: E402
 import apps  # noqa: E402
 
 LAYERS = (0, 1, 5, 10, 20)
-CONTENDERS = ("covet-sync", "covet-async", "starlette-asgi", "starlette-base", "pluggy",
+CONTENDERS = ("covet-sync", "covet-async", "covet-callnext", "starlette-asgi", "starlette-base", "pluggy",
               "falcon-async", "floor-sync", "floor-async")
 #: contenders driven on an event loop (the rest are stepped with coro.send(None))
 ON_LOOP = {"starlette-base"}
@@ -64,6 +65,8 @@ def build(contender: str, n: int) -> Any:
         return apps.covet(hello, apps.sync_plugins(n))
     if contender == "covet-async":
         return apps.covet(hello, apps.async_plugins(n))
+    if contender == "covet-callnext":
+        return apps.covet(hello, apps.call_next_plugins(n))
     if contender == "starlette-asgi":
         return apps.starlette_asgi(hello, n)
     if contender == "starlette-base":

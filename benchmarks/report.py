@@ -23,11 +23,12 @@ import pyperf  # noqa: E402
 
 import _docs  # noqa: E402
 
-ORDER = ("covet-sync", "covet-async", "floor-sync", "floor-async", "starlette-asgi", "falcon-async",
-         "pluggy", "starlette-base")
+ORDER = ("covet-sync", "covet-async", "covet-callnext", "floor-sync", "floor-async", "starlette-asgi",
+         "falcon-async", "pluggy", "starlette-base")
 LABELS = {
     "covet-sync": "covet-pipe, sync hooks",
     "covet-async": "covet-pipe, async hooks",
+    "covet-callnext": "covet-pipe, call_next style (`return await call_next(request)`)",
     "floor-sync": "bare Cython loop, same sync hooks",
     "floor-async": "bare Cython loop awaiting the same coroutines",
     "starlette-asgi": "Starlette pure-ASGI layer wrapping send",
@@ -40,6 +41,8 @@ PER_LAYER_MAX_US = 0.10
 VS_STARLETTE_MIN = 6.0
 FIXED_MAX_US = 0.6
 ASYNC_VS_FLOOR_MAX = 1.25
+#: issue 15: a no-op call_next layer
+CALL_NEXT_MAX_US = 1.0
 
 
 def fit(points: list[tuple[int, float]]) -> tuple[float, float, float]:
@@ -151,6 +154,14 @@ def layers_report(path: str) -> tuple[str, list[str]]:
         fs = stats["floor-sync"][0]
         verdicts.append(f"- note: sync hooks cost {cs[0] / fs:.2f}× the bare Cython loop calling the same "
                         f"hooks ({fmt(fs)} µs/layer, i.e. {fmt(fs / 2 * 1000, 1)} ns a hook call)")
+    cn, sb = stats.get("covet-callnext"), stats.get("starlette-base")
+    if cn:
+        verdict(cn[0] <= CALL_NEXT_MAX_US,
+                f"per no-op call_next layer {fmt(cn[0])} µs (target ≤ {CALL_NEXT_MAX_US:g} µs, issue 15); "
+                "in the same run"
+                + (f" a Starlette send-wrapping layer costs {fmt(st)} µs ({cn[0] / st:.1f}× less than it)"
+                   if st == st else "")
+                + (f", a BaseHTTPMiddleware layer {fmt(sb[0])} µs ({sb[0] / cn[0]:.0f}× more)" if sb else ""))
     if "pluggy" in stats:
         verdicts.append(f"- note: pluggy costs {fmt(stats['pluggy'][0] / 2 * 1000, 1)} ns per impl per hook call")
 
@@ -167,9 +178,10 @@ Command: {cmd}.
 
 One ASGI HTTP request (fixed scope with 10 headers, no-op `receive`/`send`; the inner app sends
 `http.response.start` + `http.response.body`) through N no-op layers, stepped with `coro.send(None)`
-(no event loop) except BaseHTTPMiddleware, which runs on a uvloop loop. Each plugin layer has a request
-and a response hook. Medians in µs per request; the per-layer cost is the least-squares slope of the
-medians over N; the bare app alone: **{fmt(bare)} µs**.
+(no event loop) except BaseHTTPMiddleware, which runs on a uvloop loop. Each hook-style plugin layer has
+a request and a response hook; a call_next layer is `return await call_next(request)`. Medians in µs
+per request; the per-layer cost is the least-squares slope of the medians over N; the bare app alone:
+**{fmt(bare)} µs**.
 
 {table}
 

@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 from covet_pipe._core import (
     CONTINUE,
+    CallNextRequest,
     Headers,
     MiddlewareAction,
     Request,
@@ -28,6 +29,7 @@ from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext
 from covet_pipe.discovery import LoadReport
 from covet_pipe.errors import (
+    ClientDisconnected,
     ConfigError,
     CovetPipeError,
     DependencyCycleError,
@@ -76,7 +78,9 @@ def get_include() -> str:
 __all__ = [
     "AuthPlugin",
     "CONTINUE",
+    "CallNextRequest",
     "ChainEntry",
+    "ClientDisconnected",
     "ConfigError",
     "CovetPipeError",
     "DependencyCycleError",

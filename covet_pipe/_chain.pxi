@@ -129,8 +129,8 @@ cdef tuple _segments(list entries, str protocol):
         if protocol not in e.protocols:
             continue
         if e.style == "call_next":
-            if protocol != "http":
-                continue    # call_next plugins wrap HTTP responses only
+            if protocol != "http" and protocol != "websocket":
+                continue    # the registry refuses call_next plugins that list another protocol
             out.append(_new_segment(cur, e))
             cur = []
         else:

@@ -2,7 +2,7 @@
 
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
-from typing_extensions import disjoint_base
+from typing_extensions import disjoint_base, final
 
 # Each extension type below with C fields of its own is a disjoint base (PEP 800): no class
 # derives from two of them. `make typecheck` checks this stub against the compiled module (stubtest).
@@ -107,15 +107,38 @@ class Response:
         Raises ResponseStartedError once the response has started.
         """
 
+@disjoint_base
 class StreamedResponse(Response):
     """What ``call_next`` returns: the app's status and headers, editable; the body streams later.
 
     Reading ``body_iterator`` consumes the body: then return a new Response built from what you read.
     """
 
-    def __init__(self, status: int, headers: _HeaderInput | None, bridge: Any) -> None: ...
     @property
     def body_iterator(self) -> AsyncIterator[bytes]: ...
+
+class RequestBody(bytes):
+    """The request body once read: the bytes, and still callable (``await request.body()``)."""
+
+    def __call__(self) -> Awaitable["RequestBody"]: ...
+
+@final
+class _UnreadBody:
+    """``request.body`` of a call_next plugin before the body was read."""
+
+    def __call__(self) -> Awaitable[RequestBody]: ...
+
+@disjoint_base
+class CallNextRequest(Request):
+    """The request a call_next plugin gets (the chain's request, as the plugins before it left it).
+
+    ``await request.body()`` reads the whole body, ``async for chunk in request.stream()`` reads it
+    as it comes, before ``call_next``; what was read is replayed to the app.
+    """
+
+    @property
+    def body(self) -> RequestBody | _UnreadBody: ...  # type: ignore[override]
+    def stream(self) -> AsyncIterator[bytes]: ...
 
 @disjoint_base
 class _Action:

@@ -45,5 +45,9 @@ include "_bodies.pxi"
 include "_sending.pxi"
 include "_dispatch.pxi"
 include "_callnext.pxi"
+include "_callnext_drive.pxi"
+include "_callnext_app.pxi"
+include "_callnext_response.pxi"
+include "_callnext_request.pxi"
 
 CONTINUE = _CONTINUE

@@ -64,15 +64,7 @@ cdef class _Downstream:
     cdef Request req
 
     def __call__(self, scope, receive, send):
-        cdef Segment seg = <Segment>self.segs[self.si]
-        if seg.count == 0 and seg.wrapper is None:
-            try:
-                return self.app(scope, receive, send)
-            except Exception as exc:
-                return _raising(exc)    # app() itself raised: the app's failure, when awaited
-        self.req.scope = scope
-        return _run(self.app, self.snap, self.segs, self.si, self.protocol,
-                    scope, receive, send, self.services, self.req)
+        return _downstream_call(self, scope, receive, send)    # _callnext.pxi
 
 
 async def _raising(exc):

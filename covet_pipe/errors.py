@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CovetPipeError",
+    "ClientDisconnected",
     "PluginError",
     "PluginValidationError",
     "DependencyError",
@@ -19,6 +20,10 @@ __all__ = [
 
 class CovetPipeError(Exception):
     """Base of every covet-pipe error."""
+
+
+class ClientDisconnected(CovetPipeError):
+    """The client went away while a plugin read the request body (``await request.body()``)."""
 
 
 class ConfigError(CovetPipeError, ValueError):

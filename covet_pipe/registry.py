@@ -33,6 +33,8 @@ log = logger("covet_pipe.registry")
 ALL_PROTOCOLS = frozenset({"*"})
 #: protocols every chain has (covet-pipe's listener and any ASGI server speak them)
 _BASE_PROTOCOLS = frozenset({"http", "websocket"})
+#: what a call_next plugin can wrap (the core's _segments)
+_CALL_NEXT_PROTOCOLS = frozenset({"http", "websocket"})
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
@@ -163,6 +165,13 @@ def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | 
             raise PluginValidationError(
                 f"plugin {name!r}{where} uses the call_next style, so process_request must be "
                 "'async def process_request(self, request, call_next)'", plugin_name=name, path=path)
+        wrapped_only = set(protocols) - _CALL_NEXT_PROTOCOLS
+        if style == "call_next" and wrapped_only:
+            raise PluginValidationError(
+                f"plugin {name!r}{where} uses the call_next style, which wraps HTTP requests and websocket "
+                f"handshakes only, but its protocols list {', '.join(map(repr, sorted(wrapped_only)))}: "
+                "drop those, or write the plugin in the hook style (process_request(self, request, ctx)) "
+                "to see them", plugin_name=name, path=path)
     return PluginRecord(
         plugin=plugin, name=name, version=version, priority=prio, requires=requires,
         specs={r.name: str(s).strip() for r, s in zip(requires, deps)},
