@@ -18,6 +18,10 @@ from cpython.ref cimport Py_INCREF, Py_DECREF
 from libc.string cimport memcmp
 from collections import deque as _deque
 import asyncio as _asyncio
+
+#: seconds an app whose response a call_next plugin discarded may run on (its sends no-ops,
+#: its receive saying the client left) before it is cancelled
+DISCARD_GRACE = 5.0
 import types as _types
 
 from covet_pipe.errors import ClientDisconnected
@@ -84,6 +88,10 @@ cdef class _Layer:
     cdef list read_chunks          # the body chunks the plugin read (request.body(), .stream())
     cdef bint body_eof             # ... up to the last one
     cdef Py_ssize_t body_size
+    cdef object waiting            # CN_FINISH: the future the app waits on
+    cdef object give_up            # CN_FINISH: the timer that cancels an app that does not end
+    cdef bint giving_up            # ... it fired: the app gets a CancelledError
+    cdef bint cancelled_app        # ... which ends it quietly, not the layer's caller
 
     def __await__(self):
         return self
@@ -107,6 +115,16 @@ cdef class _Layer:
             if it is not None and hasattr(it, "close"):
                 it.close()
         self._clear()
+
+    def _give_up_on_app(self):
+        # DISCARD_GRACE after its response was dropped the app is still running: cancel it
+        self.give_up = None
+        self.giving_up = self.cancelled_app = True
+        _log.warning("plugin %r %s: the app was still running %.1f s after its response was discarded; "
+                     "cancelled it", self.entry.name, self.entry.version, DISCARD_GRACE)
+        w = self.waiting
+        if w is not None and not w.done():
+            w.cancel()      # its task throws CancelledError into us, and we into the app
 
     def _wake(self, _):
         # a done callback of the future the app waits on (see _wait_for)
@@ -199,6 +217,11 @@ cdef class _Layer:
             if self.to_throw is not None:
                 exc = self.to_throw
                 self.to_throw = None
+        if self.giving_up and self.state == CN_FINISH:
+            self.giving_up = False
+            if exc is None or not isinstance(exc, _asyncio.CancelledError):
+                exc = _asyncio.CancelledError()
+        self.waiting = None
         try:
             r = _advance(self.app, value, exc, out)
         except BaseException as failure:
@@ -208,7 +231,8 @@ cdef class _Layer:
                 self.state = CN_DONE
                 self._clear()
                 raise
-            if self.raise_after is None:
+            if self.raise_after is None and not (
+                    self.cancelled_app and isinstance(failure, _asyncio.CancelledError)):
                 self.raise_after = failure
             self.state = CN_DONE
             return -1
@@ -219,6 +243,8 @@ cdef class _Layer:
                 out[0] = NULL
                 raise RuntimeError(f"covet-pipe: call_next layer of plugin {self.entry.name!r} got a "
                                    "message after the response started (a bug in covet-pipe)")
+            if self.state == CN_FINISH:
+                self.waiting = <object>out[0]
             return 1
         Py_DECREF(<object>out[0])
         out[0] = NULL
@@ -269,7 +295,9 @@ cdef class _Layer:
             if self.ws and sr.status != sr._orig_status and sr._start["type"] != "websocket.http.response.start":
                 # the plugin refuses the handshake the app accepted (or refuses it with its own status)
                 return self._own(Response(sr.status, sr.headers, b""))
-            self.sub = _await_iter(self.srv_send(_start_message(self, sr)))
+            start = _start_message(self, sr)
+            sr._freeze((self.entry.name, "process_request"), 0)   # later edits raise ResponseStartedError
+            self.sub = _await_iter(self.srv_send(start))
             self.state = CN_START
             return 0
         if not isinstance(result, Response):
@@ -317,6 +345,8 @@ cdef class _Layer:
         # Send a response the layer makes (the plugin's, an error), then end the app.
         if self.ctx is None:
             self.ctx = make_request_context(self.req, self.req.scope.get("type", "http"))
+        if self.ctx._receive is None:
+            self.ctx._receive = self.srv_receive    # a streamed body watches it for a hang-up
         self.sub = _await_iter(_send_response(self.srv_send, resp, self.ctx))
         self.state = CN_OWN
         return 0
@@ -339,13 +369,18 @@ cdef class _Layer:
             _log.error("plugin %r %s returned while call_next() or body_iterator was still running in "
                        "another task; await them in process_request", self.entry.name, self.entry.version)
             self.app = None
+        elif self.app is not None and not self.app_done:
+            self.give_up = _asyncio.get_running_loop().call_later(DISCARD_GRACE, self._give_up_on_app)
         return 0
 
     cdef void _clear(self):
         # The layer is over: drop what it holds, so nothing it made keeps a cycle alive.
         self.plugin = self.app = self.sub = self.resp = self.cn = self.req = self.ctx = None
         self.app_receive = self.app_error = self.message = self.raise_after = self.to_throw = None
-        self.parked = self.wait = self.waker = self.pending = self.replay = None
+        self.parked = self.wait = self.waker = self.pending = self.replay = self.waiting = None
+        if self.give_up is not None:
+            self.give_up.cancel()
+            self.give_up = None
 
     cdef object _filtered(self, object message, int mode):
         # A message of the app's on its way to the server in *mode*.

@@ -7,8 +7,7 @@ A *style* names where the plugin under test (the "actor") sits:
 - ``hook-in-call_next``: the hook actor between two call_next no-ops (one outside it, one inside);
 - ``call_next-in-hook``: the call_next actor between two hook no-ops.
 
-:func:`styles` turns that list into pytest parameters, with an ``xfail(strict=True)`` on the styles that
-issue 15 has not fixed yet, so a suite states the behaviour it wants and stays green until the fix lands.
+:func:`styles` turns that list into pytest parameters.
 """
 
 from __future__ import annotations
@@ -136,19 +135,9 @@ def layered(style: str, hook_actor: Callable[[], Any] | None, call_next_actor: C
     return [actor]
 
 
-def styles(broken: dict[str, str] | str | None = None, *, only: Iterable[str] = STYLES) -> list:
-    """pytest parameters for *only*; a style in *broken* is ``xfail(strict=True)`` with that reason.
-
-    *broken* as a string: every style of *only* is broken, for that reason.
-    """
-    only = tuple(only)
-    if isinstance(broken, str):
-        broken = dict.fromkeys(only, broken)
-    broken = broken or {}
-    unknown = set(broken) - set(STYLES)
-    assert not unknown, f"unknown styles {unknown}"
-    return [pytest.param(s, id=s, marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {broken[s]}"))
-            if s in broken else pytest.param(s, id=s) for s in only]
+def styles(*, only: Iterable[str] = STYLES) -> list:
+    """pytest parameters for the styles *only*, each with its name as id."""
+    return [pytest.param(s, id=s) for s in only]
 
 
 def noop_chain(kind: str) -> list:

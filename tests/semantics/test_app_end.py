@@ -21,6 +21,8 @@ import socket
 import httpx
 import pytest
 
+from covet_pipe import _core
+
 from covet_pipe import MiddlewarePlugin, Response, wrap
 from tests._helpers import WAIT
 from tests._layers import ACTOR_PRIORITY, NoopCallNext, NoopHook, layered, manager_with, styles
@@ -123,14 +125,12 @@ DISCARD_CHAINS = {
     "call_next-in-hook": lambda: layered("call_next-in-hook", None, Discard),
     "call_next-over-call_next": lambda: [Discard(), NoopCallNext("inner_call_next", 900)],
 }
-GENERATOR_EXIT = "a discarded response closes the app with GeneratorExit thrown into its send"
-ABANDONED = "with an inner call_next layer, the app of a discarded response is left to the garbage collector"
 
 
 @pytest.mark.parametrize("chain", [
-    pytest.param("call_next", marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {GENERATOR_EXIT}")),
-    pytest.param("call_next-in-hook", marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {GENERATOR_EXIT}")),
-    pytest.param("call_next-over-call_next", marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {ABANDONED}")),
+    pytest.param("call_next"),
+    pytest.param("call_next-in-hook"),
+    pytest.param("call_next-over-call_next"),
 ])
 def test_discarded_response_lets_the_app_finish_inside_the_loop_before_the_layer_returns(serve, chain):
     end = AppEnd()
@@ -146,10 +146,13 @@ def test_discarded_response_lets_the_app_finish_inside_the_loop_before_the_layer
 
 
 @pytest.mark.parametrize("chain", [
-    pytest.param("call_next", marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {GENERATOR_EXIT}")),
-    pytest.param("call_next-over-call_next", marks=pytest.mark.xfail(strict=True, reason=f"issue 15: {ABANDONED}")),
+    pytest.param("call_next"),
+    pytest.param("call_next-over-call_next"),
 ])
-def test_discarded_response_of_an_app_that_never_finishes_cancels_it_before_the_layer_returns(serve, chain):
+def test_discarded_response_of_an_app_that_never_finishes_cancels_it_before_the_layer_returns(serve, chain,
+                                                                                           monkeypatch):
+    # the grace an app gets after its response was discarded (5 s by default), short for the test
+    monkeypatch.setattr(_core, "DISCARD_GRACE", 0.5)
     end = AppEnd()
     manager = manager_with(*DISCARD_CHAINS[chain]())
     with serve(observed(wrap(streaming_app(end, block=True), manager), end)) as s:
@@ -160,12 +163,9 @@ def test_discarded_response_of_an_app_that_never_finishes_cancels_it_before_the_
     assert "raised:CancelledError" in end.events, end.events
 
 
-SEND_RAISES = ("when the server's send raises, a call_next layer leaves the app suspended in its send "
-               "(finalised later by the garbage collector, outside the loop)")
 
 
-@pytest.mark.parametrize("style", styles({"call_next": SEND_RAISES, "hook-in-call_next": SEND_RAISES,
-                                          "call_next-in-hook": SEND_RAISES}))
+@pytest.mark.parametrize("style", styles())
 def test_server_send_raising_ends_the_app_inside_the_loop_before_the_pipeline_raises(serve, style):
     end = AppEnd()
     plugins = layered(style, lambda: NoopHook("actor", ACTOR_PRIORITY), lambda: NoopCallNext("actor", ACTOR_PRIORITY))
@@ -194,8 +194,7 @@ def _hang_up_app(end: AppEnd, *, wait_for_disconnect: bool):
 CALL_NEXT_STYLES = ("call_next", "call_next-in-hook")
 
 
-@pytest.mark.parametrize("style", styles("a call_next layer warns that the app returned without a response "
-                                         "when the client had hung up", only=CALL_NEXT_STYLES))
+@pytest.mark.parametrize("style", styles(only=CALL_NEXT_STYLES))
 def test_no_response_warning_when_the_client_had_hung_up(serve, style):
     end = AppEnd()
     app = observed(wrap(_hang_up_app(end, wait_for_disconnect=True),

@@ -84,7 +84,6 @@ def test_the_reference_compresses_the_large_routes_and_leaves_the_others_alone(s
     assert (plain["content-encoding"], plain["body"]) == (None, BIG)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: covet_pipe.builtin has no GZip plugin yet")
 @pytest.mark.parametrize("chain", list(CHAINS))
 def test_gzip_plugin_answers_as_starlettes_gzip_middleware(serve, chain):
     with serve(GZipMiddleware(app)) as reference, serve(wrap(app, manager_with(*CHAINS[chain]()))) as subject:

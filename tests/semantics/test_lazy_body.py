@@ -82,10 +82,8 @@ FRONTS = {
     "behind-hooks": lambda: [NoopHook("outer_hook", 10), NoopHook("inner_hook", 900)],
     "behind-a-needs_body-hook": lambda: [NeedsBodyHook("body_hook", 10)],
 }
-NO_LAZY_BODY = "request.body is an attribute (None without needs_body), and there is no request.stream()"
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 15: {NO_LAZY_BODY}")
 @pytest.mark.parametrize("front", list(FRONTS))
 @pytest.mark.parametrize("reader", list(READERS))
 def test_call_next_plugin_reads_the_body_lazily_and_the_app_still_gets_all_of_it(serve, reader, front):
@@ -117,7 +115,6 @@ class ReadTooLate(MiddlewarePlugin):
         return response
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 15: {NO_LAZY_BODY}")
 def test_reading_the_body_after_call_next_is_a_clear_error(serve):
     plugin = ReadTooLate()
     with serve(wrap(app, manager_with(plugin))) as s:

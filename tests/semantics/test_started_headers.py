@@ -92,8 +92,7 @@ async def _late_edits(response) -> dict:
     return out
 
 
-@pytest.mark.parametrize("style", styles("header edits after the start are silently lost "
-                                         "(no ResponseStartedError yet)"))
+@pytest.mark.parametrize("style", styles())
 def test_header_edit_after_the_start_raises_response_started_error_naming_plugin_and_hook(serve, style):
     release = threading.Event()
     plugins = layered(style, KeepHook, KeepCallNext)

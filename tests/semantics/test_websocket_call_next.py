@@ -47,8 +47,6 @@ async def ws_echo(scope, receive, send):
     await send({"type": "websocket.close", "code": 1000})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a call_next plugin listing 'websocket' is registered and then "
-                                       "skipped for websockets without a word")
 @pytest.mark.parametrize("front", [[], [NoopHook("ws_hook", 10, protocols=("http", "websocket"))]],
                          ids=["alone", "behind-a-hook"])
 def test_call_next_plugin_listing_websocket_runs_for_the_handshake_or_is_refused(serve, front):
