@@ -76,7 +76,7 @@ class Request:
     def url(self) -> str: ...
 
 #: a streamed body: chunks of bytes (str is sent as UTF-8); a sync iterator's next() runs in a thread
-_BodyStream = AsyncIterable[bytes | str] | Iterable[bytes | str]
+_BodySource = AsyncIterable[bytes | str] | Iterable[bytes | str]
 #: a body transform: (chunk, last) -> the bytes to send in its place (may be async)
 _BodyTransform = Callable[[bytes, bool], bytes | Awaitable[bytes]]
 
@@ -95,7 +95,7 @@ class Response:
         self,
         status: int = 200,
         headers: _HeaderInput | None = None,
-        body: bytes | bytearray | memoryview | str | _BodyStream | None = b"",
+        body: bytes | bytearray | memoryview | str | _BodySource | None = b"",
         media_type: str | None = None,
     ) -> None: ...
     @classmethod
