@@ -42,8 +42,7 @@ if HERE not in sys.path:
 
 import _docs  # noqa: E402
 import apps  # noqa: E402
-import bench_layers  # noqa: E402
-import report  # noqa: E402
+import e2e_layers  # noqa: E402
 import served_instructions  # noqa: E402
 
 APPS = (
@@ -54,10 +53,6 @@ APPS = (
 PATH = "/hello"
 TARGET = 0.92
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-#: the per-layer rows: (label, served app, stepped contender in bench_layers, its row in the layers report)
-LAYER_ROWS = (("covet-pipe, sync hooks", "covet10", "covet-sync"),
-              ("Starlette pure-ASGI layer wrapping send", "starlette10", "starlette-asgi"))
-LAYERS_JSON = os.path.join(HERE, "results", "layers.json")
 
 
 def free_port() -> int:
@@ -159,11 +154,23 @@ def measure(server: Server, duration: float, connections: int, threads: int) -> 
     return r
 
 
+def wait_quiet(max_others: float, timeout: float) -> None:
+    """Wait (up to *timeout* s) for a second in which other processes use at most *max_others* CPUs
+    (the servers idle meanwhile: all the machine's busy time is others')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy0 = busy_ticks()
+        time.sleep(1.0)
+        if (busy_ticks() - busy0) / CLK_TCK <= max_others:
+            return
+
+
 def quiet_measure(server: Server, args: Any) -> dict:
-    """measure(), again while other processes used more than args.max_others CPUs (args.retries times
-    at most); the least disturbed try counts, with how many were made."""
+    """measure() after wait_quiet(), again while other processes used more than args.max_others CPUs
+    during the run (args.retries times at most); the least disturbed try counts, with how many were made."""
     tries = []
     for _ in range(1 + max(0, args.retries)):
+        wait_quiet(args.max_others, args.quiet_wait)
         tries.append(measure(server, args.duration, args.connections, args.threads))
         if tries[-1]["others"] <= args.max_others:
             break
@@ -189,82 +196,6 @@ def paired(results: dict[str, list[dict]], key: str) -> dict[str, list[float]]:
     return {name: [r[key] / b[key] for r, b in zip(rs, results["bare"])] for name, rs in results.items()}
 
 
-def stepped_us(contender: str, layers: int, loops: int = 20000, repeats: int = 7) -> float:
-    """µs per request of bench_layers' own case, stepped (no loop, no server): the best of *repeats*."""
-    case = bench_layers.Case(contender, layers)
-    return min(case(loops) for _ in range(repeats)) / loops * 1e6
-
-
-def pyperf_slopes() -> tuple[dict[str, float], str]:
-    """The per-layer slopes of ``make bench`` (µs) by contender, and where they come from: its JSON
-    (benchmarks/results/layers.json) when there is one, else the layers section of docs/benchmarks.md."""
-    wanted = [c for _, _, c in LAYER_ROWS]
-    if os.path.exists(LAYERS_JSON):
-        med, _spread, _bare, _meta = report.load(LAYERS_JSON)
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(LAYERS_JSON)))
-        return ({c: report.fit(sorted(med[c].items()))[0] for c in wanted if c in med},
-                f"benchmarks/results/layers.json of {stamp} UTC")
-    try:
-        with open(_docs.DOC, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return {}, "none"
-    section = re.search(r"<!-- layers:begin -->(.*?)<!-- layers:end -->", text, re.S)
-    if section is None:
-        return {}, "none"
-    date = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d UTC)", section.group(1), re.M)
-    out = {}
-    for c in wanted:
-        m = re.search(r"^\| " + re.escape(report.LABELS[c]) + r" \|.*?\| \*\*([\d.]+)\*\* \|", section.group(1), re.M)
-        if m:
-            out[c] = float(m.group(1))
-    return out, f"the layers section of docs/benchmarks.md ({date.group(1) if date else 'undated'})"
-
-
-def layer_table(cpu: dict[str, float], stepped: dict[str, float], slopes: dict[str, float],
-                counts: dict[str, dict[str, float]]) -> list[str]:
-    n = apps.E2E_LAYERS
-    lines = ["| layer | e2e server CPU µs/layer | stepped µs/layer, this run | e2e ÷ stepped | "
-             "pyperf slope µs/layer | served instructions/layer | stepped instructions/layer | served ÷ stepped |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, app, contender in LAYER_ROWS:
-        e2e = cpu[app] / n
-        st = (stepped[contender] - stepped["bare-app"]) / n
-        slope = f"{slopes[contender]:.3f}" if contender in slopes else "–"
-        if counts:
-            served = (counts[app]["served"] - counts["bare"]["served"]) / n
-            step = (counts[app]["stepped"] - counts["bare"]["stepped"]) / n
-            ins = f"{served:,.0f} | {step:,.0f} | {served / step:.3f}"
-        else:
-            ins = "– | – | –"
-        lines.append(f"| {label} | {e2e:.3f} | {st:.3f} | {e2e / st:.2f}× | {slope} | {ins} |")
-    return lines
-
-
-def instructions_note(counts: dict[str, dict[str, float]], connections: int) -> str:
-    """What the callgrind counts say: whether a layer runs the same instructions served as stepped."""
-    if not counts:
-        return "Instructions: not counted (valgrind not installed, or `--no-instructions`)."
-    n = apps.E2E_LAYERS
-    off = max(abs((counts[app]["served"] - counts["bare"]["served"])
-                  / (counts[app]["stepped"] - counts["bare"]["stepped"]) - 1) for _, app, _c in LAYER_ROWS)
-    (s1, s2), (t1, t2) = served_instructions.REQUESTS, served_instructions.STEPS
-    head = (f"Instructions per request are counted by callgrind (user space; `python benchmarks/e2e_wrk.py "
-            f"--instructions-only`: uvicorn serving {s1:,} and {s2:,} requests over {connections} keep-alive "
-            f"connections, the stepped loop {t1:,} and {t2:,}, differences ÷ {n} layers): the bare app is "
-            f"{counts['bare']['served']:,.0f} a request served (uvicorn, httptools, uvloop and the app) and "
-            f"{counts['bare']['stepped']:,.0f} stepped (the app alone).")
-    if off > 0.05:
-        return (f"{head} A layer's served and stepped instructions differ by up to {off * 100:.1f}%: the served "
-                "path runs code that the stepped one does not; profile it (benchmarks/served_instructions.py).")
-    return (f"{head} A layer runs the same instructions served as stepped (within {off * 100:.1f}%): the "
-            "served path takes no other code path and does no more work. What a layer costs beyond the stepped "
-            "figure is those instructions running slower: between two requests uvicorn, uvloop, the kernel's "
-            "TCP path and wrk pass through the caches, so the layers' code and objects are no longer in them "
-            "(this VM exposes no hardware counters to count the misses); Starlette's layer, whose instructions "
-            "agree as well, pays the same kind of surcharge (its e2e ÷ stepped above).")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -275,6 +206,8 @@ def main() -> None:
     ap.add_argument("--max-others", type=float, default=0.15,
                     help="CPUs other processes may use during a run before it is measured again")
     ap.add_argument("--retries", type=int, default=2, help="further tries of a disturbed run")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="seconds to wait, before each run, for a second with others under --max-others")
     ap.add_argument("--no-instructions", action="store_true", help="skip the callgrind counts")
     ap.add_argument("--instructions-only", action="store_true",
                     help="only the callgrind counts, printed (docs untouched)")
@@ -309,9 +242,9 @@ def main() -> None:
         for s in servers.values():
             s.stop()
 
-    stepped = {c: stepped_us(c, k) for c, k in (("bare-app", 0), ("covet-sync", apps.E2E_LAYERS),
-                                                 ("starlette-asgi", apps.E2E_LAYERS))}
-    slopes, slope_source = pyperf_slopes()
+    wait_quiet(args.max_others, args.quiet_wait)
+    stepped = e2e_layers.stepped_us()
+    slopes, slope_source = e2e_layers.pyperf_slopes()
     counts: dict[str, dict[str, float]] = {}
     if not args.no_instructions and served_instructions.available():
         counts = served_instructions.measure(uvicorn_cmd, connections=args.connections)
@@ -345,8 +278,13 @@ def main() -> None:
                f"- other processes used {statistics.median(others):.2f} CPUs during the median run "
                f"(max {max(others):.2f}); {retried} of {len(others)} runs were measured again for it "
                f"(over {args.max_others:g} CPUs).")
-    layer_lines = "\n".join(layer_table(added, stepped, slopes, counts))
-    agree = instructions_note(counts, args.connections)
+    if statistics.median(others) > args.max_others:
+        verdict += ("\n- NOTE: other processes were busy during most runs: the req/s ratios are not to be trusted "
+                    "(wrk and the server compete with them for the 2 CPUs); the CPU per request, and above all "
+                    "the instruction counts below, are the figures to read.")
+    layer_lines = "\n".join(e2e_layers.layer_table(added, stepped, slopes, counts))
+    slower = {app: added[app] / (stepped[c] - stepped["bare-app"]) for _, app, c in e2e_layers.LAYER_ROWS}
+    agree = e2e_layers.instructions_note(counts, args.connections, slower)
     slope_note = (f"pyperf slope: the least-squares per-layer slope of `make bench` over N = 0-20, from "
                   f"{slope_source}; it leaves out the per-request machinery that the stepped N = 10 figure "
                   f"includes." if slopes else "pyperf slope: no `make bench` figures found.")
@@ -369,8 +307,9 @@ of the same round, then the median over rounds.
 
 Per layer, e2e beside the micro suite: e2e added server CPU per layer is the paired added CPU of
 {n} layers ÷ {n}; "stepped, this run" is (N = {n} − bare app) ÷ {n} of the per-layer suite's own cases
-(`benchmarks/bench_layers.py`, stepped with `coro.send(None)`, no loop, no server; the best of 7 × 20,000
-requests, timed right after the wrk rounds); {slope_note}
+(`benchmarks/bench_layers.py`, stepped with `coro.send(None)`, no loop, no server; the best of
+{e2e_layers.STEP_REPEATS} batches of {e2e_layers.STEP_LOOPS:,} requests, the cases taking turns, timed right
+after the wrk rounds); {slope_note}
 
 {layer_lines}
 
