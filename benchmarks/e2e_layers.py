@@ -71,15 +71,22 @@ def pyperf_slopes() -> tuple[dict[str, float], str]:
     return out, f"the layers section of docs/benchmarks.md ({date.group(1) if date else 'undated'})"
 
 
-def layer_table(cpu: dict[str, float], stepped: dict[str, float], slopes: dict[str, float],
+def per_layer(added: dict[str, tuple[float, float]], stepped: dict[str, float], app: str,
+              contender: str) -> tuple[float, float, float]:
+    """(e2e µs/layer, its half IQR, stepped µs/layer) for one row."""
+    n = apps.E2E_LAYERS
+    med, spread = added[app]
+    return med / n, spread / n, (stepped[contender] - stepped["bare-app"]) / n
+
+
+def layer_table(added: dict[str, tuple[float, float]], stepped: dict[str, float], slopes: dict[str, float],
                 counts: dict[str, dict[str, float]]) -> list[str]:
     n = apps.E2E_LAYERS
-    lines = ["| layer | e2e server CPU µs/layer | stepped µs/layer, this run | e2e ÷ stepped | "
+    lines = ["| layer | e2e server CPU µs/layer (± half IQR) | stepped µs/layer, this run | e2e ÷ stepped | "
              "pyperf slope µs/layer | served instructions/layer | stepped instructions/layer | served ÷ stepped |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, app, contender in LAYER_ROWS:
-        e2e = cpu[app] / n
-        st = (stepped[contender] - stepped["bare-app"]) / n
+        e2e, sp, st = per_layer(added, stepped, app, contender)
         slope = f"{slopes[contender]:.3f}" if contender in slopes else "–"
         if counts:
             served = (counts[app]["served"] - counts["bare"]["served"]) / n
@@ -87,15 +94,37 @@ def layer_table(cpu: dict[str, float], stepped: dict[str, float], slopes: dict[s
             ins = f"{served:,.0f} | {step:,.0f} | {served / step:.3f}"
         else:
             ins = "– | – | –"
-        lines.append(f"| {label} | {e2e:.3f} | {st:.3f} | {e2e / st:.2f}× | {slope} | {ins} |")
+        lines.append(f"| {label} | {e2e:.3f} ± {sp:.3f} | {st:.3f} | {e2e / st:.2f}× | {slope} | {ins} |")
     return lines
 
 
-def instructions_note(counts: dict[str, dict[str, float]], connections: int, slower: dict[str, float]) -> str:
-    """What the callgrind counts say: whether a layer runs the same instructions served as stepped, and
-    then what the e2e ÷ stepped figures (*slower*, by served app) are made of."""
+def timing_note(added: dict[str, tuple[float, float]], stepped: dict[str, float]) -> str:
+    """What the e2e ÷ stepped figures say, given how far the paired rounds scatter."""
+    rows = [(label, *per_layer(added, stepped, app, c)) for label, app, c in LAYER_ROWS]
+    parts = []
+    for label, e2e, sp, st in rows:
+        if abs(e2e - st) <= sp:
+            parts.append(f"{label}: {e2e:.3f} µs a layer e2e, within the rounds' scatter (± {sp:.3f}) of the "
+                         f"stepped {st:.3f}")
+        else:
+            parts.append(f"{label}: {e2e:.3f} ± {sp:.3f} µs a layer e2e, {e2e / st:.2f}× the stepped {st:.3f}")
+    out = "Timing, in this run: " + "; ".join(parts) + "."
+    if any(abs(e2e - st) > sp and e2e > st for _l, e2e, sp, st in rows):
+        out += (" Where the e2e figure is above the stepped one while the instructions agree, it is those "
+                "instructions running slower: between two requests uvicorn, uvloop, the kernel's TCP path and "
+                "wrk pass through the caches, so the layers' code and objects are no longer in them, and a "
+                "disturbed machine (other processes, or a host slowing this VM) makes it worse for every "
+                "layer alike (this VM exposes no hardware counters to count the misses).")
+    return out
+
+
+def instructions_note(counts: dict[str, dict[str, float]], connections: int,
+                      added: dict[str, tuple[float, float]], stepped: dict[str, float]) -> str:
+    """What the callgrind counts say (whether a layer runs the same instructions served as stepped),
+    then the timing_note."""
+    timing = timing_note(added, stepped)
     if not counts:
-        return "Instructions: not counted (valgrind not installed, or `--no-instructions`)."
+        return f"Instructions: not counted (valgrind not installed, or `--no-instructions`). {timing}"
     n = apps.E2E_LAYERS
     off = max(abs((counts[app]["served"] - counts["bare"]["served"])
                   / (counts[app]["stepped"] - counts["bare"]["stepped"]) - 1) for _, app, _c in LAYER_ROWS)
@@ -107,13 +136,8 @@ def instructions_note(counts: dict[str, dict[str, float]], connections: int, slo
             f"{counts['bare']['stepped']:,.0f} stepped (the app alone).")
     if off > 0.05:
         return (f"{head} A layer's served and stepped instructions differ by up to {off * 100:.1f}%: the served "
-                "path runs code that the stepped one does not; profile it (benchmarks/served_instructions.py).")
-    out = (f"{head} A layer runs the same instructions served as stepped (within {off * 100:.1f}%): the "
-           "served path takes no other code path and does no more work.")
-    if slower["covet10"] > 1.15:
-        out += (f" The e2e figure of a layer above its stepped one ({slower['covet10']:.2f}× for covet-pipe, "
-                f"{slower['starlette10']:.2f}× for Starlette in this run) is then those instructions running "
-                "slower: between two requests uvicorn, uvloop, the kernel's TCP path and wrk pass through the "
-                "caches, so the layers' code and objects are no longer in them (this VM exposes no hardware "
-                "counters to count the misses; Starlette's layer pays the same kind of surcharge).")
-    return out
+                f"path runs code that the stepped one does not; profile it (benchmarks/served_instructions.py). "
+                f"{timing}")
+    return (f"{head} A layer runs the same instructions served as stepped (within {off * 100:.1f}%): the "
+            f"served path takes no other code path and does no more work, and the per-layer slope of the micro "
+            f"suite is what a layer adds to a served request, instruction for instruction. {timing}")

@@ -221,18 +221,28 @@ def paired(results: dict[str, list[dict]], key: str) -> dict[str, list[float]]:
     return {name: [r[key] / b[key] for r, b in zip(rs, results["bare"])] for name, rs in results.items()}
 
 
-def summarise(results: dict[str, list[dict]], args: Any, fastest: float) -> tuple[str, str, dict[str, float]]:
-    """The table, the verdict lines, and the paired added CPU µs per request by app."""
+def half_iqr(values: list[float]) -> float:
+    """Half the interquartile range: how far the middle half of the rounds lies from their median."""
+    if len(values) < 2:
+        return 0.0
+    q1, _q2, q3 = statistics.quantiles(values, n=4)
+    return (q3 - q1) / 2
+
+
+def summarise(results: dict[str, list[dict]], args: Any,
+              fastest: float) -> tuple[str, str, dict[str, tuple[float, float]]]:
+    """The table, the verdict lines, and by app the paired added CPU µs per request (median, half IQR)."""
     rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in results.items()}
     cpu = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
     rps_ratio = {n: statistics.median(v) for n, v in paired(results, "rps").items()}
     cpu_ratio = {n: statistics.median(v) for n, v in paired(results, "cpu_us").items()}
-    added = {n: statistics.median(r["cpu_us"] - b["cpu_us"] for r, b in zip(rs, results["bare"]))
-             for n, rs in results.items()}
+    diffs = {n: [r["cpu_us"] - b["cpu_us"] for r, b in zip(rs, results["bare"])] for n, rs in results.items()}
+    added = {n: statistics.median(d) for n, d in diffs.items()}
+    spread = {n: half_iqr(d) for n, d in diffs.items()}
     runs = [r for rs in results.values() for r in rs]
     others = [r["others"] for r in runs]
     slow = [r["ref_us"] / fastest - 1 for r in runs]
-    lines = ["| app | median req/s | of bare (paired) | server CPU µs/request | added CPU µs (paired) | "
+    lines = ["| app | median req/s | of bare (paired) | server CPU µs/request | added CPU µs (paired, ± half IQR) | "
              "bare CPU ÷ this (paired) | req/s per round | others' CPUs per round | reference slowdown per round |",
              "|---|---:|---:|---:|---:|---:|---|---|---|"]
     for name, label in APPS:
@@ -240,7 +250,8 @@ def summarise(results: dict[str, list[dict]], args: Any, fastest: float) -> tupl
         oth = ", ".join(f"{r['others']:.2f}" for r in results[name])
         sl = ", ".join(f"{(r['ref_us'] / fastest - 1) * 100:.0f}%" for r in results[name])
         lines.append(f"| {label} | {rps[name]:,.0f} | {rps_ratio[name] * 100:.1f}% | {cpu[name]:.1f} | "
-                     f"{added[name]:+.1f} | {100 / cpu_ratio[name]:.1f}% | {per} | {oth} | {sl} |")
+                     f"{added[name]:+.1f} ± {spread[name]:.1f} | {100 / cpu_ratio[name]:.1f}% | "
+                     f"{per} | {oth} | {sl} |")
     ratio, st = rps_ratio["covet10"], rps_ratio["starlette10"]
     n = apps.E2E_LAYERS
     verdict = (f"- {'MET' if ratio >= TARGET else 'MISSED'}: with {n} no-op plugins covet-pipe "
@@ -259,7 +270,7 @@ def summarise(results: dict[str, list[dict]], args: Any, fastest: float) -> tupl
         verdict += ("\n- NOTE: the machine was disturbed during most runs: the req/s ratios are not to be trusted "
                     "(wrk and the server compete with other work for the 2 CPUs); the paired CPU per request, and "
                     "above all the instruction counts below, are the figures to read.")
-    return "\n".join(lines), verdict, added
+    return "\n".join(lines), verdict, {n: (added[n], spread[n]) for n in added}
 
 
 def main() -> None:
@@ -322,8 +333,7 @@ def main() -> None:
     table, verdict, added = summarise(results, args, ref.fastest)
     n = apps.E2E_LAYERS
     layer_lines = "\n".join(e2e_layers.layer_table(added, stepped, slopes, counts))
-    slower = {app: added[app] / (stepped[c] - stepped["bare-app"]) for _, app, c in e2e_layers.LAYER_ROWS}
-    agree = e2e_layers.instructions_note(counts, args.connections, slower)
+    agree = e2e_layers.instructions_note(counts, args.connections, added, stepped)
     slope_note = (f"pyperf slope: the least-squares per-layer slope of `make bench` over N = 0-20, from "
                   f"{slope_source}; it leaves out the per-request machinery that the stepped N = 10 figure "
                   f"includes." if slopes else "pyperf slope: no `make bench` figures found.")
