@@ -85,7 +85,7 @@ bench-micro: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
 
 # uvicorn under wrk (bare, 10 plugins, 10 Starlette layers), then callgrind's instructions per request on the
-# served and the stepped path (~4 min).
+# served and the stepped path (~5 min; longer on a busy machine, where disturbed runs are measured again).
 bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
