@@ -84,8 +84,11 @@ bench-reload: build
 bench-micro: build
 	$(PY) -m pytest -q benchmarks/test_micro.py --benchmark-only
 
+# uvicorn under wrk (bare, 10 plugins, 10 Starlette layers), then callgrind's instructions per request on the
+# served and the stepped path (~5 min; longer on a busy machine, where disturbed runs are measured again).
 bench-e2e: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	$(PY) benchmarks/e2e_wrk.py
 
 # covet-pipe's GZip plugin vs Starlette's GZipMiddleware on a 64 KiB response, uvicorn under wrk, levels 9
