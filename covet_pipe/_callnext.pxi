@@ -314,9 +314,11 @@ cdef class _Layer:
             if isinstance(failure, Exception):
                 # The app raised before its response and the plugin let it through: answer a 500
                 # as a plugin's own failure would be answered (the client sees no traceback).
-                _log.error("plugin %r %s: the app raised before its response started: %s: %s -- "
-                           "the client got a 500", e.name, e.version, type(failure).__name__,
-                           _printable(str(failure), 2048), exc_info=failure)
+                _app_log.error(
+                    "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered "
+                    "500 (the exception went through call_next of plugin %r %s)",
+                    _printable(str(self.req.method), 32), _printable(str(self.req.path), 512),
+                    type(failure).__name__, _printable(str(failure), 2048), e.name, e.version, exc_info=failure)
                 return self._own(_error_response(500))
             self.raise_after = failure          # a cancellation goes on up
             return self._finish()

@@ -84,7 +84,8 @@ def test_app_exception_before_the_start_is_answered_500_by_the_call_next_layer(s
     # nothing for the server to answer
     assert (r.status_code, r.json()) == (500, {"error": "Internal Server Error"})
     assert reached_server == []
-    logged = [rec for rec in caplog.records if "the app raised before its response started" in rec.getMessage()]
+    logged = [rec for rec in caplog.records if "the app raised before it started its response" in rec.getMessage()
+              and rec.name == "covet_pipe.app"]
     assert len(logged) == 1 and logged[0].exc_info[1] is raised[0]
     # the app's failure is not the plugins' failure
     assert all(p["errors"] == 0 for p in health["plugins"].values())
