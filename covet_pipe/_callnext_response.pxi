@@ -59,25 +59,15 @@ cdef StreamedResponse _streamed(_Layer layer, dict message, str t):
 
 
 cdef object _start_message(_Layer layer, StreamedResponse sr):
-    # The start the server gets: the app's own message unless the plugin changed it.
-    cdef dict start = sr._start
-    cdef int status = sr.status
-    cdef list headers
-    cdef bint bodiless = not layer.ws and (status < 200 or status == 204 or status == 304)
+    # The start the server gets: the app's own message unless the plugin changed it; a status
+    # with no content (RFC 9110 §15.3.5, §15.4.5) goes without framing fields or trailers.
+    cdef bint bodiless = not layer.ws and _bodiless(sr._status)
     layer.next_mode = CN_NOBODY if bodiless else CN_DIRECT
-    if not bodiless and not sr._changed():
-        return start
-    start = dict(start)
-    if start["type"] != "websocket.accept":
-        start["status"] = status
-    headers = sr._headers._raw if sr._headers is not None else sr._raw_src
     if bodiless:
-        # RFC 9110 §8.6, §15.3.5, §15.4.5: no content, so no length or coding of one
-        headers = [(k, v) for k, v in headers or ()
-                   if not _name_is(k, b"content-length") and not _name_is(k, b"transfer-encoding")]
-        start.pop("trailers", None)
-    start["headers"] = headers if headers is not None else []
-    return start
+        return _bodiless_start(sr._start, sr)
+    if not sr._changed():
+        return sr._start
+    return _with_changes(sr._start, sr)
 
 
 @cython.final
