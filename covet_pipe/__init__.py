@@ -24,6 +24,7 @@ from covet_pipe._core import (
     Snapshot,
     StreamedResponse,
 )
+from covet_pipe.admin import AdminApp, admin_app
 from covet_pipe.asgi import Pipeline, wrap
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import PluginContext
@@ -76,6 +77,7 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(__file__), "include")
 
 __all__ = [
+    "AdminApp",
     "AuthPlugin",
     "CONTINUE",
     "CallNextRequest",
@@ -109,6 +111,7 @@ __all__ = [
     "StoragePlugin",
     "StreamedResponse",
     "StrictError",
+    "admin_app",
     "get_include",
     "route_path",
     "serve",
