@@ -10,17 +10,22 @@ state is logged with the caller's address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from covet_pipe.admin.auth import Authenticator, load_token
-from covet_pipe.admin.routes import ROUTES, Route
+from covet_pipe.admin.routes import ROUTES, AdminRequest, Raw, Route, Stream
 from covet_pipe.logsafe import logger, printable
 
 __all__ = ["AdminApp", "admin_app"]
 
 log = logger("covet_pipe.admin")
+
+#: the largest request body the admin API reads (a load request is a few hundred bytes)
+MAX_BODY = 64 * 1024
 
 _REFUSED = {401: b'{"error": "unauthorized"}', 403: b'{"error": "forbidden"}',
             429: b'{"error": "too many failed attempts"}'}
@@ -62,10 +67,22 @@ class AdminApp:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):] or "/"
-        status, document = await self._dispatch(scope["method"], path.rstrip("/") or "/", address)
-        await _send(send, status, json.dumps(document, default=str).encode())
+        body = await _read_body(receive)
+        if body is None:
+            await _send(send, 413, b'{"error": "request body too large"}')
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        request = AdminRequest(scope["method"], path.rstrip("/") or "/", query, headers, body, address)
+        status, document = await self._dispatch(request)
+        if isinstance(document, Stream):
+            await _stream(send, receive, status, document)
+        elif isinstance(document, Raw):
+            await _send(send, status, document.body, list(document.headers), document.content_type.encode())
+        else:
+            await _send(send, status, json.dumps(document, default=str).encode())
 
-    async def _dispatch(self, method: str, path: str, address: str) -> tuple[int, Any]:
+    async def _dispatch(self, request: AdminRequest) -> tuple[int, Any]:
+        method, path, address = request.method, request.path, request.client
         allowed = []
         for pattern, route in self._routes:
             m = pattern.match(path)
@@ -77,7 +94,7 @@ class AdminApp:
             if route.mutating:
                 log.info("admin: %s %s from %s", method, printable(path, 200), printable(address))
             try:
-                return await route.handler(self.manager, m.groupdict())
+                return await route.handler(self.manager, m.groupdict(), request)
             except Exception:
                 log.exception("admin: %s %s raised", method, printable(path, 200))
                 return 500, {"error": "internal error"}
@@ -86,8 +103,63 @@ class AdminApp:
         return 404, {"error": "no such endpoint", "endpoints": [f"{r.method} {r.path}" for _, r in self._routes]}
 
 
-async def _send(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+async def _read_body(receive: Any) -> bytes | None:
+    """The request body, or None when it is larger than MAX_BODY."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _stream(send: Any, receive: Any, status: int, document: Stream) -> None:
+    """Send *document*'s chunks until they end or the client disconnects."""
+    headers = [(b"content-type", document.content_type.encode()), (b"cache-control", b"no-store"),
+               (b"x-content-type-options", b"nosniff"), *document.headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    gone = asyncio.ensure_future(_disconnected(receive))
+    chunks = document.chunks.__aiter__()
+    try:
+        while True:
+            nxt = asyncio.ensure_future(chunks.__anext__())
+            done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone in done:
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)   # let the generator unwind first
+                break
+            try:
+                chunk = nxt.result()
+            except StopAsyncIteration:
+                break
+            try:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except OSError:             # the client went away between two chunks
+                break
+        if not gone.done():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        gone.cancel()
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None,
+                content_type: bytes = b"application/json") -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})
