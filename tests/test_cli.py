@@ -15,12 +15,13 @@ import pytest
 
 from covet_pipe import __version__
 from covet_pipe._core import ABI_MAJOR, ABI_MINOR
-from covet_pipe.cli import _parser, _serve_config, main
+from covet_pipe.cli import build_parser, main
+from covet_pipe.cli.serve import serve_config
 from covet_pipe.server.config import ServeConfig
 
 
 def _config(*argv: str) -> ServeConfig:
-    return _serve_config(_parser().parse_args(["serve", "myapp:app", *argv]))
+    return serve_config(build_parser().parse_args(["serve", "myapp:app", *argv]))
 
 
 def test_cli_without_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,7 +46,7 @@ def test_version_names_the_package_the_native_abi_and_python(capsys: pytest.Capt
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("build", "serve"):
+    for command in ("build", "serve", "list", "health", "reload", "bench"):
         assert command in out
 
 
@@ -86,6 +87,10 @@ def test_each_serve_option_reaches_the_config(name: str) -> None:
         words, want = ["127.0.0.2"], "127.0.0.2"
     elif name == "root_path":
         words, want = ["/api"], "/api"
+    elif name == "admin":
+        words, want = ["127.0.0.1:9901"], "127.0.0.1:9901"
+    elif name == "admin_token_file":
+        words, want = ["admin-token"], "admin-token"
     elif name == "trusted_proxies":
         config = _config(flag, "10.0.0.1", flag, "10.1.0.0/16,127.0.0.1")
         assert config.trusted_proxies == ["10.0.0.1", "10.1.0.0/16", "127.0.0.1"]

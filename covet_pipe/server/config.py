@@ -65,6 +65,12 @@ class ServeConfig:
                                       group="limits")
     ws_ping_timeout: float = _option(20.0, "a websocket whose pong is this late is closed with 1011 (0: never)",
                                      group="limits")
+    admin: str | None = _option(None, "serve the admin API (list, health, reload) on its own port: HOST:PORT, "
+                                      "or PORT for 127.0.0.1:PORT (needs --admin-token-file or "
+                                      "COVET_PIPE_ADMIN_TOKEN)", group="admin", metavar="HOST:PORT")
+    admin_token_file: str | None = _option(None, "the admin API's bearer token is this file's first line "
+                                                 "(else the COVET_PIPE_ADMIN_TOKEN environment variable)",
+                                           group="admin", metavar="FILE")
 
     def __post_init__(self) -> None:
         self._check_positive("port", self.port, allow_zero=True)
@@ -96,6 +102,31 @@ class ServeConfig:
             except ValueError:
                 raise ValueError(f"ServeConfig.trusted_proxies: {entry!r} is not an IP address or CIDR; "
                                  "use e.g. '10.0.0.1' or '10.0.0.0/8'") from None
+        if self.admin is not None:
+            self.admin_address()
+        if self.admin_token_file is not None and not isinstance(self.admin_token_file, str):
+            raise ValueError(f"ServeConfig.admin_token_file: expected a path, got {self.admin_token_file!r}")
+
+    def admin_address(self) -> tuple[str, int] | str:
+        """Where the admin API listens: ``(host, port)``, or a Unix socket's path (``unix:PATH``)."""
+        value = self.admin
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"ServeConfig.admin: expected HOST:PORT, PORT or unix:PATH, got {value!r}")
+        value = value.strip()
+        if value.startswith("unix:"):
+            if not value[5:]:
+                raise ValueError("ServeConfig.admin: unix: needs the socket's path, e.g. unix:/run/covet/admin.sock")
+            return value[5:]
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]") if sep else ""
+        try:
+            number = int(port)
+        except ValueError:
+            number = -1
+        if not 0 <= number <= 65535:
+            raise ValueError(f"ServeConfig.admin: {value!r} has no port; expected HOST:PORT (e.g. "
+                             "127.0.0.1:9901) or a port alone")
+        return host or "127.0.0.1", number
 
     @staticmethod
     def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:

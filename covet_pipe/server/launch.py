@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from covet_pipe.server.admin_port import admin_companions, admin_token
 from covet_pipe.server.config import ServeConfig
 from covet_pipe.server.listener import run_process
 from covet_pipe.server.workers import supervise
@@ -20,10 +21,12 @@ def run(app: Any, manager: Any = None, config: ServeConfig | None = None, *,
         plugin_dirs: list[str] | None = None) -> None:
     """Serve *app* until SIGTERM/SIGINT (blocking); several worker processes if ``config.workers > 1``."""
     config = config or ServeConfig()
+    if config.admin is not None:
+        admin_token(config)             # no token, no admin port: refused before anything starts
     if config.workers > 1:
         supervise(app, manager, config, plugin_dirs=plugin_dirs)
     else:
-        run_process(app, manager, config, plugin_dirs=plugin_dirs)
+        run_process(app, manager, config, plugin_dirs=plugin_dirs, companions=admin_companions)
 
 
 def serve(app: Any, manager: Any = None, *, host: str = "127.0.0.1", port: int = 8000,

@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from covet_pipe.protocol import ServerContext
@@ -143,6 +144,9 @@ class Listener:
         self.server: Any = None
         self.lifespan: _Lifespan | None = None
         self.stopping: asyncio.Event | None = None
+        #: served beside this listener by :meth:`serve_forever`: objects with ``async start()`` and
+        #: ``async shutdown()`` (the admin port), started after it and shut down before it
+        self.companions: list[Any] = []
 
     @property
     def port(self) -> int:
@@ -176,9 +180,9 @@ class Listener:
         sock = self.sock or bind_socket(self.config, reuse_port=self.reuse_port)
         self.server = await loop.create_server(lambda: Detector(chain, ctx), sock=sock,
                                                backlog=self.config.backlog)
-        host, port = self.server.sockets[0].getsockname()[:2]
-        log.info("covet-pipe serving on http://%s:%d (protocols: %s)", host, port,
-                 ", ".join(p.name for p in chain.plugins()))
+        name = self.server.sockets[0].getsockname()
+        where = f"http://{name[0]}:{name[1]}" if isinstance(name, tuple) else f"unix:{name}"
+        log.info("covet-pipe serving on %s (protocols: %s)", where, ", ".join(p.name for p in chain.plugins()))
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to shut down (signal handlers call this)."""
@@ -194,12 +198,18 @@ class Listener:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
                 handled.append(sig)
+        started: list[Any] = []
         try:
+            for companion in self.companions:   # the admin port: after the app's listener, in this loop
+                await companion.start()
+                started.append(companion)
             assert self.stopping is not None
             await self.stopping.wait()
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+            for companion in reversed(started):
+                await companion.shutdown()
             await self.shutdown()
 
     async def shutdown(self) -> None:
@@ -257,14 +267,17 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 def run_process(app: Any, manager: Any = None, config: ServeConfig | None = None, *,
                 plugin_dirs: list[str] | None = None, sock: socket.socket | None = None,
-                reuse_port: bool = False) -> None:
+                reuse_port: bool = False, companions: Callable[[Listener], list[Any]] | None = None) -> None:
     """Serve *app* in this process until SIGTERM/SIGINT (blocking), on a new event loop.
 
     :param sock: a listening socket to serve on instead of binding ``config.host:port``.
     :param reuse_port: bind with SO_REUSEPORT (each worker of a supervisor does).
+    :param companions: what else to serve in this loop, made from the listener (:attr:`Listener.companions`).
     """
     config = config or ServeConfig()
     listener = Listener(app, manager, config, sock=sock, plugin_dirs=plugin_dirs, reuse_port=reuse_port)
+    if companions is not None:
+        listener.companions = companions(listener)
     loop = new_event_loop(config.loop)
     try:
         loop.run_until_complete(listener.serve_forever())

@@ -19,6 +19,8 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from covet_pipe.server.admin_fanout import FanOutPort
+from covet_pipe.server.admin_port import admin_companions
 from covet_pipe.server.config import ServeConfig
 from covet_pipe.server.listener import bind_socket, run_process
 
@@ -41,7 +43,7 @@ def _worker(app: Any, manager: Any, config: ServeConfig, plugin_dirs: list[str] 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        run_process(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True)
+        run_process(app, manager, config, plugin_dirs=plugin_dirs, reuse_port=True, companions=admin_companions)
     except StrictError as exc:
         sys.stderr.write(f"covet-pipe serve: {exc}\n")
         sys.stderr.flush()
@@ -66,21 +68,31 @@ class _Supervisor:
         self.procs: dict[int, Any] = {}          # slot -> Process
         self.started_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
+        # --admin: the supervisor serves the admin port and forwards each call to every worker
+        self.admin = FanOutPort(self.config, self._pids) if config.admin is not None else None
+
+    def _pids(self) -> list[tuple[int, int | None]]:
+        return [(slot, proc.pid) for slot, proc in sorted(list(self.procs.items()))]
 
     def spawn(self, slot: int) -> None:
         proc = self.ctx.Process(target=_worker, name=f"covet-pipe-worker-{slot}",
-                                args=(self.app, self.manager, self.config, self.plugin_dirs))
+                                args=(self.app, self.manager, self._worker_config(slot), self.plugin_dirs))
         proc.start()
         self.procs[slot] = proc
         self.started_at[slot] = time.monotonic()
         log.info("covet-pipe worker %d started (pid %d) on http://%s:%d", slot, proc.pid,
                  self.config.host, self.config.port)
 
+    def _worker_config(self, slot: int) -> ServeConfig:
+        return self.admin.worker_config(self.config, slot) if self.admin is not None else self.config
+
     def run(self, workers: int) -> None:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for slot in range(workers):
                 self.spawn(slot)
+            if self.admin is not None:
+                self.admin.start()
             while not self.stopping:
                 wait([p.sentinel for p in self.procs.values()], timeout=0.5)
                 if self.stopping:
@@ -95,6 +107,8 @@ class _Supervisor:
                                 slot, proc.pid, proc.exitcode)
                     self._restart(slot)
         finally:
+            if self.admin is not None:
+                self.admin.stop()
             self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -1,0 +1,298 @@
+"""``--workers N --admin HOST:PORT``: one admin port, every worker behind it.
+
+Each worker has its own manager, so a reload must reach each of them. The supervisor serves the
+admin port (in a thread with its own event loop) and forwards every call, with the same token, to
+each worker's control socket: a Unix socket per worker in a run directory only the serving user can
+enter (``covet-pipe-admin-*``, mode 0700), where the worker serves the same admin API. The answer:
+
+- every worker answered the same status and JSON document: that document (header
+  ``X-Covet-Pipe-Workers: N``);
+- they differ (counters, a reload that failed in one): ``{"workers": [{"worker": SLOT, "pid": PID,
+  "status": CODE, "document": ...}, ...]}`` with the worst status (a worker that does not answer,
+  between a crash and its restart, is 502 there);
+- a non-JSON answer (a page, a metrics scrape): the first worker's, as it is; a server-sent events
+  stream (``Accept: text/event-stream``): the first live worker's, relayed as it comes.
+
+The supervisor checks the token first (the same 401/403/429 as the admin app) and logs every call
+that changes state with the caller's address. Nothing a worker sends is evaluated: JSON is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from covet_pipe.admin.auth import Authenticator
+from covet_pipe.logsafe import logger, printable
+from covet_pipe.server.admin_port import AdminPort, admin_token, bind_admin
+from covet_pipe.server.config import ServeConfig
+
+__all__ = ["FanOutApp", "FanOutPort", "merge_answers"]
+
+log = logger("covet_pipe.admin")
+
+#: (slot, pid or None, control socket path) of each worker
+Workers = Callable[[], list[tuple[int, "int | None", str]]]
+#: seconds a worker gets to answer one forwarded call (a reload may start a sandbox helper)
+FORWARD_TIMEOUT = 60.0
+MAX_BODY = 64 * 1024
+MAX_ANSWER = 16 * 1024 * 1024
+_REFUSED = {401: b'{"error": "unauthorized"}', 403: b'{"error": "forbidden"}',
+            429: b'{"error": "too many failed attempts"}'}
+
+
+class Answer:
+    """One worker's answer: status, content type, body."""
+
+    def __init__(self, slot: int, pid: int | None, status: int, content_type: str, body: bytes) -> None:
+        self.slot, self.pid, self.status, self.content_type, self.body = slot, pid, status, content_type, body
+
+    def document(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return {"error": "the worker's answer is not JSON"}
+
+
+async def _request(path: str, method: str, target: str, token: str, body: bytes,
+                   accept: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, dict[str, str]]:
+    reader, writer = await asyncio.open_unix_connection(path, limit=MAX_ANSWER)
+    head = (f"{method} {target} HTTP/1.1\r\nHost: covet-pipe-worker\r\nAuthorization: Bearer {token}\r\n"
+            f"Accept: {accept}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    writer.write(head.encode("latin-1") + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        writer.close()
+        raise ConnectionError("no HTTP status line")
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return reader, writer, int(parts[1]), headers
+
+
+async def _chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
+    """The body, chunk by chunk (chunked transfer coding, or until the worker closes)."""
+    if "chunked" not in headers.get("transfer-encoding", ""):
+        while chunk := await reader.read(65536):
+            yield chunk
+        return
+    while True:
+        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return
+        chunk = await reader.readexactly(size)
+        await reader.readline()
+        yield chunk
+
+
+async def forward(slot: int, pid: int | None, path: str, method: str, target: str, token: str,
+                  body: bytes) -> Answer:
+    """One call to one worker's control socket; 502 when it does not answer."""
+    try:
+        async with asyncio.timeout(FORWARD_TIMEOUT):
+            reader, writer, status, headers = await _request(path, method, target, token, body, "application/json")
+            try:
+                if "content-length" in headers:
+                    data = await reader.readexactly(int(headers["content-length"]))
+                else:
+                    data = b"".join([c async for c in _chunks(reader, headers)])
+            finally:
+                writer.close()
+    except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+        error = json.dumps({"error": f"worker {slot} did not answer ({type(exc).__name__}); it may be restarting"})
+        return Answer(slot, pid, 502, "application/json", error.encode())
+    return Answer(slot, pid, status, headers.get("content-type", "application/octet-stream"), data)
+
+
+def merge_answers(answers: list[Answer]) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
+    """(status, content type, body, extra headers) of the workers' *answers* merged (module docstring)."""
+    count = [(b"x-covet-pipe-workers", str(len(answers)).encode())]
+    json_answers = [a for a in answers if a.content_type.startswith("application/json")]
+    if len(json_answers) < len(answers):
+        first = next((a for a in answers if not a.content_type.startswith("application/json")), answers[0])
+        return first.status, first.content_type, first.body, count
+    documents = [a.document() for a in answers]
+    if len({a.status for a in answers}) == 1 and all(d == documents[0] for d in documents):
+        return answers[0].status, "application/json", json.dumps(documents[0]).encode(), count
+    workers = [{"worker": a.slot, "pid": a.pid, "status": a.status, "document": d}
+               for a, d in zip(answers, documents)]
+    status = max(a.status for a in answers)
+    return status, "application/json", json.dumps({"workers": workers}, default=str).encode(), count
+
+
+class FanOutApp:
+    """The supervisor's admin app: checks the token, forwards to every worker, merges the answers."""
+
+    def __init__(self, token: str, workers: Workers) -> None:
+        self.token = token
+        self.workers = workers
+        self._auth = Authenticator(token)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        headers = {k.lower(): v for k, v in scope.get("headers", ())}
+        refused = self._auth.check(headers, address)
+        if refused:
+            extra = [(b"www-authenticate", b"Bearer")] if refused == 401 else []
+            if refused == 429:
+                extra = [(b"retry-after", str(self._auth.retry_after(address)).encode())]
+            log.warning("admin: %d for %s %s from %s", refused, scope["method"], printable(scope["path"], 200),
+                        printable(address))
+            await _send(send, refused, "application/json", _REFUSED[refused], extra)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _send(send, 413, "application/json", b'{"error": "request body too large"}')
+            return
+        method = scope["method"]
+        target = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        target_text = target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        if method not in ("GET", "HEAD"):
+            log.info("admin: %s %s from %s (to every worker)", method, printable(scope["path"], 200),
+                     printable(address))
+        workers = self.workers()
+        if b"text/event-stream" in headers.get(b"accept", b"") and workers:
+            await self._relay(workers, method, target_text, body, send, receive)
+            return
+        answers = await asyncio.gather(*(forward(slot, pid, path, method, target_text, self.token, body)
+                                         for slot, pid, path in workers))
+        if not answers:
+            await _send(send, 503, "application/json", b'{"error": "no worker is running"}')
+            return
+        status, content_type, merged, extra = merge_answers(list(answers))
+        await _send(send, status, content_type, merged, extra)
+
+    async def _relay(self, workers: list[tuple[int, int | None, str]], method: str, target: str, body: bytes,
+                     send: Any, receive: Any) -> None:
+        """A stream from the first worker that answers, chunk by chunk, until either side ends it."""
+        for slot, _pid, path in workers:
+            try:
+                reader, writer, status, headers = await asyncio.wait_for(
+                    _request(path, method, target, self.token, body, "text/event-stream"), FORWARD_TIMEOUT)
+            except (OSError, ConnectionError, TimeoutError, ValueError):
+                continue
+            try:
+                await send({"type": "http.response.start", "status": status, "headers": [
+                    (b"content-type", headers.get("content-type", "text/event-stream").encode("latin-1")),
+                    (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]})
+                gone = asyncio.ensure_future(_disconnected(receive))
+                try:
+                    chunks = _chunks(reader, headers).__aiter__()
+                    while True:
+                        nxt = asyncio.ensure_future(chunks.__anext__())
+                        done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+                        if gone in done:
+                            nxt.cancel()
+                            return
+                        try:
+                            chunk = nxt.result()
+                        except (StopAsyncIteration, OSError, asyncio.IncompleteReadError, ValueError):
+                            break
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    gone.cancel()
+            finally:
+                writer.close()
+            return
+        await _send(send, 502, "application/json", b'{"error": "no worker answered"}')
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY:
+            return None
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(send: Any, status: int, content_type: str, body: bytes,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FanOutPort:
+    """The supervisor's side: the run directory, each worker's control socket, the admin port's thread."""
+
+    def __init__(self, config: ServeConfig, workers: Callable[[], list[tuple[int, int | None]]]) -> None:
+        self.config = config
+        token = admin_token(config)
+        self.rundir = Path(tempfile.mkdtemp(prefix="covet-pipe-admin-"))     # mode 0700
+        sock = bind_admin(config)       # here, so a port that is taken fails the start
+        app = FanOutApp(token, lambda: [(slot, pid, self.socket_path(slot)) for slot, pid in workers()])
+        self.port = AdminPort(app, config, sock=sock)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._main, name="covet-pipe-admin", daemon=True)
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.stopping: asyncio.Event | None = None
+
+    def socket_path(self, slot: int) -> str:
+        return str(self.rundir / f"worker-{slot}.sock")
+
+    def worker_config(self, config: ServeConfig, slot: int) -> ServeConfig:
+        """*config* for worker *slot*: its admin API on its control socket."""
+        return replace(config, admin=f"unix:{self.socket_path(slot)}")
+
+    def _main(self) -> None:
+        from covet_pipe.server.listener import new_event_loop
+        loop = self.loop = new_event_loop(self.config.loop)
+
+        async def serve() -> None:
+            self.stopping = asyncio.Event()
+            try:
+                await self.port.start()
+            finally:
+                self.ready.set()
+            await self.stopping.wait()
+            await self.port.shutdown()
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:        # reported by start() or logged at stop
+            self.failure = exc
+            self.ready.set()
+        finally:
+            loop.close()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(30)
+        if self.failure is not None:
+            raise self.failure
+
+    def stop(self) -> None:
+        if self.thread.is_alive() and self.stopping is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+            self.thread.join(10)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.rundir)
