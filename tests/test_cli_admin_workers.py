@@ -78,3 +78,47 @@ def test_reload_through_the_supervisor_reaches_every_worker(tmp_path: Path) -> N
     for line in run_dirs:      # the control sockets' folder is gone after the stop
         path = line[line.index("unix:") + 5:].split()[0]
         assert not Path(path).parent.exists(), line
+
+
+def _rows(server: Server) -> list[list[str]]:
+    listing = server.cli("list")
+    # 1 while a worker is down: its row says it did not answer
+    assert listing.returncode in (0, 1) and listing.stdout, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    return [r.split() for r in rows] if header.startswith("WORKER") else [["-/-", *r.split()] for r in rows]
+
+
+def test_a_restarted_worker_is_behind_the_admin_port_again(tmp_path: Path) -> None:
+    import os
+    import signal
+    import stat
+    import time
+
+    server = Server(make_folder(tmp_path), workers=2)
+    try:
+        pids = _pids_by_version(server.port, 2)["1.0.0"]
+        # the control sockets: a run directory only this user may enter, sockets only it may open
+        line = next(x for x in server.log.read_text().splitlines() if "admin API on unix:" in x)
+        sock_path = Path(line.split("unix:", 1)[1].split()[0])
+        assert stat.S_IMODE(sock_path.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(sock_path.stat().st_mode) == 0o600
+
+        victim = sorted(pids)[0]
+        os.kill(int(victim), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:      # until the supervisor has started another in its slot
+            rows = _rows(server)
+            now = {r[0].split("/")[1] for r in rows}
+            if len(now) == 2 and victim not in now and all(r[5] == "active" for r in rows):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no restarted worker behind the admin port:\n{server.log.read_text()}")
+
+        write_plugin(server.folder, "3.0.0")
+        reload = server.cli("reload", "stamp")
+        assert reload.returncode == 0, (reload.stdout, reload.stderr)
+        after = _pids_by_version(server.port, 2)
+        assert list(after) == ["3.0.0"] and len(after["3.0.0"]) == 2 and victim not in after["3.0.0"], after
+    finally:
+        stop(server.proc)

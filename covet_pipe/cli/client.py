@@ -107,13 +107,17 @@ def _print_json(document: Any) -> None:
 
 def _run_list(args: argparse.Namespace) -> int:
     status, document = admin_call(args.url, admin_token(args.token_file), "GET", "/_plugins", args.timeout)
-    if status != 200:
+    if status != 200 and not _is_per_worker(document):
         raise FailedError(f"GET /_plugins answered {status}: {document}")
     if args.json:
         _print_json(document)
     else:
         print(plugins_table(document))
-    return EXIT_OK
+    return EXIT_OK if status == 200 else EXIT_FAILED       # a worker that did not answer: 1
+
+
+def _is_per_worker(document: Any) -> bool:
+    return isinstance(document, dict) and isinstance(document.get("workers"), list)
 
 
 def _health_ok(document: Any) -> bool:
@@ -126,7 +130,7 @@ def _health_ok(document: Any) -> bool:
 def _run_health(args: argparse.Namespace) -> int:
     status, document = admin_call(args.url, admin_token(args.token_file), "GET", "/_plugins/health",
                                   args.timeout)
-    if status not in (200, 503):
+    if status not in (200, 503) and not _is_per_worker(document):
         raise FailedError(f"GET /_plugins/health answered {status}: {document}")
     if args.json:
         _print_json(document)
