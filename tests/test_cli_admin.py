@@ -227,3 +227,17 @@ def test_serve_admin_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read the token file" in missing.stderr
     bad = cli(*base[:-1], "127.0.0.1:notaport", COVET_PIPE_ADMIN_TOKEN=TOKEN)
     assert bad.returncode == 2 and "has no port" in bad.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_admin_port_fails_the_start_and_says_which_flag(tmp_path: Path, workers: str) -> None:
+    folder = make_folder(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli("serve", "app:app", "--app-dir", str(folder), "--port", "0", "--workers", workers,
+                   "--admin", f"127.0.0.1:{port}", "--admin-token-file", str(folder / "admin-token"))
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use; pick another --admin port" in proc.stderr
+    assert "Traceback" not in proc.stderr

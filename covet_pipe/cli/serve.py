@@ -123,6 +123,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise StartError(f"{'--strict: ' if args.strict else ''}{exc}") from None
     except StrictRefused as exc:      # --workers N: the worker printed every reason
         raise StartError(f"--strict: {exc}") from None
+    except OSError as exc:            # a port that is taken: the message names the flag to change
+        if exc.strerror is None or not exc.strerror.startswith("covet-pipe serve: "):
+            raise
+        raise StartError(exc.strerror[len("covet-pipe serve: "):]) from None
     except RuntimeError as exc:
         if "lifespan startup failed" not in str(exc):
             raise

@@ -57,7 +57,8 @@ def bind_admin(config: ServeConfig) -> socket.socket:
         try:
             return bind_socket(admin_listen_config(config))
         except OSError as exc:
-            raise OSError(exc.errno, str(exc).replace("pick another --port", "pick another --admin port")) from None
+            raise OSError(exc.errno, (exc.strerror or "").replace("pick another --port",
+                                                                   "pick another --admin port")) from None
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(address).st_mode):
             os.unlink(address)          # a stale socket of an earlier run
@@ -87,9 +88,9 @@ class AdminPort:
 
     @classmethod
     def over(cls, manager: Any, config: ServeConfig) -> AdminPort:
-        """The admin API over *manager* (one process, or one worker's control socket)."""
+        """The admin API over *manager* (one process, or one worker's control socket), its socket bound now."""
         from covet_pipe.admin import admin_app
-        return cls(admin_app(manager, token=admin_token(config)), config)
+        return cls(admin_app(manager, token=admin_token(config)), config, sock=bind_admin(config))
 
     @property
     def where(self) -> str:
