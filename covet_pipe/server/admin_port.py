@@ -11,6 +11,7 @@ socket (mode 0600; the supervisor gives each worker one). There is no admin port
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import stat
@@ -77,6 +78,13 @@ def bind_admin(config: ServeConfig) -> socket.socket:
     return sock
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class AdminPort:
     """*app* (an admin ASGI app) served on ``config.admin`` by a Listener with no plugin chain."""
 
@@ -107,7 +115,12 @@ class AdminPort:
         sock = self.sock or bind_admin(self.config)
         self.listener = Listener(self.app, PluginManager(PluginConfig()), admin_listen_config(self.config), sock=sock)
         await self.listener.start()
-        logger("covet_pipe.admin").info("covet-pipe admin API on %s", self.where)
+        log = logger("covet_pipe.admin")
+        log.info("covet-pipe admin API on %s", self.where)
+        address = self.config.admin_address()
+        if isinstance(address, tuple) and not _loopback(address[0]):
+            log.warning("the admin API listens on %s, beyond this machine: the token is all that guards it "
+                        "(bind 127.0.0.1 unless a private network needs it)", self.where)
 
     def request_stop(self) -> None:
         if self.listener is not None:
