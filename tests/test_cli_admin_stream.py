@@ -1,4 +1,4 @@
-"""The supervisor's admin port relays a server-sent events stream from a worker's control socket.
+"""The supervisor's admin port in front of a worker's control socket: streams relayed, HEAD, refusals.
 
 Real sockets on both sides: a worker-side Listener on a Unix socket streaming events (chunked), the
 fan-out on a free 127.0.0.1 port in front of it; the client reads events as they come and hangs up,
@@ -79,3 +79,22 @@ async def test_a_stream_without_the_token_is_refused_before_any_worker(tmp_path:
         writer.close()
     finally:
         await outer.shutdown()
+
+
+async def test_a_head_request_is_answered_without_waiting_for_a_body(tmp_path: Path) -> None:
+    from covet_pipe import PluginManager, admin_app
+
+    sock_path = str(tmp_path / "worker-0.sock")
+    inner = AdminPort(admin_app(PluginManager(), token=TOKEN), ServeConfig(admin=f"unix:{sock_path}", loop="asyncio"))
+    outer = AdminPort(FanOutApp(TOKEN, lambda: [(0, 1, sock_path)]), ServeConfig(admin="127.0.0.1:0", loop="asyncio"))
+    await inner.start()
+    await outer.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", outer.listener.port)
+        writer.write(f"HEAD /_plugins HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)   # the worker's 405, forwarded
+        assert head.startswith(b"HTTP/1.1 405"), head
+        writer.close()
+    finally:
+        await outer.shutdown()
+        await inner.shutdown()

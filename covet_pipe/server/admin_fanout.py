@@ -103,7 +103,9 @@ async def forward(slot: int, pid: int | None, path: str, method: str, target: st
         async with asyncio.timeout(FORWARD_TIMEOUT):
             reader, writer, status, headers = await _request(path, method, target, token, body, "application/json")
             try:
-                if "content-length" in headers:
+                if method == "HEAD" or status in (204, 304):
+                    data = b""
+                elif "content-length" in headers:
                     data = await reader.readexactly(int(headers["content-length"]))
                 else:
                     data = b"".join([c async for c in _chunks(reader, headers)])
