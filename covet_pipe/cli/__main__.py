@@ -1,7 +1,8 @@
-"""``python -m covet_pipe.cli``: the covet-pipe command line."""
+"""``python -m covet_pipe.cli``: the covet-pipe command line (importing this module runs nothing)."""
 
 import sys
 
 from covet_pipe.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
