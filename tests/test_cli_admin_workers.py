@@ -122,3 +122,41 @@ def test_a_restarted_worker_is_behind_the_admin_port_again(tmp_path: Path) -> No
         assert list(after) == ["3.0.0"] and len(after["3.0.0"]) == 2 and victim not in after["3.0.0"], after
     finally:
         stop(server.proc)
+
+
+def test_reloads_through_the_admin_port_under_load_fail_no_request(tmp_path: Path) -> None:
+    import threading
+
+    server = Server(make_folder(tmp_path), workers=2)
+    done = threading.Event()
+    results: list[str] = []
+    failures: list[str] = []
+
+    def load() -> None:
+        for _ in range(20_000):                 # bounded; the reloads end it much sooner
+            if done.is_set():
+                return
+            try:
+                results.append(stamp(server.port).partition(":")[0])
+            except Exception as exc:            # any failed request fails the test below
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for version in ("2.0.0", "3.0.0", "4.0.0"):
+            write_plugin(server.folder, version)
+            reload = server.cli("reload", "stamp", "--json")
+            assert reload.returncode == 0, (reload.stdout, reload.stderr)
+            assert json.loads(reload.stdout) == {"reloaded": "stamp", "version": version}
+        seen = len(results)
+        after = _pids_by_version(server.port, 2)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(60)
+        stop(server.proc)
+    assert not failures, failures[:5]
+    assert seen > 0 and set(results) <= {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
+    assert list(after) == ["4.0.0"] and len(after["4.0.0"]) == 2, after
