@@ -283,3 +283,24 @@ def test_reloads_good_and_failed_show_in_the_history_and_counts(server: tuple[st
     assert "stamp.py" in failed["error"]
     assert body["counts"]["stamp"] == {"ok": 1, "failed": 1}
     assert call(base, "GET", "/_plugins/stamp")[2]["reloads"] == {"ok": 1, "failed": 1}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the sandbox layers are Linux kernel features")
+def test_a_sandboxed_plugins_policy_lists_its_grants_limits_and_layers(server: tuple[str, Path]) -> None:
+    base, folder = server
+    guarded = folder / "extra" / "guarded.py"
+    guarded.write_text(PLUGINS["base.py"].replace("Base", "Guarded").replace('"base"', '"guarded"'))
+    status, _, body = call(base, "POST", "/_plugins/load", {"path": str(guarded), "sandbox": True})
+    assert status == 201 and body["loaded"] == ["guarded"], body
+    try:
+        assert call(base, "GET", "/_plugins/guarded")[2]["sandboxed"] is True
+        status, _, policy = call(base, "GET", "/_plugins/guarded/policy")
+        assert status == 200 and policy["sandboxed"] is True and policy["state"] == "serving"
+        assert str(folder / "extra") in policy["permissions"]["read_paths"]
+        assert policy["permissions"]["networks"] == [] and policy["syscalls"]["added"] == []
+        assert {"read", "futex"} <= set(policy["syscalls"]["baseline"]) and "socket" in policy["syscalls"]["conditional"]
+        assert policy["limits"]["pids_max"] == 64 and policy["limits"]["open_files"] == 64
+        assert {"seccomp", "landlock"} <= set(policy["require"])
+        assert policy["layers"]["seccomp"] and policy["layers"]["landlock"] and policy["kernel"]["landlock"] is True
+    finally:
+        assert call(base, "DELETE", "/_plugins/guarded")[0] == 200

@@ -1,0 +1,93 @@
+"""covet_pipe.history: bounded rings of reloads and plugin errors, fed by the manager and the core's reports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from covet_pipe import MiddlewarePlugin, PluginManager, wrap
+from covet_pipe.history import (MAX_TEXT, History, record_error, record_reload, recent_errors, reload_counts,
+                                reload_history)
+from covet_pipe.testing import call
+
+
+def test_the_rings_keep_the_last_events_newest_first() -> None:
+    history = History(maxlen=3)
+    for i in range(5):
+        record_reload(history, "p", f"{i}.0", f"{i + 1}.0", i % 2 == 0, None if i % 2 == 0 else "no", 0.5)
+        record_error(history, "p", "process_request", f"E{i}")
+    assert [e["new_version"] for e in reload_history(history)] == ["5.0", "4.0", "3.0"]
+    assert [e["error"] for e in recent_errors(history)] == ["E4", "E3", "E2"]
+    # the counts count every reload, also those that left the ring
+    assert reload_counts(history) == {"p": {"ok": 3, "failed": 2}}
+
+
+def test_texts_are_printable_and_cut() -> None:
+    history = History()
+    record_error(history, "p\n", "hook", "line one\nforged line\x1b[31m" + "x" * 2000)
+    [event] = recent_errors(history)
+    assert event["plugin"] == "p\\n"
+    assert event["error"].startswith("line one\\nforged line\\x1b[31m") and event["error"].endswith("...")
+    assert len(event["error"]) <= MAX_TEXT + 40      # escapes widen the kept characters a little
+
+
+class Raises(MiddlewarePlugin):
+    name = "raises"
+    version = "1.0.0"
+
+    def process_request(self, request, ctx):  # type: ignore[no-untyped-def]
+        raise RuntimeError("broken\nby " + request.path)
+
+
+class Fine(MiddlewarePlugin):
+    name = "fine"
+    version = "1.0.0"
+
+
+async def _hello(scope, receive, send):  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+def test_a_hook_that_raises_is_a_recent_error_of_its_manager_only(caplog: pytest.LogCaptureFixture) -> None:
+    mine, other = PluginManager(), PluginManager()
+    mine.register(Raises())
+    other.register(Fine())
+    with caplog.at_level(logging.ERROR, logger="covet_pipe.plugins"):
+        result = asyncio.run(call(wrap(_hello, mine), path="/x"))
+    # the record still reaches the handlers: the ring copies it, it does not take it
+    assert [r.name for r in caplog.records if "raises" in r.getMessage()] == ["covet_pipe.plugins"]
+    assert result.status == 500
+    [event] = mine.recent_errors()
+    assert (event["plugin"], event["hook"]) == ("raises", "process_request")
+    assert event["error"] == "RuntimeError: broken\\nby /x"
+    assert other.recent_errors() == []
+
+
+def test_a_reload_through_the_manager_is_recorded_with_its_versions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from covet_pipe import PluginConfig
+    source = 'from covet_pipe import MiddlewarePlugin\nclass S(MiddlewarePlugin):\n    name = "s"\n' \
+             '    version = "{v}"\nplugin = S()\n'
+    path = tmp_path / "s.py"
+    path.write_text(source.format(v="1.0"))
+
+    async def main() -> PluginManager:
+        manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+        await manager.load_plugin_from_path(str(path))
+        await manager.initialize_all()
+        path.write_text(source.format(v="2.0"))
+        await manager.reload_plugin("s")
+        path.write_text("broken (\n")
+        with pytest.raises(Exception, match="s.py"):
+            await manager.reload_plugin("s")
+        await manager.shutdown_all()
+        return manager
+
+    manager = asyncio.run(main())
+    failed, ok = manager.reload_history()
+    assert (ok["old_version"], ok["new_version"], ok["ok"], ok["error"]) == ("1.0", "2.0", True, None)
+    assert (failed["old_version"], failed["new_version"], failed["ok"]) == ("2.0", None, False)
+    assert "PluginLoadError" in failed["error"] and failed["duration_s"] >= 0
+    assert manager.reload_counts() == {"s": {"ok": 1, "failed": 1}}
