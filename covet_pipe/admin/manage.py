@@ -42,10 +42,10 @@ def _load_body(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if unknown:
         return None, f"unknown field {printable(unknown[0], 100)!r}; the fields are 'path' and 'sandbox'"
     path = data.get("path")
-    if not isinstance(path, str) or not path.strip():
+    if not isinstance(path, str) or not path:
         return None, "'path' must be a non-empty string: the plugin file or package to load"
-    if len(path) > MAX_PATH or "\x00" in path:
-        return None, f"'path' must be a file path (at most {MAX_PATH} characters, no NUL)"
+    if len(path) > MAX_PATH:
+        return None, f"'path' must be a file path of at most {MAX_PATH} characters"
     sandbox = data.get("sandbox", False)
     if not isinstance(sandbox, bool):
         return None, "'sandbox' must be true or false"
@@ -68,6 +68,10 @@ async def load(manager: Any, params: dict[str, str], request: Any) -> tuple[int,
     except PluginError as exc:
         return 422, {"error": f"{shown} was not loaded: {printable(str(exc), 2000)}", "path": path,
                      "plugin": exc.plugin_name}
+    except (OSError, ValueError) as exc:       # a name too long, a NUL, a lone surrogate, a folder unread ...
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return 422, {"error": f"{shown} was not loaded: it cannot be read ({why}); give the path of a "
+                              "plugin file or package that this server can read", "path": path, "plugin": None}
     plugins = {p["name"]: p for p in manager.list_plugins()}
     return 201, {"loaded": names, "plugins": [_summary(plugins[n]) for n in names if n in plugins]}
 

@@ -120,7 +120,6 @@ _RELOAD_EVENT = _object(["name", "old_version", "new_version", "ok", "error", "d
 _ERROR_EVENT = _object(["plugin", "hook", "error", "at"], plugin=_STR, hook=_STR, error=_STR, at={"type": "number"})
 _LOAD_BODY = {"type": "object", "required": ["path"], "additionalProperties": False,
               "properties": {"path": {"type": "string", "minLength": 1, "maxLength": manage.MAX_PATH,
-                                      "pattern": r"^[^\x00]*\S[^\x00]*$",
                                       "description": "the plugin file or package, on the server's filesystem"},
                              "sandbox": {"type": "boolean", "default": False,
                                          "description": "run it sandboxed in a helper process"}},

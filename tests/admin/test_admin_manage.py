@@ -304,3 +304,12 @@ def test_a_sandboxed_plugins_policy_lists_its_grants_limits_and_layers(server: t
         assert policy["layers"]["seccomp"] and policy["layers"]["landlock"] and policy["kernel"]["landlock"] is True
     finally:
         assert call(base, "DELETE", "/_plugins/guarded")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["~no-such-user-here/p.py", "0" * 300, "a\x00b.py", "\ud800.py", " "],
+                         ids=["unknown-home", "name-too-long", "nul", "lone-surrogate", "blank"])
+def test_a_path_that_cannot_be_a_file_is_422_not_500(server: tuple[str, Path], path: str) -> None:
+    # found by make admin-fuzz: these reached the client as 500s before
+    raw = json.dumps({"path": path}).encode()
+    status, _, body = call(server[0], "POST", "/_plugins/load", raw=raw)
+    assert status == 422 and "was not loaded" in body["error"] and body["path"] == path
