@@ -67,6 +67,8 @@ class PluginManager:
         #: the last reloads and plugin errors (bounded rings; reload_history(), recent_errors())
         self._history = history.History(owns=lambda name: self._registry.get(name) is not None)
         history.watch_plugin_errors(self._history)
+        #: reloads wait for one another (one lock per event loop, as the snapshots' lock)
+        self._reload_lock: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
 
     @property
     def chain(self) -> Chain:
@@ -320,17 +322,23 @@ class PluginManager:
         A ``path`` loads the new version from another file (a renamed plugin file).
         State the old version exports is handed to the new one (``export_state``/``import_state``).
         """
-        old, started = self._registry.get(name), time.perf_counter()
-        try:
-            waiting = await hot_swap.reload_plugin(self._registry, self._snapshots, name, path)
-        except BaseException as exc:
-            if old is not None:         # an unknown name is no reload
-                history.record_reload(self._history, name, old.version, None, False,
-                                      f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-            raise
-        new = self._registry.get(name)
-        history.record_reload(self._history, name, old and old.version, new and new.version, True, None,
-                              time.perf_counter() - started)
+        # One reload at a time: a second one (the API's beside the watcher's, two operators) starts from
+        # the version the first left serving, so no version is stopped twice and none is left running.
+        loop = asyncio.get_running_loop()
+        if self._reload_lock is None or self._reload_lock[1] is not loop:
+            self._reload_lock = (asyncio.Lock(), loop)
+        async with self._reload_lock[0]:
+            old, started = self._registry.get(name), time.perf_counter()
+            try:
+                waiting = await hot_swap.reload_plugin(self._registry, self._snapshots, name, path)
+            except BaseException as exc:
+                if old is not None:         # an unknown name is no reload
+                    history.record_reload(self._history, name, old.version, None, False,
+                                          f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+                raise
+            new = self._registry.get(name)
+            history.record_reload(self._history, name, old and old.version, new and new.version, True, None,
+                                  time.perf_counter() - started)
         if self._watcher is not None:
             self._watcher.forget(name)
         if waiting:         # it took a stand-in's place

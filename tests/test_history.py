@@ -91,3 +91,34 @@ def test_a_reload_through_the_manager_is_recorded_with_its_versions(tmp_path) ->
     assert (failed["old_version"], failed["new_version"], failed["ok"]) == ("2.0", None, False)
     assert "PluginLoadError" in failed["error"] and failed["duration_s"] >= 0
     assert manager.reload_counts() == {"s": {"ok": 1, "failed": 1}}
+
+
+def test_two_reloads_at_once_run_one_after_the_other(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before, both began from version 1: it was stopped twice and one version 2 was never stopped
+    from covet_pipe import PluginConfig
+    stops = tmp_path / "stops"
+    source = ('import asyncio\nfrom covet_pipe import MiddlewarePlugin\nclass S(MiddlewarePlugin):\n'
+              '    name = "s"\n    version = "{v}"\n'
+              '    async def initialize(self, ctx):\n        await asyncio.sleep(0.05)\n'
+              '    async def shutdown(self):\n'
+              f'        with open({str(stops)!r}, "a") as f:\n'
+              '            f.write(self.version + " " + str(id(self)) + "\\n")\n'
+              'plugin = S()\n')
+    path = tmp_path / "s.py"
+    path.write_text(source.format(v="1"))
+
+    async def main() -> PluginManager:
+        manager = PluginManager(PluginConfig(hot_reload=True, entry_points=False))
+        await manager.load_plugin_from_path(str(path))
+        await manager.initialize_all()
+        path.write_text(source.format(v="2"))
+        await asyncio.gather(manager.reload_plugin("s"), manager.reload_plugin("s"))
+        await manager.shutdown_all()
+        return manager
+
+    manager = asyncio.run(main())
+    lines = stops.read_text().split()
+    versions, ids = lines[0::2], lines[1::2]
+    assert versions == ["1", "2", "2"] and len(set(ids)) == 3      # each version stopped once
+    assert [(e["old_version"], e["new_version"]) for e in reversed(manager.reload_history())] == \
+        [("1", "2"), ("2", "2")]
