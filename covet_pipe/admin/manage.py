@@ -137,16 +137,18 @@ async def policy(manager: Any, params: dict[str, str], request: Any) -> tuple[in
     name = params["name"]
     if name not in _known(manager):
         return _no_plugin(manager, name)
-    sandbox = (await manager.get_health_status())["plugins"].get(name, {}).get("sandbox")
+    health = (await manager.get_health_status())["plugins"].get(name, {})
+    sandbox = health.get("sandbox")
     support = confine.kernel_support()
     missing = cgroups.missing_controllers()
     kernel = {"landlock_abi": support["landlock_abi"], "landlock": support["landlock_abi"] > 0,
               "seccomp": support["libseccomp"] is True,
               "cgroups": {c: c not in missing for c in cgroups.CONTROLLERS}, "cgroups_missing": missing}
     if sandbox is None:
-        return 200, {"plugin": name, "sandboxed": False, "kernel": kernel,
-                     "note": "loaded in-process: it runs with the host's privileges; load it with "
-                             "sandbox=true to confine it"}
+        note = ("its file did not load, so nothing of it runs: a stand-in answers in its place ("
+                f"{printable(str(health.get('error')), 500)})" if health.get("load_failed") else
+                "loaded in-process: it runs with the host's privileges; load it with sandbox=true to confine it")
+        return 200, {"plugin": name, "sandboxed": False, "kernel": kernel, "note": note}
     p = sandbox.get("policy") or {}
     baseline = confine.syscall_baseline()
     return 200, {
