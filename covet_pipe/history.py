@@ -7,10 +7,11 @@ without bound: the rings are ``deque(maxlen=...)``, texts are cut to ``MAX_TEXT`
 printable (they may quote a client's bytes), the per-plugin counts keep at most ``MAX_NAMES`` names.
 
 Reloads are recorded by the manager, which every reload goes through (the API's, the file
-watcher's). Plugin errors are taken from the core's report of them: the error it logs on
-``covet_pipe.plugins`` when a hook raises (a logging filter on that logger, so no handler is added
-and the logging set-up sees the same records as before). A record below that logger's level is not
-made, so it is not seen either.
+watcher's). Plugin errors are taken from the reports already made of them: the error the core logs
+on ``covet_pipe.plugins`` when a hook raises, and the registry's on ``covet_pipe.registry`` when a
+plugin's ``initialize()`` or ``shutdown()`` fails (a logging filter on those loggers, so no handler
+is added and the logging set-up sees the same records as before). A record below a logger's level is
+not made, so it is not seen either.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ MAX_EVENTS = 200
 MAX_TEXT = 500
 #: plugin names the reload counts keep (names come from plugin files, not clients; still bounded)
 MAX_NAMES = 10_000
-#: the logger the core reports a plugin's failed hook on
-PLUGIN_ERROR_LOGGER = "covet_pipe.plugins"
+#: the loggers a plugin's failure is reported on: a hook's (the core), a start's or stop's (the registry)
+PLUGIN_ERROR_LOGGERS = ("covet_pipe.plugins", "covet_pipe.registry")
 
 
 class ReloadEvent(NamedTuple):
@@ -126,8 +127,14 @@ def _parse(record: logging.LogRecord) -> tuple[str, str, str] | None:
         plugin = args[0]
         if "raised in %s" in msg and len(args) > 2 and isinstance(args[2], str):
             hook = args[2]
+        elif m := _HOOK.search(msg):
+            hook = m.group(1)
+        elif "shutdown()" in msg:
+            hook = "shutdown"
+        elif msg.startswith("plugin %r %s failed: %s") and len(args) > 2:
+            hook = "initialize" if str(args[2]).startswith("initialize()") else "start"
         else:
-            hook = m.group(1) if (m := _HOOK.search(msg)) else "hook"
+            hook = "hook"
     elif msg.startswith("%s raised in its body transform") and (m := _WHO.match(args[0])):
         plugin, hook = m.group(1), "body transform"
     else:
@@ -168,7 +175,8 @@ _FILTER = _PluginErrors()
 
 def watch_plugin_errors(history: History) -> None:
     """Record the plugin errors the core reports in *history* (for as long as it lives)."""
-    log = logging.getLogger(PLUGIN_ERROR_LOGGER)
-    if _FILTER not in log.filters:
-        log.addFilter(_FILTER)
+    for name in PLUGIN_ERROR_LOGGERS:
+        log = logging.getLogger(name)
+        if _FILTER not in log.filters:
+            log.addFilter(_FILTER)
     _FILTER.histories.add(history)

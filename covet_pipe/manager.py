@@ -403,7 +403,8 @@ class PluginManager:
         return history.reload_history(self._history)
 
     def recent_errors(self) -> list[dict[str, Any]]:
-        """The last errors this manager's plugins raised in their hooks, newest first: plugin, hook, error, at."""
+        """The last errors this manager's plugins raised (hooks, initialize, shutdown), newest first: plugin,
+        hook, error, at."""
         return history.recent_errors(self._history)
 
     def reload_counts(self) -> dict[str, dict[str, int]]:

@@ -122,3 +122,20 @@ def test_two_reloads_at_once_run_one_after_the_other(tmp_path) -> None:  # type:
     assert versions == ["1", "2", "2"] and len(set(ids)) == 3      # each version stopped once
     assert [(e["old_version"], e["new_version"]) for e in reversed(manager.reload_history())] == \
         [("1", "2"), ("2", "2")]
+
+
+class FailsToStart(MiddlewarePlugin):
+    name = "fails_to_start"
+    version = "1.0.0"
+
+    def initialize(self, ctx):  # type: ignore[no-untyped-def]
+        raise OSError("no database at db:5432")
+
+
+def test_a_plugin_that_fails_to_start_is_a_recent_error() -> None:
+    manager = PluginManager()
+    manager.register(FailsToStart())
+    asyncio.run(manager.initialize_all())
+    [event] = manager.recent_errors()
+    assert (event["plugin"], event["hook"]) == ("fails_to_start", "initialize")
+    assert event["error"] == "OSError: no database at db:5432"

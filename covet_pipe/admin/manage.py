@@ -182,7 +182,7 @@ async def chain(manager: Any, params: dict[str, str], request: Any) -> tuple[int
 
 
 async def errors(manager: Any, params: dict[str, str], request: Any) -> tuple[int, Any]:
-    """The last errors the plugins raised in their hooks, newest first."""
+    """The last errors the plugins raised (in their hooks, initialize or shutdown), newest first."""
     return 200, {"errors": manager.recent_errors()}
 
 

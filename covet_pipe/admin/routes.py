@@ -135,7 +135,7 @@ ROUTES: list[Route] = [
           "the middleware chain in request order, per protocol, and the protocol chain",
           response=_object(["middleware", "protocols", "by_protocol"], middleware={"type": "array", "items": _CHAIN_ENTRY},
                            protocols=_STRS, by_protocol={"type": "object", "additionalProperties": _STRS})),
-    Route("GET", "/_plugins/errors", manage.errors, False, "the last errors the plugins raised, newest first",
+    Route("GET", "/_plugins/errors", manage.errors, False, "the last errors the plugins raised (hooks, initialize, shutdown), newest first",
           response=_object(["errors"], errors={"type": "array", "items": _ERROR_EVENT})),
     Route("GET", "/_plugins/reloads", manage.reloads, False,
           "the last reloads, newest first, and the reloads that worked and failed per plugin",
