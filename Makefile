@@ -54,11 +54,13 @@ conformance: build
 # violation). Not part of `make test`. About 30 s.
 ADMIN_FUZZ_EXAMPLES ?= 100
 ADMIN_FUZZ_SEED ?= 16
+ADMIN_FUZZ_EXCLUDE ?=
 SCHEMATHESIS := build/admin-fuzz/bin/st
 admin-fuzz: build
 	test -x $(SCHEMATHESIS) || ($(PYTHON) -m venv build/admin-fuzz && \
 		build/admin-fuzz/bin/pip install -q --disable-pip-version-check "schemathesis==4.32.5")
-	$(PY) fuzz/fuzz_admin_api.py --st $(SCHEMATHESIS) --max-examples $(ADMIN_FUZZ_EXAMPLES) --seed $(ADMIN_FUZZ_SEED)
+	$(PY) fuzz/fuzz_admin_api.py --st $(SCHEMATHESIS) --max-examples $(ADMIN_FUZZ_EXAMPLES) --seed $(ADMIN_FUZZ_SEED) \
+		$(foreach p,$(ADMIN_FUZZ_EXCLUDE),--exclude-path $(p))
 
 # Fuzz the native loader's checks (ELF header, descriptor) with atheris for FUZZ_SECONDS.
 fuzz-native: build

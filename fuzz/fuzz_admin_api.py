@@ -81,6 +81,7 @@ def main() -> int:
     parser.add_argument("--max-examples", type=int, default=50, help="examples per operation")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--report-dir", default=str(ROOT / "build" / "admin-fuzz-report"))
+    parser.add_argument("--exclude-path", action="append", default=[], help="a path to leave out (repeatable)")
     args = parser.parse_args()
     st = str(Path(args.st).resolve()) if "/" in args.st else args.st
     with tempfile.TemporaryDirectory(prefix="covet-admin-fuzz-") as tmp:
@@ -111,7 +112,7 @@ def main() -> int:
                    "--max-examples", str(args.max_examples), "--seed", str(args.seed), "--workers", "1",
                    "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
                    "--request-timeout", "30", "--report", "junit", "--report-dir", args.report_dir]
-            for path in streams:
+            for path in streams + args.exclude_path:
                 cmd += ["--exclude-path", path]
             print("$", " ".join(c if token not in c else c.replace(token, "<token>") for c in cmd), flush=True)
             status = subprocess.run(cmd, cwd=folder, timeout=1800).returncode

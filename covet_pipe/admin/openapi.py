@@ -3,8 +3,8 @@
 Every route gets an operation: its path parameters, its query parameters and request body when it
 declares them (``Route.query``, ``Route.body``), its answers (``Route.status`` with ``Route.response``
 as the schema, in ``Route.content_type``; then ``Route.errors``), and on every one the bearer scheme
-with its 401, 403 and 429. A route that declares nothing more than a summary still appears, with a
-JSON (or ``content_type``) answer of any shape.
+with its 401, 403 and 429 (a ``Route.public`` one: no bearer, 429 only). A route that declares nothing
+more than a summary still appears, with a JSON (or ``content_type``) answer of any shape.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _answer(description: str, content_type: str, schema: Any) -> dict[str, Any]:
-    return {"description": description, "content": {content_type: {"schema": schema}}}
+def _answer(description: str, content_type: str | tuple[str, ...], schema: Any) -> dict[str, Any]:
+    types = (content_type,) if isinstance(content_type, str) else content_type
+    return {"description": description, "content": {t: {"schema": schema} for t in types}}
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -62,21 +63,23 @@ def _operation(route: Any, reserved: list[str]) -> dict[str, Any]:
     answers: dict[str, Any] = {
         str(status): _answer(_REASONS.get(status, "OK"), ct, schema if schema is not None
                              else ({} if ct == "application/json" else {"type": "string"}))}
+    public = bool(getattr(route, "public", False))
     params: list[dict[str, Any]] = []
     for name in _PARAM.findall(path):
         # The reserved names are said in words, not as a schema's "not": a request naming one is a call
         # of that other endpoint, which a client may make (a fuzzer's "invalid" value would be valid).
         param_schema: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN}
+        what = "a plugin name" if name == "name" else f"the {name}"
         params.append({"name": name, "in": "path", "required": True, "schema": param_schema,
-                       "description": "a plugin name" + (f" (not {', '.join(reserved)}: those paths are "
-                                                         "endpoints of their own)" if reserved else "")})
+                       "description": what + (f" (not {', '.join(reserved)}: those paths are "
+                                              "endpoints of their own)" if reserved else "")})
     if params:
         answers["404"] = _answer(_REASONS[404], "application/json", _ref("Error"))
     for name, spec in (getattr(route, "query", None) or {}).items():
         params.append({"name": name, "in": "query", "required": False, **spec})
     op: dict[str, Any] = {"operationId": _operation_id(method, path), "summary": route.summary,
                           "tags": ["changes state" if route.mutating else "reads"],
-                          "security": [{"bearer": []}]}
+                          "security": [] if public else [{"bearer": []}]}
     if params:
         op["parameters"] = params
     body = getattr(route, "body", None)
@@ -86,7 +89,7 @@ def _operation(route: Any, reserved: list[str]) -> dict[str, Any]:
     for code, err_schema in getattr(route, "errors", None) or ():
         answers[str(code)] = _answer(_REASONS.get(code, "Error"), "application/json",
                                      err_schema if err_schema is not None else _ref("Error"))
-    for code in (401, 403, 429):
+    for code in (429,) if public else (401, 403, 429):
         answers[str(code)] = {"$ref": f"#/components/responses/R{code}"}
     op["responses"] = answers
     return op

@@ -60,8 +60,9 @@ class Route(NamedTuple):
     handler: Handler
     mutating: bool
     summary: str
-    #: what its answer is (``text/html``, ``text/event-stream``, ``text/plain; version=0.0.4`` ...)
-    content_type: str = "application/json"
+    #: what its answer is (``text/html``, ``text/event-stream``, ``text/plain; version=0.0.4`` ...); a tuple
+    #: when it depends on the request (a static file's)
+    content_type: str | tuple[str, ...] = "application/json"
     #: JSON schema of the document of a successful answer (None: any)
     response: Any = None
     #: JSON schema of its JSON request body (None: it takes none)
@@ -72,6 +73,8 @@ class Route(NamedTuple):
     status: int = 200
     #: (status, JSON schema or None for ``{"error": ...}``) of the errors it answers besides 401/403/429/404
     errors: tuple[tuple[int, Any], ...] = ()
+    #: served without credentials (a page that holds no data): the document says so (no bearer, no 401/403)
+    public: bool = False
 
 
 async def _list(manager: Any, params: dict[str, str], request: AdminRequest) -> tuple[int, Any]:

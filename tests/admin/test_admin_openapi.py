@@ -91,10 +91,16 @@ def test_a_route_added_to_the_table_appears_with_its_content_type() -> None:
         return 200, Raw("text/plain; version=0.0.4", b"")
 
     extra = Route("GET", "/metrics", scrape, False, "Prometheus scrape", content_type="text/plain; version=0.0.4")
-    spec = document(ROUTES + [extra], "0")
+    files = Route("GET", "/_plugins/static/{file}", scrape, False, "files", content_type=("text/css", "image/svg+xml"),
+                  public=True)
+    spec = document(ROUTES + [extra, files], "0")
     validate(spec)
     answer = spec["paths"]["/metrics"]["get"]["responses"]["200"]
     assert answer["content"] == {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}
+    static = spec["paths"]["/_plugins/static/{file}"]["get"]
+    assert set(static["responses"]["200"]["content"]) == {"text/css", "image/svg+xml"}
+    assert static["security"] == [] and "401" not in static["responses"] and "403" not in static["responses"]
+    assert static["parameters"][0]["description"] == "the file"
 
 
 def test_the_app_documents_the_routes_it_serves() -> None:
