@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis run run-uvicorn test admin-fuzz bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
+.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -56,6 +56,7 @@ ADMIN_FUZZ_EXAMPLES ?= 100
 ADMIN_FUZZ_SEED ?= 16
 ADMIN_FUZZ_EXCLUDE ?=
 SCHEMATHESIS := build/admin-fuzz/bin/st
+.PHONY: admin-fuzz
 admin-fuzz: build
 	test -x $(SCHEMATHESIS) || ($(PYTHON) -m venv build/admin-fuzz && \
 		build/admin-fuzz/bin/pip install -q --disable-pip-version-check "schemathesis==4.32.5")
