@@ -43,6 +43,11 @@ class AdminApp:
         self._auth = Authenticator(load_token(token, token_file))
         self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES]
 
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every endpoint this app serves, in the order a request's path is matched against them."""
+        return tuple(r for _, r in self._routes)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
@@ -73,7 +78,7 @@ class AdminApp:
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         request = AdminRequest(scope["method"], path.rstrip("/") or "/", query, headers, body, address,
-                               tuple(r for _, r in self._routes))
+                               self.routes)
         status, document = await self._dispatch(request)
         if isinstance(document, Stream):
             await _stream(send, receive, status, document)
