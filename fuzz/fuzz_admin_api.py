@@ -9,7 +9,9 @@ that answers a stream of server-sent events is left out (it never ends by itself
 The failed-attempt rate limit would answer 429 to everything once the fuzzer's probes without the
 token (the ``ignored_auth`` check) pass ten a minute, and then nothing else would be tested. So the
 app under test gives every request an address of its own (``10.x.y.z``); the limit itself is tested
-in tests/admin/test_admin_api.py.
+in tests/admin/test_admin_api.py. It also drops the requests' cookies: schemathesis keeps the cookies
+a response sets, so a browser session opened by one call would answer for every later call made
+"without credentials"; the bearer token is what is fuzzed here, the session has tests of its own.
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ admin = admin_app(manager, token_file="admin-token")
 _seq = itertools.count(1)
 
 async def app(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].startswith("/_plugins"):
-        n = next(_seq)      # an address of its own per request (see fuzz/fuzz_admin_api.py)
-        await admin(dict(scope, client=(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1)), receive, send)
+    if scope["type"] == "http" and (scope["path"].startswith("/_plugins") or scope["path"] == "/metrics"):
+        n = next(_seq)      # an address of its own per request, and no cookie (see fuzz/fuzz_admin_api.py)
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"cookie"]
+        await admin(dict(scope, client=(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1), headers=headers),
+                    receive, send)
     else:
         await served(scope, receive, send)
 '''
