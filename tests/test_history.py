@@ -139,3 +139,31 @@ def test_a_plugin_that_fails_to_start_is_a_recent_error() -> None:
     [event] = manager.recent_errors()
     assert (event["plugin"], event["hook"]) == ("fails_to_start", "initialize")
     assert event["error"] == "OSError: no database at db:5432"
+
+
+def test_a_reload_the_file_watcher_makes_is_recorded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from covet_pipe import PluginConfig
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    source = 'from covet_pipe import MiddlewarePlugin\nclass W(MiddlewarePlugin):\n    name = "w"\n' \
+             '    version = "{v}"\nplugin = W()\n'
+    (folder / "w.py").write_text(source.format(v="1.0"))
+
+    async def main() -> list[dict[str, object]]:
+        manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], hot_reload=True, reload_on_change=True,
+                                             entry_points=False))
+        await manager.initialize_all()
+        try:
+            await asyncio.sleep(0.3)            # the watcher takes its baseline
+            (folder / "w.py").write_text(source.format(v="2.0"))
+            deadline = time.monotonic() + 20
+            while not manager.reload_history() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return manager.reload_history()
+        finally:
+            await manager.shutdown_all()
+
+    [event] = asyncio.run(main())
+    assert (event["name"], event["old_version"], event["new_version"], event["ok"]) == ("w", "1.0", "2.0", True)
