@@ -3,7 +3,8 @@
 It registers, loads, starts, stops, unloads, reloads and inspects plugins, and delegates to the rooms
 that do the work: the registry (records, dependency order, one plugin's start and stop), discovery and
 loading (files into records, sandboxed ones with their helpers), the snapshots (the chain a pipeline
-serves, rebuilt and drained), hot_swap (a plugin's new version beside the old) and the file watcher.
+serves, rebuilt and drained), hot_swap (a plugin's new version beside the old), the file watcher and
+the history (the last reloads and plugin errors).
 """
 
 from __future__ import annotations
