@@ -313,3 +313,18 @@ def test_a_path_that_cannot_be_a_file_is_422_not_500(server: tuple[str, Path], p
     raw = json.dumps({"path": path}).encode()
     status, _, body = call(server[0], "POST", "/_plugins/load", raw=raw)
     assert status == 422 and "was not loaded" in body["error"] and body["path"] == path
+
+
+def test_a_plugin_named_like_an_endpoint_reloads_but_its_name_path_stays_the_endpoints(
+        server: tuple[str, Path]) -> None:
+    # runs last in this module: a plugin named "health" cannot be unloaded through the API
+    base, folder = server
+    named = folder / "extra" / "health.py"
+    named.write_text(PLUGINS["base.py"].replace("Base", "Health").replace('"base"', '"health"'))
+    assert call(base, "POST", "/_plugins/load", {"path": str(named)})[0] == 201
+    assert "health" in [p["name"] for p in call(base, "GET", "/_plugins")[2]]
+    status, _, body = call(base, "POST", "/_plugins/health/reload")
+    assert (status, body) == (200, {"reloaded": "health", "version": "1.2.0"})
+    status, _, body = call(base, "GET", "/_plugins/health")
+    assert status == 200 and body["status"] == "ok" and "health" in body["plugins"]     # the endpoint
+    assert call(base, "DELETE", "/_plugins/health")[0] == 405
