@@ -9,8 +9,11 @@ printable (they may quote a client's bytes), the per-plugin counts keep at most 
 Reloads are recorded by the manager, which every reload goes through (the API's, the file
 watcher's). Plugin errors are taken from the reports already made of them: the error the core logs
 on ``covet_pipe.plugins`` when a hook raises, and the registry's on ``covet_pipe.registry`` when a
-plugin's ``initialize()`` or ``shutdown()`` fails (a logging filter on those loggers, so no handler
-is added and the logging set-up sees the same records as before). A record below a logger's level is
+plugin's ``initialize()`` or ``shutdown()`` fails, and the sandbox's on the plugin's own logger
+(``covet_pipe.plugins.NAME``) when its helper is unavailable, ends, fails to restart or is quarantined
+(a logging filter on those loggers, so no handler is added and the logging set-up sees the same
+records as before; a sandboxed plugin's own output reaches that logger under another template, so it
+cannot make an entry). A record below a logger's level is
 not made, so it is not seen either.
 """
 
@@ -27,7 +30,8 @@ from typing import Any, NamedTuple
 from covet_pipe.logsafe import printable
 
 __all__ = ["History", "ReloadEvent", "PluginErrorEvent", "MAX_EVENTS", "MAX_TEXT", "record_reload",
-           "record_error", "reload_history", "recent_errors", "reload_counts", "watch_plugin_errors"]
+           "record_error", "reload_history", "recent_errors", "reload_counts", "watch_plugin_errors",
+           "watch_plugin_logger"]
 
 #: events each ring keeps (the oldest go first)
 MAX_EVENTS = 200
@@ -137,6 +141,8 @@ def _parse(record: logging.LogRecord) -> tuple[str, str, str] | None:
             hook = "hook"
     elif msg.startswith("%s raised in its body transform") and (m := _WHO.match(args[0])):
         plugin, hook = m.group(1), "body transform"
+    elif msg.startswith("sandboxed plugin %r") and record.name == f"{PLUGIN_ERROR_LOGGERS[0]}.{args[0]}":
+        plugin, hook = args[0], "sandbox"       # the host's words about the plugin's helper, on its logger
     else:
         return None
     info = record.exc_info
@@ -180,3 +186,10 @@ def watch_plugin_errors(history: History) -> None:
         if _FILTER not in log.filters:
             log.addFilter(_FILTER)
     _FILTER.histories.add(history)
+
+
+def watch_plugin_logger(name: str) -> None:
+    """Also take the sandbox's reports about plugin *name* from its own logger (``covet_pipe.plugins.NAME``)."""
+    log = logging.getLogger(f"{PLUGIN_ERROR_LOGGERS[0]}.{name}")
+    if _FILTER not in log.filters:
+        log.addFilter(_FILTER)

@@ -100,6 +100,7 @@ class PluginManager:
 
     def _add_record(self, record: PluginRecord) -> None:
         self._registry.add(record)
+        history.watch_plugin_logger(record.name)    # where its sandbox, if any, reports its helpers' failures
         self._snapshots.chain.ready = False
 
     def provide_service(self, name: str, service: Any) -> None:

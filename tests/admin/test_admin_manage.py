@@ -317,7 +317,7 @@ def test_a_path_that_cannot_be_a_file_is_422_not_500(server: tuple[str, Path], p
 
 def test_a_plugin_named_like_an_endpoint_reloads_but_its_name_path_stays_the_endpoints(
         server: tuple[str, Path]) -> None:
-    # runs last in this module: a plugin named "health" cannot be unloaded through the API
+    # the tests after this one list no plugins: a plugin named "health" cannot be unloaded through the API
     base, folder = server
     named = folder / "extra" / "health.py"
     named.write_text(PLUGINS["base.py"].replace("Base", "Health").replace('"base"', '"health"'))
@@ -328,3 +328,36 @@ def test_a_plugin_named_like_an_endpoint_reloads_but_its_name_path_stays_the_end
     status, _, body = call(base, "GET", "/_plugins/health")
     assert status == 200 and body["status"] == "ok" and "health" in body["plugins"]     # the endpoint
     assert call(base, "DELETE", "/_plugins/health")[0] == 405
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the sandbox layers are Linux kernel features")
+def test_a_sandboxed_plugins_helper_that_ends_is_a_recent_error(server: tuple[str, Path]) -> None:
+    base, folder = server
+    crashy = folder / "extra" / "crashy.py"
+    crashy.write_text('''
+import os
+from covet_pipe import MiddlewarePlugin
+
+class Crashy(MiddlewarePlugin):
+    name = "crashy"
+    version = "1.0.0"
+
+    def process_request(self, request, ctx):
+        if request.path == "/crash":
+            os._exit(3)
+        return None
+
+plugin = Crashy()
+''')
+    assert call(base, "POST", "/_plugins/load", {"path": str(crashy), "sandbox": True})[0] == 201
+    try:
+        try:
+            urllib.request.urlopen(get(base, "/crash"), timeout=30)
+            raise AssertionError("the request whose helper ended did not fail")
+        except urllib.error.HTTPError as e:
+            assert e.code == 503
+        errors = [e for e in call(base, "GET", "/_plugins/errors")[2]["errors"] if e["plugin"] == "crashy"]
+        assert errors and {e["hook"] for e in errors} == {"sandbox"}
+        assert any("unavailable" in e["error"] or "ended" in e["error"] for e in errors), errors
+    finally:
+        assert call(base, "DELETE", "/_plugins/crashy")[0] == 200
