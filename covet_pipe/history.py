@@ -24,14 +24,14 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
 
 from covet_pipe.logsafe import printable
 
 __all__ = ["History", "ReloadEvent", "PluginErrorEvent", "MAX_EVENTS", "MAX_TEXT", "record_reload",
            "record_error", "reload_history", "recent_errors", "reload_counts", "watch_plugin_errors",
-           "watch_plugin_logger"]
+           "watch_plugin_logger", "timed_reload"]
 
 #: events each ring keeps (the oldest go first)
 MAX_EVENTS = 200
@@ -91,6 +91,28 @@ def record_reload(history: History, name: str, old_version: Any, new_version: An
         counts = history.counts[event.name] = [0, 0]
     counts[0 if ok else 1] += 1
     return event
+
+
+_T = TypeVar("_T")
+
+
+async def timed_reload(history: History, name: str, old_version: Any, reload: Awaitable[_T],
+                       new_version: Callable[[], Any]) -> _T:
+    """Await *reload* and record it, worked or failed, with how long it took; its result or error passes on.
+
+    :param old_version: the version serving before; None when no plugin has the name (no reload to record).
+    :param new_version: called after the reload worked: the version serving now.
+    """
+    started = time.perf_counter()
+    try:
+        result = await reload
+    except BaseException as exc:
+        if old_version is not None:
+            record_reload(history, name, old_version, None, False, f"{type(exc).__name__}: {exc}",
+                          time.perf_counter() - started)
+        raise
+    record_reload(history, name, old_version, new_version(), True, None, time.perf_counter() - started)
+    return result
 
 
 def record_error(history: History, plugin: str, hook: str, error: Any) -> PluginErrorEvent:

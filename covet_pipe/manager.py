@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, NamedTuple
 
 from covet_pipe import history, hot_swap
@@ -330,17 +329,11 @@ class PluginManager:
         if self._reload_lock is None or self._reload_lock[1] is not loop:
             self._reload_lock = (asyncio.Lock(), loop)
         async with self._reload_lock[0]:
-            old, started = self._registry.get(name), time.perf_counter()
-            try:
-                waiting = await hot_swap.reload_plugin(self._registry, self._snapshots, name, path)
-            except BaseException as exc:
-                if old is not None:         # an unknown name is no reload
-                    history.record_reload(self._history, name, old.version, None, False,
-                                          f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-                raise
-            new = self._registry.get(name)
-            history.record_reload(self._history, name, old and old.version, new and new.version, True, None,
-                                  time.perf_counter() - started)
+            old = self._registry.get(name)
+            waiting = await history.timed_reload(
+                self._history, name, old and old.version, hot_swap.reload_plugin(self._registry, self._snapshots,
+                                                                                   name, path),
+                lambda: (new := self._registry.get(name)) and new.version)
         if self._watcher is not None:
             self._watcher.forget(name)
         if waiting:         # it took a stand-in's place
