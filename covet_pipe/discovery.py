@@ -161,9 +161,15 @@ def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) 
     :raises SandboxRequested: it is to run sandboxed; nothing of it was imported.
     :raises PluginLoadError: naming the file and what to fix.
     """
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+        found = p.exists()
+    except (OSError, ValueError, RuntimeError) as exc:     # too long, a NUL, "~name" of no user ...
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PluginLoadError(f"{printable(str(path), 300)}: not a usable path ({why}); give the path of a "
+                              "plugin file or package folder", path=str(path)) from None
     where = str(p)
-    if not p.exists():
+    if not found:
         raise PluginLoadError(f"{where} does not exist", path=where)
     if p.suffix == ".so":
         return [_native_record(p, config, sandbox)]

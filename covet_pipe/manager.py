@@ -3,7 +3,8 @@
 It registers, loads, starts, stops, unloads, reloads and inspects plugins, and delegates to the rooms
 that do the work: the registry (records, dependency order, one plugin's start and stop), discovery and
 loading (files into records, sandboxed ones with their helpers), the snapshots (the chain a pipeline
-serves, rebuilt and drained), hot_swap (a plugin's new version beside the old) and the file watcher.
+serves, rebuilt and drained), hot_swap (a plugin's new version beside the old), the file watcher and
+the history (the last reloads and plugin errors).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
-from covet_pipe import hot_swap
+from covet_pipe import history, hot_swap
 from covet_pipe._core import Chain
 from covet_pipe._report import plugin_health, plugin_list, summary_lines
 from covet_pipe._standin import held_by, is_stand_in
@@ -40,6 +41,8 @@ class ChainEntry(NamedTuple):
     kind: str
     style: str
     state: str
+    #: the protocols it runs for ("http", "websocket", "resp" ...; "*" for every one)
+    protocols: tuple[str, ...] = ()
 
 
 class PluginManager:
@@ -61,6 +64,11 @@ class PluginManager:
         self._discovered = False
         #: where -> why, for load failures no record holds (a missing folder, an entry point ...)
         self._load_failures: dict[str, str] = {}
+        #: the last reloads and plugin errors (bounded rings; reload_history(), recent_errors())
+        self._history = history.History(owns=lambda name: self._registry.get(name) is not None)
+        history.watch_plugin_errors(self._history)
+        #: reloads wait for one another (one lock per event loop, as the snapshots' lock)
+        self._reload_lock: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
 
     @property
     def chain(self) -> Chain:
@@ -91,6 +99,7 @@ class PluginManager:
 
     def _add_record(self, record: PluginRecord) -> None:
         self._registry.add(record)
+        history.watch_plugin_logger(record.name)    # where its sandbox, if any, reports its helpers' failures
         self._snapshots.chain.ready = False
 
     def provide_service(self, name: str, service: Any) -> None:
@@ -154,8 +163,17 @@ class PluginManager:
             await self._start_if_running()
             return names
         records = await load(path, self.config, sandbox=sandbox)
-        for record in records:
-            self._add_record(record)
+        added: list[PluginRecord] = []
+        try:
+            for record in records:
+                self._add_record(record)
+                added.append(record)
+        except PluginError:     # a name taken: none of the file's plugins stays, nor their helpers
+            for record in added:
+                self._registry.remove(record.name)
+            for record in records:
+                await discard(record, self._registry)
+            raise
         await self._start_if_running()
         if self._watcher is not None:
             self._watcher.refresh()
@@ -305,7 +323,17 @@ class PluginManager:
         A ``path`` loads the new version from another file (a renamed plugin file).
         State the old version exports is handed to the new one (``export_state``/``import_state``).
         """
-        waiting = await hot_swap.reload_plugin(self._registry, self._snapshots, name, path)
+        # One reload at a time: a second one (the API's beside the watcher's, two operators) starts from
+        # the version the first left serving, so no version is stopped twice and none is left running.
+        loop = asyncio.get_running_loop()
+        if self._reload_lock is None or self._reload_lock[1] is not loop:
+            self._reload_lock = (asyncio.Lock(), loop)
+        async with self._reload_lock[0]:
+            old = self._registry.get(name)
+            waiting = await history.timed_reload(
+                self._history, name, old and old.version, hot_swap.reload_plugin(self._registry, self._snapshots,
+                                                                                   name, path),
+                lambda: (new := self._registry.get(name)) and new.version)
         if self._watcher is not None:
             self._watcher.forget(name)
         if waiting:         # it took a stand-in's place
@@ -361,8 +389,22 @@ class PluginManager:
         for e in self._snapshots.current.entries:
             record = self._registry.get(e.name)
             out.append(ChainEntry(e.name, e.version, e.priority, e.kind, e.style,
-                                  record.state if record is not None else "stopped"))
+                                  record.state if record is not None else "stopped", tuple(sorted(e.protocols))))
         return tuple(out)
+
+    def reload_history(self) -> list[dict[str, Any]]:
+        """The last reloads (API, file watcher, code), newest first: name, old_version, new_version, ok, error,
+        duration_s, at (epoch seconds)."""
+        return history.reload_history(self._history)
+
+    def recent_errors(self) -> list[dict[str, Any]]:
+        """The last errors this manager's plugins raised (hooks, initialize, shutdown), newest first: plugin,
+        hook, error, at."""
+        return history.recent_errors(self._history)
+
+    def reload_counts(self) -> dict[str, dict[str, int]]:
+        """Per plugin, how many reloads worked (``ok``) and failed (``failed``)."""
+        return history.reload_counts(self._history)
 
     def list_plugins(self) -> list[dict[str, Any]]:
         """Every plugin with its version, kinds, style, state, counters and metadata."""

@@ -43,6 +43,11 @@ class AdminApp:
         self._auth = Authenticator(load_token(token, token_file))
         self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES]
 
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every endpoint this app serves, in the order a request's path is matched against them."""
+        return tuple(r for _, r in self._routes)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
@@ -72,7 +77,8 @@ class AdminApp:
             await _send(send, 413, b'{"error": "request body too large"}')
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        request = AdminRequest(scope["method"], path.rstrip("/") or "/", query, headers, body, address)
+        request = AdminRequest(scope["method"], path.rstrip("/") or "/", query, headers, body, address,
+                               self.routes)
         status, document = await self._dispatch(request)
         if isinstance(document, Stream):
             await _stream(send, receive, status, document)
@@ -84,9 +90,10 @@ class AdminApp:
     async def _dispatch(self, request: AdminRequest) -> tuple[int, Any]:
         method, path, address = request.method, request.path, request.client
         allowed = []
+        literal = any(route.path == path for _, route in self._routes)
         for pattern, route in self._routes:
             m = pattern.match(path)
-            if m is None:
+            if m is None or (literal and route.path != path):     # /_plugins/health is no plugin's name
                 continue
             if route.method != method:
                 allowed.append(route.method)
@@ -99,7 +106,9 @@ class AdminApp:
                 log.exception("admin: %s %s raised", method, printable(path, 200))
                 return 500, {"error": "internal error"}
         if allowed:
-            return 405, {"error": f"{method} is not allowed here; use {', '.join(sorted(set(allowed)))}"}
+            methods = ", ".join(sorted(set(allowed)))
+            return 405, Raw("application/json", json.dumps({"error": f"{method} is not allowed here; use {methods}"})
+                            .encode(), ((b"allow", methods.encode()),))
         return 404, {"error": "no such endpoint", "endpoints": [f"{r.method} {r.path}" for _, r in self._routes]}
 
 
@@ -170,7 +179,11 @@ def admin_app(manager: Any, token: str | None = None, token_file: str | None = N
 
     Without a token it refuses to be built (ValueError): the admin API is never open.
     Endpoints: ``GET /_plugins`` (``list_plugins()``), ``GET /_plugins/health``
-    (``get_health_status()``; 503 when every plugin failed), ``GET /_plugins/chain``,
-    ``POST /_plugins/{name}/reload`` (409 with the error when the new version fails; the old one keeps serving).
+    (``get_health_status()``; 503 when every plugin failed), ``GET /_plugins/chain`` (in order, per
+    protocol), ``GET /_plugins/errors``, ``GET /_plugins/reloads``, ``GET /_plugins/openapi.json``,
+    ``POST /_plugins/load`` (``{"path": ..., "sandbox": false}``; 201), ``GET /_plugins/{name}``,
+    ``DELETE /_plugins/{name}`` (``?cascade=1``; 409 naming the dependents), ``GET /_plugins/{name}/policy``
+    (the effective sandbox policy), ``POST /_plugins/{name}/reload`` (409 with the error when the new
+    version fails; the old one keeps serving).
     """
     return AdminApp(manager, token=token, token_file=token_file)

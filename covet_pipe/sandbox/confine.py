@@ -17,7 +17,7 @@ from covet_pipe.errors import CovetPipeError
 from covet_pipe.sandbox import _caps, _landlock, _seccomp
 from covet_pipe.sandbox.policy import SandboxPolicy
 
-__all__ = ["apply", "ConfinementError", "kernel_support"]
+__all__ = ["apply", "ConfinementError", "kernel_support", "syscall_baseline"]
 
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
@@ -155,6 +155,12 @@ def kernel_support() -> dict[str, Any]:
     """What this kernel and library offer, without changing anything (for health and docs)."""
     return {"landlock_abi": _landlock.abi_version(), "libseccomp": _seccomp.available() or True,
             "euid": os.geteuid()}
+
+
+def syscall_baseline() -> dict[str, list[str]]:
+    """The system calls every helper may make (``allowed``), and those allowed with their arguments checked
+    (``conditional``); a policy's ``allowed_syscalls`` add to these."""
+    return {"allowed": sorted(_seccomp.BASELINE), "conditional": sorted(_seccomp.CONDITIONAL)}
 
 
 def apply(policy: SandboxPolicy) -> dict[str, Any]:
