@@ -1,0 +1,95 @@
+"""What the dashboard shows, as one snapshot: ``GET /_plugins/events`` sends one a second (SSE).
+
+A snapshot holds the plugins (``list_plugins()``), the chain in request order and per protocol, the
+health, and what the manager keeps of its history (reload history, recent errors, reload counts:
+``None`` when this manager does not keep them). The stream ends when the client goes away (the app
+stops it), when the session it was opened with ends or expires, or after ``MAX_STREAM`` seconds;
+the browser's EventSource then connects again after the ``retry:`` delay, authenticated afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from covet_pipe.admin.routes import AdminRequest, Stream
+from covet_pipe.admin.sessions import SESSIONS, cookie_value
+
+__all__ = ["INTERVAL", "MAX_STREAM", "RETRY_MS", "events", "snapshot"]
+
+INTERVAL = 1.0          #: seconds between two snapshots of a stream
+RETRY_MS = 2000         #: the reconnection delay the stream tells EventSource (``retry:``)
+MAX_STREAM = 900.0      #: seconds one stream lasts at most; the browser reconnects
+#: the manager's history readers, by the snapshot key they fill (absent on a manager without history)
+HISTORY = {"reloads": "reload_history", "errors": "recent_errors", "reload_counts": "reload_counts"}
+#: streams open now (a test checks that a client that leaves closes its stream)
+open_streams = 0
+
+
+def _plain(value: Any) -> Any:
+    """*value* as JSON-able data: named tuples and dataclasses become dicts, the rest goes through as is."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _by_protocol(plugins: list[dict[str, Any]], chain: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Protocol -> the middleware that run on it, in request order (``*`` runs on every protocol)."""
+    protocols = {p["name"]: set(p.get("protocols", ())) for p in plugins}
+    every = {"http", "websocket"} | {x for ps in protocols.values() for x in ps if x != "*"}
+    return {proto: [e["name"] for e in chain if {proto, "*"} & protocols.get(e["name"], {"http"})]
+            for proto in sorted(every)}
+
+
+async def snapshot(manager: Any) -> dict[str, Any]:
+    """Everything the dashboard shows, read from *manager* now."""
+    plugins = manager.list_plugins()
+    chain = [e._asdict() for e in manager.get_middleware_chain()]
+    out: dict[str, Any] = {
+        "at": time.time(),
+        "plugins": plugins,
+        "chain": {"middleware": chain, "protocols": [r.name for r in manager.protocol_records()],
+                  "by_protocol": _by_protocol(plugins, chain)},
+        "health": await manager.get_health_status(),
+    }
+    for key, reader in HISTORY.items():
+        read = getattr(manager, reader, None)
+        out[key] = _plain(read()) if callable(read) else None
+    return out
+
+
+def _encode(document: Any) -> bytes:
+    return b"data: " + json.dumps(document, default=str, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _ticks(manager: Any, cookie: bytes | None) -> AsyncIterator[bytes]:
+    global open_streams
+    open_streams += 1
+    try:
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        ends = time.monotonic() + MAX_STREAM
+        while time.monotonic() < ends:
+            if cookie is not None and SESSIONS.remaining(cookie) <= 0:
+                yield b"event: session-ended\ndata: {}\n\n"
+                return
+            yield _encode(await snapshot(manager))
+            await asyncio.sleep(INTERVAL)
+    finally:
+        open_streams -= 1
+
+
+async def events(manager: Any, params: dict[str, str], request: AdminRequest) -> tuple[int, Any]:
+    """``GET /_plugins/events``: a snapshot a second as server-sent events."""
+    cookie = None if request.headers.get(b"authorization") else cookie_value(request.headers)
+    return 200, Stream("text/event-stream; charset=utf-8", _ticks(manager, cookie),
+                       ((b"x-accel-buffering", b"no"),))
