@@ -3,8 +3,8 @@
 A snapshot holds the plugins (``list_plugins()``), the chain in request order and per protocol, the
 health, and what the manager keeps of its history (reload history, recent errors, reload counts:
 ``None`` when this manager does not keep them). The stream ends when the client goes away (the app
-stops it), when the session it was opened with ends or expires, or after ``MAX_STREAM`` seconds;
-the browser's EventSource then connects again after the ``retry:`` delay, authenticated afresh.
+stops it), when the session it was opened with ends or expires, or after ``MAX_STREAM`` seconds
+(10); the browser's EventSource then connects again after the ``retry:`` delay, authenticated afresh.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from covet_pipe.admin.sessions import SESSIONS, cookie_value
 __all__ = ["INTERVAL", "MAX_STREAM", "RETRY_MS", "events", "snapshot"]
 
 INTERVAL = 1.0          #: seconds between two snapshots of a stream
-RETRY_MS = 2000         #: the reconnection delay the stream tells EventSource (``retry:``)
-MAX_STREAM = 900.0      #: seconds one stream lasts at most; the browser reconnects
+RETRY_MS = 500          #: the reconnection delay the stream tells EventSource (``retry:``)
+#: seconds one stream lasts at most; the browser reconnects. Short, because a server's graceful
+#: shutdown waits for the responses in flight (uvicorn without end, ``covet-pipe serve`` 30 s): an
+#: open dashboard holds a restart up by no more than this
+MAX_STREAM = 10.0
 #: the manager's history readers, by the snapshot key they fill (absent on a manager without history)
 HISTORY = {"reloads": "reload_history", "errors": "recent_errors", "reload_counts": "reload_counts"}
 #: streams open now (a test checks that a client that leaves closes its stream)

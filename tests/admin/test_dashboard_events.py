@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ import pytest
 from covet_pipe import PluginConfig, PluginManager, admin_app
 from covet_pipe.admin import events
 from covet_pipe.admin.events import snapshot
+from tests._process import free_port, start_until_ready, stop
 
 TOKEN = "t0ken-for-the-dashboard-events-tests-4567"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -201,3 +206,39 @@ def test_a_snapshot_carries_the_history_the_manager_keeps(tmp_path: Path) -> Non
     for key, reader in events.HISTORY.items():
         assert (bare[key] is None) == (getattr(PluginManager, reader, None) is None), key
     assert bare["plugins"] == [] and bare["chain"]["by_protocol"] == {"http": [], "websocket": []}
+
+
+SERVED = """\
+from covet_pipe import PluginManager, admin_app
+
+app = admin_app(PluginManager(), token=%r)
+""" % TOKEN
+
+
+def test_an_open_stream_holds_a_graceful_shutdown_up_by_max_stream_at_most(tmp_path: Path) -> None:
+    # uvicorn waits for the responses in flight before it exits: the stream's own end bounds the wait
+    (tmp_path / "served.py").write_text(SERVED)
+    port = free_port()
+    proc = start_until_ready([sys.executable, "-m", "uvicorn", "served:app", "--host", "127.0.0.1",
+                              "--port", str(port)], port, tmp_path, tmp_path / "server.log")
+    received: list[str] = []
+    try:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/_plugins/events", headers=BEARER, timeout=30) as r:
+            lines = r.iter_lines()
+            _read_events(lines, 2)
+            proc.send_signal(signal.SIGTERM)
+            asked = time.monotonic()
+            reader = threading.Thread(target=lambda: received.extend(lines), daemon=True)
+            reader.start()              # the client stays connected, reading, until the server ends the stream
+            try:
+                code: int | None = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                code = None             # still waiting for the stream: the assertion below says so
+            took = time.monotonic() - asked
+            reader.join(10)
+    finally:
+        stop(proc)
+    assert code in (0, -signal.SIGTERM), f"uvicorn still ran {time.monotonic() - asked:.0f} s after SIGTERM"
+    assert took <= events.MAX_STREAM + 5
+    assert any(line.startswith("data: ") for line in received)          # it went on serving until then
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

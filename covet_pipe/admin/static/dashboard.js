@@ -136,7 +136,7 @@
         source = null;
         poll();                               // refused, or the stream keeps failing: poll instead
         sseTimer = setTimeout(() => { if (!source) { clearTimeout(pollTimer); connect(); } }, SSE_RETRY_MS);
-      } else {
+      } else if (failures >= 2) {            // one is the server ending a stream: it lasts 10 s
         setLive("reconnecting", false);
       }
     };
