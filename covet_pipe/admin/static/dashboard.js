@@ -264,6 +264,8 @@
         el("td", { label: "p99 hook", cls: "num", text: micros(s.p99_hook_us) }),
         el("td", { label: "helpers", cls: "num", text: sb ? (sb.helpers || []).length + "/" + dash(sb.pool_size) : "\u2014" }),
         el("td", { label: "restarts", cls: "num", text: sb ? dash(sb.restarts) : "\u2014" }),
+        el("td", { label: "reloads", cls: "num", text: reloadCount(snap.reload_counts, p.name),
+          title: "reloads that worked / that failed" }),
         el("td", { label: "", cls: "action" }, [button]),
       ]);
       tr.dataset.plugin = p.name;
@@ -271,6 +273,12 @@
       return tr;
     });
     $("plugins").tBodies[0].replaceChildren(...rows);
+  }
+
+  function reloadCount(counts, name) {
+    if (!counts) return "\u2014";                 // this manager keeps no counts
+    const c = counts[name] || {};
+    return (c.ok || 0) + " / " + (c.failed || 0);
   }
 
   function pick(entry, ...keys) {
