@@ -95,12 +95,23 @@ def test_the_page_and_its_files_need_no_credentials_and_forbid_inline_script(ser
         csp = page.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert "<script src=\"static/dashboard.js\"" in page.text and "<script>" not in page.text
+        assert " style=" not in page.text and "<style" not in page.text and "http" not in page.text   # no CDN
         for name, kind in STATIC.items():
             r = c.get(f"{url}/_plugins/static/{name}")
             assert (r.status_code, r.headers["content-type"]) == (200, kind), name
         # only those files are public: anything else under static/ is guarded like the API
         assert c.get(url + "/_plugins/static/secrets.txt").status_code == 401
         assert c.get(url + "/_plugins/static/../dashboard/snapshot").status_code in (401, 404)
+
+
+def test_the_script_builds_the_page_from_text_only() -> None:
+    # plugin names, versions and errors come from plugins: none of them may become markup or code
+    from importlib import resources
+    script = (resources.files("covet_pipe.admin") / "static" / "dashboard.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                 "localStorage", "sessionStorage", "setAttribute(\"style"):
+        assert sink not in script, sink
+    assert "textContent" in script
 
 
 @pytest.mark.parametrize("path", ["/_plugins", "/_plugins/events", "/_plugins/dashboard/snapshot",
