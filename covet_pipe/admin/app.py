@@ -42,9 +42,7 @@ class AdminApp:
     def __init__(self, manager: Any, token: str | None = None, token_file: str | None = None) -> None:
         self.manager = manager
         self._auth = Authenticator(load_token(token, token_file), public=dashboard.is_public)
-        # literal paths before patterns: /_plugins/dashboard is never taken for a plugin's {name}
-        routes = sorted(ROUTES + dashboard.ROUTES, key=lambda r: "{" in r.path)
-        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in routes]
+        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES + dashboard.ROUTES]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
