@@ -152,3 +152,21 @@ def test_a_killed_helper_shows_as_a_restart(tab: Tab, server: tuple[str, Path]) 
     _expect()(tab.row("greet").locator("td[data-label=restarts]")).to_have_text(str(restarts + 1), timeout=15_000)
     _expect()(tab.row("greet").locator("td[data-label=helpers]")).to_have_text("1/1", timeout=15_000)
     assert tab.errors == []
+
+
+def test_a_slow_click_on_reload_survives_the_updates_in_between(tab: Tab, server: tuple[str, Path]) -> None:
+    # a person's click takes a while: the rows are updated in place, so the button under the
+    # pointer at mouse-down is still the one there at mouse-up, a second and more later
+    base, folder = server
+    page = tab.live()
+    write_plugin(folder, "stamp", "6.0.0")
+    box = tab.row("stamp").locator("button").bounding_box()
+    assert box is not None
+    updated = page.locator("#summary div", has_text="updated").locator("dd")
+    at = updated.text_content()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    _expect()(updated).not_to_have_text(at or "", timeout=5_000)        # an update came in between
+    page.mouse.up()
+    _expect()(page.locator("#reload-result")).to_have_text("reloaded stamp: now 6.0.0")
+    assert tab.errors == []

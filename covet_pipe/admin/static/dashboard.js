@@ -235,44 +235,76 @@
     });
   }
 
+  // a plugin's row is built once and updated in place: a click that spans an update (mouse down on
+  // one button, up on its replacement) would otherwise be lost
+  const COLUMNS = [["pos", "#", "num pos"], ["name", "plugin", "name"], ["kind", "kind", ""],
+    ["version", "version", "version"], ["style", "style", ""], ["sandboxed", "sandboxed", ""],
+    ["state", "state", "state"], ["calls", "calls", "num"], ["errors", "errors", "num"],
+    ["p50", "p50 hook", "num"], ["p99", "p99 hook", "num"], ["helpers", "helpers", "num"],
+    ["restarts", "restarts", "num"], ["reloads", "reloads", "num"], ["action", "", "action"]];
+  const rows = new Map();         // plugin name -> {tr, cells, button}
+
+  function pluginRow(name) {
+    let row = rows.get(name);
+    if (row) return row;
+    const tr = el("tr");
+    tr.dataset.plugin = name;
+    const cells = {};
+    for (const [key, label, cls] of COLUMNS) tr.appendChild(cells[key] = el("td", { label: label, cls: cls }));
+    cells.reloads.title = "reloads that worked / that failed";
+    const button = el("button", { text: "Reload" });
+    button.type = "button";
+    button.dataset.plugin = name;
+    button.addEventListener("click", () => reload(name, button));
+    cells.action.appendChild(button);
+    row = { tr: tr, cells: cells, button: button };
+    rows.set(name, row);
+    return row;
+  }
+
+  function setText(node, text) {
+    const value = String(text);
+    if (node.textContent !== value) node.textContent = value;
+  }
+
   function renderPlugins(snap) {
     const health = (snap.health && snap.health.plugins) || {};
-    const rows = ordered(snap).map((p, i) => {
+    const shown = ordered(snap).map((p, i) => {
       const h = health[p.name] || {};
       const s = p.stats || {};
       const sb = h.sandbox || null;
-      const stateCell = el("td", { label: "state", cls: "state" }, [el("span", { cls: "state-" + p.state, text: p.state })]);
-      const why = p.error || h.reload_error;
-      if (why) stateCell.appendChild(el("span", { cls: "why", text: (h.reload_error && !p.error ? "last reload: " : "") + why }));
-      if (sb && sb.state && sb.state !== "serving") stateCell.appendChild(el("span", { cls: "why", text: "helpers " + sb.state }));
-      const button = el("button", { text: busy.has(p.name) ? "reloading\u2026" : "Reload" });
-      button.type = "button";
-      button.disabled = busy.has(p.name);
-      button.dataset.plugin = p.name;
-      button.addEventListener("click", () => reload(p.name, button));
-      const tr = el("tr", { cls: p.state === "failed" ? "failed" : "" }, [
-        el("td", { label: "#", cls: "num pos", text: i + 1 }),
-        el("td", { label: "#" + (i + 1), cls: "name", text: p.name }),
-        el("td", { label: "kind", text: (p.kinds || []).join(", ") || p.source }),
-        el("td", { label: "version", cls: "version", text: p.version }),
-        el("td", { label: "style", text: dash(p.style) }),
-        el("td", { label: "sandboxed", text: sb ? "yes" : "no" }),
-        stateCell,
-        el("td", { label: "calls", cls: "num", text: dash(s.calls) }),
-        el("td", { label: "errors", cls: "num" + (s.errors ? " bad" : ""), text: dash(s.errors) }),
-        el("td", { label: "p50 hook", cls: "num", text: micros(s.p50_hook_us) }),
-        el("td", { label: "p99 hook", cls: "num", text: micros(s.p99_hook_us) }),
-        el("td", { label: "helpers", cls: "num", text: sb ? (sb.helpers || []).length + "/" + dash(sb.pool_size) : "\u2014" }),
-        el("td", { label: "restarts", cls: "num", text: sb ? dash(sb.restarts) : "\u2014" }),
-        el("td", { label: "reloads", cls: "num", text: reloadCount(snap.reload_counts, p.name),
-          title: "reloads that worked / that failed" }),
-        el("td", { label: "", cls: "action" }, [button]),
-      ]);
-      tr.dataset.plugin = p.name;
+      const { tr, cells, button } = pluginRow(p.name);
+      tr.className = p.state === "failed" ? "failed" : "";
       tr.dataset.state = p.state;
+      setText(cells.pos, i + 1);
+      cells.name.dataset.label = "#" + (i + 1);
+      setText(cells.name, p.name);
+      setText(cells.kind, (p.kinds || []).join(", ") || p.source);
+      setText(cells.version, p.version);
+      setText(cells.style, dash(p.style));
+      setText(cells.sandboxed, sb ? "yes" : "no");
+      const state = [el("span", { cls: "state-" + p.state, text: p.state })];
+      const why = p.error || h.reload_error;
+      if (why) state.push(el("span", { cls: "why", text: (h.reload_error && !p.error ? "last reload: " : "") + why }));
+      if (sb && sb.state && sb.state !== "serving") state.push(el("span", { cls: "why", text: "helpers " + sb.state }));
+      cells.state.replaceChildren(...state);
+      setText(cells.calls, dash(s.calls));
+      setText(cells.errors, dash(s.errors));
+      cells.errors.className = "num" + (s.errors ? " bad" : "");
+      setText(cells.p50, micros(s.p50_hook_us));
+      setText(cells.p99, micros(s.p99_hook_us));
+      setText(cells.helpers, sb ? (sb.helpers || []).length + "/" + dash(sb.pool_size) : "\u2014");
+      setText(cells.restarts, sb ? dash(sb.restarts) : "\u2014");
+      setText(cells.reloads, reloadCount(snap.reload_counts, p.name));
+      setText(button, busy.has(p.name) ? "reloading\u2026" : "Reload");
+      button.disabled = busy.has(p.name);
       return tr;
     });
-    $("plugins").tBodies[0].replaceChildren(...rows);
+    const names = new Set((snap.plugins || []).map((p) => p.name));
+    for (const name of [...rows.keys()]) if (!names.has(name)) rows.delete(name);    // unloaded
+    const body = $("plugins").tBodies[0];
+    const current = [...body.children];
+    if (current.length !== shown.length || current.some((tr, i) => tr !== shown[i])) body.replaceChildren(...shown);
   }
 
   function reloadCount(counts, name) {
