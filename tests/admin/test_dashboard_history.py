@@ -91,6 +91,13 @@ def test_the_history_the_manager_keeps_is_shown_newest_first(browser: Any, keepi
         assert page.locator("#errors img").count() == 0 and page.title() == "covet-pipe dashboard"
         assert tab.row("stamp").locator("td[data-label=reloads]").text_content() == "1 / 1"
         assert page.locator("#reloads-none").is_hidden() and page.locator("#errors-none").is_hidden()
+        # what did not change is not drawn again: an operator can select an error's text to copy it
+        page.evaluate("getSelection().selectAllChildren(document.querySelector('#errors td[data-label=error]'))")
+        updated = page.locator("#summary div", has_text="updated").locator("dd")
+        at = updated.text_content()
+        from playwright.sync_api import expect
+        expect(updated).not_to_have_text(at or "", timeout=5_000)
+        assert page.evaluate("getSelection().toString()") == f"ValueError: {HOSTILE}"
         assert tab.errors == []
     finally:
         tab.close()

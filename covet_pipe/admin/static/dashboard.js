@@ -208,6 +208,7 @@
 
   function renderChains(snap) {
     const chain = snap.chain || {};
+    if (!changed("chains", chain)) return;
     const byProto = chain.by_protocol || {};
     const state = Object.fromEntries((chain.middleware || []).map((e) => [e.name, e]));
     const boxes = Object.keys(byProto).map((proto) => {
@@ -287,7 +288,11 @@
       const why = p.error || h.reload_error;
       if (why) state.push(el("span", { cls: "why", text: (h.reload_error && !p.error ? "last reload: " : "") + why }));
       if (sb && sb.state && sb.state !== "serving") state.push(el("span", { cls: "why", text: "helpers " + sb.state }));
-      cells.state.replaceChildren(...state);
+      const stateKey = JSON.stringify([p.state, why, sb && sb.state]);
+      if (cells.state.dataset.key !== stateKey) {          // unchanged: keep it (and any text selected in it)
+        cells.state.dataset.key = stateKey;
+        cells.state.replaceChildren(...state);
+      }
       setText(cells.calls, dash(s.calls));
       setText(cells.errors, dash(s.errors));
       cells.errors.className = "num" + (s.errors ? " bad" : "");
@@ -318,7 +323,17 @@
     return null;
   }
 
+  const drawn = {};                // what each list and the chains were last drawn from
+
+  function changed(what, data) {
+    const key = JSON.stringify(data === undefined ? null : data);
+    if (drawn[what] === key) return false;
+    drawn[what] = key;
+    return true;
+  }
+
   function renderList(rows, table, none, absent, empty, cells) {
+    if (!changed(table, rows)) return;
     const note = $(none);
     if (rows === null || rows === undefined) {
       $(table).tBodies[0].replaceChildren();
