@@ -18,6 +18,7 @@ from typing import Any
 
 from covet_pipe.admin.routes import AdminRequest, Stream
 from covet_pipe.admin.sessions import SESSIONS, cookie_value
+from covet_pipe.logsafe import logger
 
 __all__ = ["INTERVAL", "MAX_STREAM", "RETRY_MS", "events", "snapshot"]
 
@@ -29,6 +30,7 @@ RETRY_MS = 500          #: the reconnection delay the stream tells EventSource (
 MAX_STREAM = 10.0
 #: the manager's history readers, by the snapshot key they fill (absent on a manager without history)
 HISTORY = {"reloads": "reload_history", "errors": "recent_errors", "reload_counts": "reload_counts"}
+log = logger("covet_pipe.admin")
 #: streams open now (a test checks that a client that leaves closes its stream)
 open_streams = 0
 
@@ -85,7 +87,13 @@ async def _ticks(manager: Any, cookie: bytes | None) -> AsyncIterator[bytes]:
             if cookie is not None and SESSIONS.remaining(cookie) <= 0:
                 yield b"event: session-ended\ndata: {}\n\n"
                 return
-            yield _encode(await snapshot(manager))
+            try:
+                document = await snapshot(manager)
+            except Exception:       # to the log, never to the client; the browser connects again
+                log.exception("admin: a snapshot for GET /_plugins/events raised; the stream ends")
+                yield b'event: snapshot-failed\ndata: {"error": "internal error"}\n\n'
+                return
+            yield _encode(document)
             await asyncio.sleep(INTERVAL)
     finally:
         open_streams -= 1

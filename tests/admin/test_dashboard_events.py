@@ -242,3 +242,23 @@ def test_an_open_stream_holds_a_graceful_shutdown_up_by_max_stream_at_most(tmp_p
     assert took <= events.MAX_STREAM + 5
     assert any(line.startswith("data: ") for line in received)          # it went on serving until then
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+class _FailingManager(PluginManager):
+    """A manager whose history reader raises (as a broken one could)."""
+
+    def recent_errors(self) -> list[Any]:
+        raise RuntimeError("secret detail at /srv/internal")
+
+
+def test_a_snapshot_that_raises_ends_the_stream_with_no_detail_to_the_client(
+        serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with serve(admin_app(_FailingManager(), token=TOKEN)) as s:
+        with httpx.stream("GET", s.url + "/_plugins/events", headers=BEARER, timeout=10) as r:
+            received = list(r.iter_lines())             # the server ends the stream itself
+        snap = httpx.get(s.url + "/_plugins/dashboard/snapshot", headers=BEARER, timeout=10)
+    assert received[:2] == [f"retry: {events.RETRY_MS}", ""]
+    assert received[2:4] == ["event: snapshot-failed", 'data: {"error": "internal error"}']
+    assert (snap.status_code, snap.json()) == (500, {"error": "internal error"})
+    assert "secret detail" not in "\n".join(received) + snap.text
+    assert "secret detail at /srv/internal" in caplog.text

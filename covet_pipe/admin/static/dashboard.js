@@ -129,6 +129,7 @@
     source = new EventSource(base + "/events", { withCredentials: true });
     source.onmessage = (e) => { failures = 0; render(JSON.parse(e.data)); setLive("live", true); };
     source.addEventListener("session-ended", () => showLogin("the session ended; open a new one"));
+    source.addEventListener("snapshot-failed", () => setLive("the server could not read its state (see its log)", false));
     source.onerror = () => {
       failures += 1;
       if (source && (source.readyState === EventSource.CLOSED || failures >= 3)) {
