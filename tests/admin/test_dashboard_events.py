@@ -262,3 +262,41 @@ def test_a_snapshot_that_raises_ends_the_stream_with_no_detail_to_the_client(
     assert (snap.status_code, snap.json()) == (500, {"error": "internal error"})
     assert "secret detail" not in "\n".join(received) + snap.text
     assert "secret detail at /srv/internal" in caplog.text
+
+
+class _CountingManager(PluginManager):
+    """A manager that counts the health reads a snapshot makes."""
+
+    reads = 0
+
+    async def get_health_status(self) -> dict[str, Any]:
+        self.reads += 1
+        return await super().get_health_status()
+
+
+def test_the_streams_over_one_manager_share_its_snapshot() -> None:
+    async def go() -> tuple[bytes, bytes, bytes, int]:
+        manager = _CountingManager()
+        first = await events.shared_event(manager)
+        second = await events.shared_event(manager)            # another stream in the same tick
+        await asyncio.sleep(events.INTERVAL / 2 + 0.05)
+        third = await events.shared_event(manager)              # the next tick
+        return first, second, third, manager.reads
+
+    first, second, third, reads = asyncio.run(go())
+    assert second is first and third is not first and reads == 2
+    assert first.startswith(b"data: {") and first.endswith(b"\n\n")
+
+
+def test_past_max_streams_a_new_stream_is_503(served: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "MAX_STREAMS", 1)
+    with httpx.stream("GET", served.url + "/_plugins/events", headers=BEARER, timeout=10) as r:
+        lines = r.iter_lines()
+        _read_events(lines, 1)
+        refused = httpx.get(served.url + "/_plugins/events", headers=BEARER, timeout=10)
+        assert refused.status_code == 503 and "1 event streams are open" in refused.json()["error"]
+    deadline = time.monotonic() + 10
+    while events.open_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with httpx.stream("GET", served.url + "/_plugins/events", headers=BEARER, timeout=10) as r:
+        assert r.status_code == 200
