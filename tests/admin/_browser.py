@@ -131,6 +131,8 @@ def browser() -> Iterator[Any]:
     path = chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is in the dev extra: "
                                    "pip install -e '.[dev]'")
+    # generous waits for a loaded machine; an assertion about speed ("within 5 s") gives its own
+    sync_api.expect.set_options(timeout=15_000)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=path, headless=True, args=ARGS)
         try:
