@@ -7,7 +7,9 @@ needs it cannot be built open. Failed attempts are counted per client address; p
 A browser cannot put a bearer header on an EventSource, so the dashboard trades the token once for
 a session (:mod:`covet_pipe.admin.sessions`): the ``covet_pipe_admin`` cookie is accepted too, but a
 cookie-authenticated call that changes state (any method but GET/HEAD) must also carry
-``X-Covet-Pipe: 1``, a header no other site's page can make a browser send (CSRF guard), else 403.
+``X-Covet-Pipe: 1`` (CSRF guard: another site's page could send it only after a CORS preflight,
+which the admin API never grants), else 403. Neither a stale cookie nor a missing header counts as
+a failed attempt.
 """
 
 from __future__ import annotations
