@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -39,8 +39,13 @@ run-uvicorn: build
 redis: 
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
+# Debian's chromium for the dashboard's browser tests (Python Playwright drives it with executable_path;
+# Playwright's own browser download is not used).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
 # The type check runs first: it takes seconds and names the file and line of any error.
-test: build redis typecheck
+test: build redis chromium typecheck
 	$(PY) -m pytest -q
 
 # uvicorn's own tests/protocols/test_http.py (from the sdist of the uvicorn installed here, pip-downloaded

@@ -107,6 +107,9 @@ def test_wheel_ships_every_module_of_the_source_tree(dist: Dist) -> None:
     for name in ("covet_pipe/include/covet_plugin.h", "covet_pipe/covet_plugin.pxd", "covet_pipe/py.typed",
                  "covet_pipe/_core.pyi"):
         assert name in files, name
+    # the admin dashboard's page and the files it loads (package data)
+    for name in ("dashboard.html", "dashboard.js", "dashboard.css", "favicon.svg"):
+        assert f"covet_pipe/admin/static/{name}" in files, name
 
 
 def test_sdist_ships_the_sources_the_build_needs(dist: Dist) -> None:

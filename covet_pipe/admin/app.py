@@ -16,6 +16,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from covet_pipe.admin import dashboard
 from covet_pipe.admin.auth import Authenticator, load_token
 from covet_pipe.admin.routes import ROUTES, AdminRequest, Raw, Route, Stream
 from covet_pipe.logsafe import logger, printable
@@ -40,8 +41,8 @@ class AdminApp:
 
     def __init__(self, manager: Any, token: str | None = None, token_file: str | None = None) -> None:
         self.manager = manager
-        self._auth = Authenticator(load_token(token, token_file))
-        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES]
+        self._auth = Authenticator(load_token(token, token_file), public=dashboard.is_public)
+        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES + dashboard.ROUTES]
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -59,7 +60,11 @@ class AdminApp:
         client = scope.get("client")
         address = client[0] if client else "unknown"
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
-        refused = self._auth.check(headers, address)
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        refused = self._auth.check(headers, address, scope["method"], path.rstrip("/") or "/")
         if refused:
             extra = [(b"www-authenticate", b"Bearer")] if refused == 401 else []
             if refused == 429:
@@ -68,10 +73,6 @@ class AdminApp:
                         printable(scope["path"], 200), printable(address))
             await _send(send, refused, _REFUSED[refused], extra)
             return
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):] or "/"
         body = await _read_body(receive)
         if body is None:
             await _send(send, 413, b'{"error": "request body too large"}')

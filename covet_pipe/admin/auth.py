@@ -1,15 +1,24 @@
-"""Who may call the admin API: one bearer token, compared in constant time.
+"""Who may call the admin API: one bearer token, compared in constant time, or a browser session.
 
 No token means no admin API: :func:`load_token` refuses to return an empty one, so the app that
 needs it cannot be built open. Failed attempts are counted per client address; past
 ``MAX_FAILURES`` in ``WINDOW`` seconds that address gets 429 until the window has passed.
+
+A browser cannot put a bearer header on an EventSource, so the dashboard trades the token once for
+a session (:mod:`covet_pipe.admin.sessions`): the ``covet_pipe_admin`` cookie is accepted too, but a
+cookie-authenticated call that changes state (any method but GET/HEAD) must also carry
+``X-Covet-Pipe: 1`` (CSRF guard: another site's page could send it only after a CORS preflight,
+which the admin API never grants), else 403. Neither a stale cookie nor a missing header counts as
+a failed attempt.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from covet_pipe.admin.sessions import SESSIONS, cookie_value
 
 __all__ = ["Authenticator", "load_token", "MAX_FAILURES", "WINDOW"]
 
@@ -44,14 +53,21 @@ def load_token(token: str | None, token_file: str | None) -> str:
 class Authenticator:
     """Checks ``Authorization: Bearer <token>`` and rate-limits the addresses that get it wrong."""
 
-    def __init__(self, token: str, *, max_failures: int = MAX_FAILURES, window: float = WINDOW) -> None:
+    def __init__(self, token: str, *, max_failures: int = MAX_FAILURES, window: float = WINDOW,
+                 public: Callable[[str, str], bool] | None = None) -> None:
         self._token = token.encode()
         self._max = max_failures
         self._window = window
         self._failures: dict[str, list[float]] = {}
+        self._public = public
 
-    def check(self, headers: Mapping[bytes, bytes], client: str) -> int:
-        """0 when allowed, else the status to answer: 401 (no credentials), 403 (wrong), 429 (too many)."""
+    def check(self, headers: Mapping[bytes, bytes], client: str, method: str = "GET", path: str | None = None) -> int:
+        """0 when allowed, else the status to answer: 401 (no credentials), 403 (wrong), 429 (too many).
+
+        *public* (method, path) pairs pass without credentials: pages and files that hold no data.
+        """
+        if path is not None and self._public is not None and self._public(method, path):
+            return 0
         now = time.monotonic()
         recent = [t for t in self._failures.get(client, ()) if now - t < self._window]
         if len(recent) >= self._max:
@@ -59,6 +75,12 @@ class Authenticator:
             return 429
         value = headers.get(b"authorization", b"")
         scheme, _, given = value.partition(b" ")
+        if not value and (cookie := cookie_value(headers)) is not None:
+            # a stale or unknown cookie is 401 but no failed attempt: its value is 256 random bits,
+            # and a dashboard left open across a restart must not lock its address out
+            if not SESSIONS.valid(cookie, self._token):
+                return 401
+            return 0 if method in ("GET", "HEAD") or headers.get(b"x-covet-pipe") == b"1" else 403
         if scheme.lower() != b"bearer" or not given.strip():
             status = 401
         elif hmac.compare_digest(given.strip(), self._token):
