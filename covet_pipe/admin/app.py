@@ -16,6 +16,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from covet_pipe.admin import metrics_route
 from covet_pipe.admin.auth import Authenticator, load_token
 from covet_pipe.admin.routes import ROUTES, AdminRequest, Raw, Route, Stream
 from covet_pipe.logsafe import logger, printable
@@ -41,7 +42,7 @@ class AdminApp:
     def __init__(self, manager: Any, token: str | None = None, token_file: str | None = None) -> None:
         self.manager = manager
         self._auth = Authenticator(load_token(token, token_file))
-        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES]
+        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES + metrics_route.ROUTES]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
