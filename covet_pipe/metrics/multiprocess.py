@@ -169,12 +169,10 @@ async def stop(manager: Any) -> None:
 def scrape(manager: Any) -> bytes:
     """Every worker's sum, in the text exposition format (this worker flushes first)."""
     from prometheus_client import multiprocess as mp
-    from prometheus_client.exposition import generate_latest
-    from prometheus_client.registry import CollectorRegistry
+    from covet_pipe.metrics.text import render_metrics
     collector: Callable[..., Any] = mp.MultiProcessCollector
     found = flusher(manager)
     if found is not None:
         found.flush()
-    registry = CollectorRegistry(auto_describe=False)
-    collector(registry, path=os.environ[ENV])
-    return generate_latest(registry)
+    merged = collector(None, path=os.environ[ENV])
+    return render_metrics(merged.collect())
