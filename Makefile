@@ -104,8 +104,9 @@ bench-serve: build
 	$(PY) -c "import granian" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check granian
 	$(PY) benchmarks/bench_serve.py
 
-# `covet-pipe serve` with 10 plugins under wrk, PrometheusMetrics on vs off in paired rounds (ratio printed,
-# goal within 2%), then one scrape's time over 100 plugins (~2 min); writes the "metrics" section of docs/benchmarks.md.
+# `covet-pipe serve` with 10 plugins under wrk, PrometheusMetrics on vs off in paired rounds (the ratios of req/s
+# and of server CPU per request, goal within 2%), then one scrape's time over 100 plugins (~2 min); writes the
+# "metrics" section of docs/benchmarks.md.
 bench-metrics: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) benchmarks/bench_metrics.py

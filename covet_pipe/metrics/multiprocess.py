@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from covet_pipe.logsafe import logger
+from covet_pipe.metrics.families import FAMILIES, Family, le_text
+from covet_pipe.metrics.readings import Readings, read, read_server
 
 __all__ = ["ENV", "FLUSH_INTERVAL", "Flusher", "enabled", "finish", "flusher", "prepare", "process_dead", "scrape"]
 
@@ -76,19 +78,23 @@ def enabled() -> bool:
 
 
 class Flusher:
-    """Writes this worker's counters into its mmap files: what grew since the last flush."""
+    """Writes this worker's counters into its mmap files: what grew since the last flush.
 
-    def __init__(self, manager: Any) -> None:
+    One a process: the server's counters once, and each manager's plugins (the listener's and, when an
+    app wraps its own, that one's too); the same plugin name in two managers adds up, as on a scrape.
+    """
+
+    def __init__(self) -> None:
         from prometheus_client import values
         make: Callable[[], Any] = values.MultiProcessValue
-        self.manager = manager
         self._value_class = make()                  # this process's files, named by its pid
         self._values: dict[tuple[Any, ...], Any] = {}
         self._last: dict[tuple[Any, ...], float] = {}
+        self.managers: dict[int, Any] = {}
         self.pid = os.getpid()
         self.task: asyncio.Task[None] | None = None
 
-    def _value(self, kind: str, family: Any, name: str, labelnames: tuple[str, ...],
+    def _value(self, kind: str, family: Family, name: str, labelnames: tuple[str, ...],
                labelvalues: tuple[str, ...]) -> Any:
         key = (name, labelvalues)
         value = self._values.get(key)
@@ -98,9 +104,9 @@ class Flusher:
                 multiprocess_mode="livesum")
         return value
 
-    def _add(self, kind: str, family: Any, name: str, labelnames: tuple[str, ...],
+    def _add(self, source: int, kind: str, family: Family, name: str, labelnames: tuple[str, ...],
              labelvalues: tuple[str, ...], now: float) -> None:
-        key = (name, labelvalues)
+        key = (source, name, labelvalues)
         grew = now - self._last.get(key, 0.0)
         if grew < 0:                # the counter started again (its plugin was loaded anew)
             grew = now
@@ -108,26 +114,34 @@ class Flusher:
         if grew:
             self._value(kind, family, name, labelnames, labelvalues).inc(grew)
 
-    def flush(self) -> None:
-        """Write what grew (counters, histogram buckets) and what is now (gauges)."""
-        from covet_pipe.metrics.families import FAMILIES
-        from covet_pipe.metrics.readings import read
-        from covet_pipe.metrics.families import le_text
-        readings = read(self.manager)
+    def _write(self, source: int, readings: Readings, gauges: dict[tuple[str, tuple[str, ...]], float]) -> None:
         for family in FAMILIES:
             for labelvalues, value in readings.get(family.name, ()):
                 if not isinstance(value, tuple):
                     if family.kind == "counter":
-                        self._add("counter", family, family.name + "_total", family.labels, labelvalues, value)
+                        self._add(source, "counter", family, family.name + "_total", family.labels, labelvalues,
+                                  value)
                     else:
-                        self._value("gauge", family, family.name, family.labels, labelvalues).set(float(value))
-                else:
-                    bounds, counts, total = value
-                    names = family.labels + ("le",)
-                    for bound, n in zip(bounds, counts):
-                        le = le_text(bound)
-                        self._add("histogram", family, family.name + "_bucket", names, labelvalues + (le,), float(n))
-                    self._add("histogram", family, family.name + "_sum", family.labels, labelvalues, float(total))
+                        key = (family.name, labelvalues)
+                        gauges[key] = gauges.get(key, 0.0) + float(value)
+                    continue
+                bounds, counts, total = value
+                names = family.labels + ("le",)
+                for bound, n in zip(bounds, counts):
+                    self._add(source, "histogram", family, family.name + "_bucket", names,
+                              labelvalues + (le_text(bound),), float(n))
+                self._add(source, "histogram", family, family.name + "_sum", family.labels, labelvalues, total)
+
+    def flush(self) -> None:
+        """Write what grew (counters, histogram buckets) and what is now (gauges, summed over the managers)."""
+        gauges: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._write(0, read_server(), gauges)
+        for source, manager in self.managers.items():
+            self._write(source, read(manager, server=False), gauges)
+        by_name = {f.name: f for f in FAMILIES}
+        for (name, labelvalues), value in gauges.items():
+            family = by_name[name]
+            self._value("gauge", family, name, family.labels, labelvalues).set(value)
 
     async def run(self) -> None:
         """Flush every FLUSH_INTERVAL seconds until cancelled, and once more then."""
@@ -139,25 +153,30 @@ class Flusher:
             self.flush()
 
 
-_flushers: dict[int, Flusher] = {}      # id(manager) -> this process's flusher
+_flusher: Flusher | None = None
 
 
 def flusher(manager: Any) -> Flusher | None:
-    """This worker's flusher for *manager*, its task started on the running loop (None outside a worker)."""
+    """This worker's flusher, now also for *manager*, its task running on this loop (None outside a worker)."""
+    global _flusher
     if not enabled():
         return None
-    found = _flushers.get(id(manager))
-    if found is None or found.pid != os.getpid():    # a forked child starts its own
-        found = _flushers[id(manager)] = Flusher(manager)
-    if found.task is None or found.task.done():
-        found.task = asyncio.get_running_loop().create_task(found.run())
-    return found
+    if _flusher is None or _flusher.pid != os.getpid():    # a forked child starts its own
+        _flusher = Flusher()
+    _flusher.managers.setdefault(id(manager), manager)
+    if _flusher.task is None or _flusher.task.done():
+        _flusher.task = asyncio.get_running_loop().create_task(_flusher.run())
+    return _flusher
 
 
 async def stop(manager: Any) -> None:
-    """Stop this worker's flusher for *manager* after a last flush."""
-    found = _flushers.pop(id(manager), None)
-    if found is None or found.task is None or found.pid != os.getpid():
+    """*manager* stops: flush what it counted; the last one to stop ends the task (after a last flush)."""
+    found = _flusher
+    if found is None or found.pid != os.getpid() or id(manager) not in found.managers:
+        return
+    found.flush()
+    del found.managers[id(manager)]
+    if found.managers or found.task is None:
         return
     found.task.cancel()
     try:

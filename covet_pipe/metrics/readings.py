@@ -13,7 +13,7 @@ from typing import Any, Union
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.server.http11 import server_counters
 
-__all__ = ["Histogram", "Readings", "read"]
+__all__ = ["Histogram", "Readings", "read", "read_server"]
 
 #: (upper bounds in seconds, the last inf; per-bucket counts, not cumulative; sum in seconds)
 Histogram = tuple[tuple[float, ...], tuple[int, ...], float]
@@ -36,6 +36,13 @@ def read(manager: Any, *, server: bool = True) -> Readings:
     _reloads(out, manager)
     if server:
         _server(out)
+    return out
+
+
+def read_server() -> Readings:
+    """This process's HTTP/1.1 server families alone."""
+    out: Readings = {}
+    _server(out)
     return out
 
 

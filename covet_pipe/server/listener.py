@@ -16,6 +16,7 @@ import socket
 import threading
 from typing import Any
 
+from covet_pipe.metrics import multiprocess
 from covet_pipe.protocol import ServerContext
 from covet_pipe.server.config import ServeConfig
 
@@ -176,6 +177,7 @@ class Listener:
         sock = self.sock or bind_socket(self.config, reuse_port=self.reuse_port)
         self.server = await loop.create_server(lambda: Detector(chain, ctx), sock=sock,
                                                backlog=self.config.backlog)
+        multiprocess.flusher(self.manager)      # --workers N: this worker's counters reach the shared files
         host, port = self.server.sockets[0].getsockname()[:2]
         log.info("covet-pipe serving on http://%s:%d (protocols: %s)", host, port,
                  ", ".join(p.name for p in chain.plugins()))
@@ -241,6 +243,7 @@ class Listener:
                 pass
         if self.lifespan is not None:
             await self.lifespan.shutdown(timeout)
+        await multiprocess.stop(self.manager)   # the last flush of what this worker counted
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
