@@ -71,13 +71,14 @@ def write_app(folder: Path, version: str = "1.0.0") -> None:
     (folder / "metricsapp.py").write_text(APP)
 
 
-def serve(folder: Path, *extra: str) -> tuple[Any, str]:
+def serve(folder: Path, *extra: str, env_extra: dict[str, str] | None = None) -> tuple[Any, str]:
     """``covet-pipe serve metricsapp:app`` in *folder*: (process, base URL)."""
     write_app(folder)
     port = free_port()
     cmd = [sys.executable, "-m", "covet_pipe.cli", "serve", "metricsapp:app", "--app-dir", str(folder),
            "--port", str(port), "--log-level", "warning", *extra]
     env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "COVET_PIPE_METRICS_DIR")}
+    env.update(env_extra or {})
     proc = start_until_ready(cmd, port, folder, folder / "serve.log", env=env)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -124,14 +125,16 @@ def children(pid: int) -> set[int]:
     return out
 
 
-def kill_one_worker(proc: Any, count: int, timeout: float = 30) -> tuple[int, int]:
-    """SIGKILL one of *proc*'s *count* workers and wait until the supervisor has started its replacement."""
+def kill_one_worker(proc: Any, count: int, timeout: float = 30, victim: int | None = None) -> tuple[int, int]:
+    """SIGKILL one of *proc*'s *count* workers (*victim* if given) and wait until the supervisor has started
+    its replacement: (the killed pid, the new one)."""
     deadline = time.monotonic() + timeout
     workers = children(proc.pid)
     while len(workers) < count and time.monotonic() < deadline:
         time.sleep(0.1)
         workers = children(proc.pid)
-    victim = min(workers)
+    victim = victim if victim is not None else min(workers)
+    assert victim in workers, (victim, workers)
     os.kill(victim, signal.SIGKILL)
     while time.monotonic() < deadline:
         now = children(proc.pid)

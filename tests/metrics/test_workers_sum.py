@@ -15,8 +15,12 @@ SETTLE = FLUSH_INTERVAL + 1.0      #: every worker has flushed what it counted b
 
 
 def test_a_scrape_sums_the_workers_and_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
-    proc, base = serve(tmp_path, "--workers", str(WORKERS))
+    files = tmp_path / "multiproc"
+    files.mkdir()
+    (files / "counter_1.db").write_bytes(b"a stale file of an earlier run")
+    proc, base = serve(tmp_path, "--workers", str(WORKERS), env_extra={"PROMETHEUS_MULTIPROC_DIR": str(files)})
     try:
+        assert not (files / "counter_1.db").exists()          # wiped at start
         pids = set()
         for _ in range(N):
             status, headers, _ = get(base + "/")
@@ -34,8 +38,13 @@ def test_a_scrape_sums_the_workers_and_a_killed_worker_loses_nothing(tmp_path: P
         assert value(s, "covet_pipe_http_responses_total", status_class="4xx") == K
         assert value(s, "covet_pipe_http_request_duration_seconds_count") == N + K
         time.sleep(SETTLE)
-        victim, fresh = kill_one_worker(proc, WORKERS)
+        chosen = int(min(pids))                # a worker that served: it has counters to keep
+        assert (files / f"gauge_livesum_{chosen}.db").exists() and (files / f"counter_{chosen}.db").exists()
+        victim, fresh = kill_one_worker(proc, WORKERS, victim=chosen)
         assert get(base + "/")[0] == 200 and victim != fresh
+        # marked dead: its live gauges are gone, its counters stay in the sum
+        assert not (files / f"gauge_livesum_{victim}.db").exists()
+        assert (files / f"counter_{victim}.db").exists()
         time.sleep(SETTLE)
         after = scrape(base)
         # what the killed worker had flushed is still in the sum; the new one adds from zero
@@ -57,3 +66,4 @@ def test_a_scrape_sums_the_workers_and_a_killed_worker_loses_nothing(tmp_path: P
         assert value(last, "covet_pipe_plugin_calls_total", plugin="guard", protocol="http") == N + K + 1
     finally:
         stop(proc)
+    assert files.is_dir()           # a directory the operator gave is left where it was
