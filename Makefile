@@ -105,10 +105,11 @@ bench-serve: build
 	$(PY) benchmarks/bench_serve.py
 
 # `covet-pipe serve` with 10 plugins under wrk, PrometheusMetrics on vs off in paired rounds (the ratios of req/s
-# and of server CPU per request, goal within 2%), then one scrape's time over 100 plugins (~2 min); writes the
-# "metrics" section of docs/benchmarks.md.
+# and of server CPU per request, goal within 2%), one scrape's time over 100 plugins, and callgrind's instructions
+# per served request off and on (~6 min); writes the "metrics" section of docs/benchmarks.md.
 bench-metrics: build
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	$(PY) benchmarks/bench_metrics.py
 
 # The sandboxed hook call against a raw socketpair ping-pong, latency and 64-in-flight throughput (~1 min).

@@ -7,8 +7,10 @@ round measures both, the order alternating, and the ratio on/off is taken within
 (paired), so that drift of the machine between rounds cancels. While the ``on`` server is measured a
 scraper fetches its ``/metrics`` once a second (Prometheus scrapes every 15 s by default: this is
 harsher). Then the scrape itself: ``covet_pipe.metrics.collector.scrape`` over 100 plugins that have
-served requests, timed with timeit (best of 5 medians). Writes the "metrics" section of
-docs/benchmarks.md. Needs wrk (``make bench-metrics`` installs Debian's).
+served requests, timed with timeit; the same 10 plugins with and without it in process (no sockets);
+and the instructions per served request off and on, counted by callgrind (they do not move with the
+machine's load, which wrk's figures do). Writes the "metrics" section of docs/benchmarks.md. Needs wrk
+and valgrind (``make bench-metrics`` installs Debian's).
 """
 
 from __future__ import annotations
@@ -73,20 +75,7 @@ def scrape_time(plugins: int, requests: int = 2000) -> dict[str, float]:
     from covet_pipe.metrics.collector import scrape
 
     pipeline = apps.covet(apps.hello, apps.sync_plugins(plugins), start=True)
-
-    async def serve() -> None:
-        scope = {"type": "http", "method": "GET", "path": apps_path(), "headers": [], "query_string": b""}
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: dict) -> None:
-            pass
-
-        for _ in range(requests):
-            await pipeline(dict(scope), receive, send)
-
-    asyncio.run(serve())
+    _drive(pipeline, requests)
     _, body = scrape(pipeline.manager)
     timer = timeit.Timer(lambda: scrape(pipeline.manager))
     n = 20
@@ -116,7 +105,7 @@ def _drive(pipeline: object, requests: int) -> float:
     return asyncio.run(run())
 
 
-def layer_cost(requests: int = 20000, repeats: int = 7) -> dict[str, float]:
+def layer_cost(requests: int = 5000, repeats: int = 15) -> dict[str, float]:
     """µs per request in process, 10 plugins without and with PrometheusMetrics (interleaved, min of *repeats*),
     and the scrape of those 11 plugins in ms: Python work against Python work, which a busy machine keeps."""
     import metrics_apps
@@ -136,9 +125,30 @@ def layer_cost(requests: int = 20000, repeats: int = 7) -> dict[str, float]:
             "scrape_ms": min(timer.repeat(repeat=5, number=50)) / 50 * 1e3}
 
 
+def instructions(requests: tuple[int, int] = (1000, 3000)) -> dict[str, float]:
+    """User-space instructions per request of `covet-pipe serve`, metrics off and on, counted by callgrind
+    (benchmarks/served_instructions.py: N keep-alive GETs from 50 connections, two N subtracted): what a busy
+    machine does not move."""
+    import served_instructions
+
+    return {app: served_instructions.per_request(
+        lambda n, app=app: served_instructions.served_total(lambda port: metrics_cmd(app, port), n, 50), *requests)
+        for app in ("off", "on")}
+
+
 def apps_path() -> str:
     from e2e_wrk import PATH
     return PATH
+
+
+def instr_line(ins: dict[str, float] | None) -> str:
+    if ins is None:
+        return "- (no instruction counts: valgrind is not installed, or --no-instructions)\n"
+    ratio = ins["off"] / ins["on"]
+    return (f"- Instructions per served request (callgrind, user space, `PYTHONHASHSEED=0`; what a busy machine does "
+            f"not move): off {ins['off']:,.0f}, on {ins['on']:,.0f} ({ins['on'] - ins['off']:+,.0f}, the path check); "
+            f"off / on = **{ratio:.3f}** ({'MET' if ratio >= GOAL else 'MISSED'}: goal ≥ {GOAL}; the kernel's share, "
+            "the same in both, is left out, so the served ratio is nearer 1).\n")
 
 
 def main() -> None:
@@ -149,6 +159,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument("--no-instructions", action="store_true", help="skip the callgrind counts (~3 min)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench-metrics does it)")
@@ -180,6 +191,7 @@ def main() -> None:
     med = {n: statistics.median(r["rps"] for r in rs) for n, rs in results.items()}
     st = scrape_time(SCRAPE_PLUGINS)
     lc = layer_cost()
+    ins = instructions() if not args.no_instructions and shutil.which("valgrind") else None
     off_cpu = statistics.median(r["cpu_us"] for r in results["off"])
     added = lc["on_us"] - lc["off_us"] + lc["scrape_ms"] * 1e3 / med["on"]     # the check, and a scrape a second
     estimate = off_cpu / (off_cpu + max(0.0, added))
@@ -206,13 +218,13 @@ Command: `make bench-metrics` = `python benchmarks/bench_metrics.py --rounds {ar
 - server CPU per request (from /proc, what req/s would follow on a CPU-bound idle machine), {verdict(cpu_ratio, cpu_spread)}:
   off / on = **{cpu_ratio:.3f}** ± {cpu_spread:.3f}; per round {', '.join(f'{x:.3f}' for x in cpu_ratios)}; added per
   request (paired median) {statistics.median(cpu_added):+.2f} µs of {statistics.median(r['cpu_us'] for r in results['off']):.1f} µs.
-- In process (no sockets; interleaved, min of 7 × 20,000 requests): {apps.E2E_LAYERS} plugins {lc['off_us']:.2f} µs a
+- In process (no sockets; interleaved, min of 15 × 5,000 requests): {apps.E2E_LAYERS} plugins {lc['off_us']:.2f} µs a
   request, with PrometheusMetrics {lc['on_us']:.2f} µs (**{lc['on_us'] - lc['off_us']:+.2f} µs**, its path check); a scrape of
   those 11 plugins {lc['scrape_ms']:.2f} ms, once a second at {med['on']:,.0f} req/s {lc['scrape_ms'] * 1e3 / med['on']:.3f} µs a
   request. Against the server's {off_cpu:.1f} µs of CPU a request (metrics off, above) that is
   **{estimate:.3f}** of the off figure ({'MET' if estimate >= GOAL else 'MISSED'}: goal ≥ {GOAL}), the estimate that holds
   when wrk's rounds scatter.
-- One scrape over {SCRAPE_PLUGINS} plugins (after 2,000 requests; {st['series']:.0f} series, {st['bytes'] / 1024:.0f} KiB):
+{instr_line(ins)}- One scrape over {SCRAPE_PLUGINS} plugins (after 2,000 requests; {st['series']:.0f} series, {st['bytes'] / 1024:.0f} KiB):
   **{st['seconds'] * 1e3:.2f} ms** (`covet_pipe.metrics.collector.scrape`, timeit, median of 3 best-of-5).
 - Both servers count responses, durations and hook samples in C whether metrics are scraped or not: the
   ratio measures the plugin's path check per request and the scrapes, not those counters.
