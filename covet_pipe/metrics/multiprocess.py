@@ -34,6 +34,7 @@ ENV = "COVET_PIPE_METRICS_DIR"
 FLUSH_INTERVAL = 1.0
 
 _made: str | None = None          # the directory prepare() created (finish() removes it)
+_flusher: Flusher | None = None    # this process's, once a manager asked for it
 
 
 def prepare() -> str:
@@ -63,7 +64,10 @@ def process_dead(pid: int) -> None:
 
 def finish() -> None:
     """The supervisor stops: remove the directory prepare() made (a given one is left as it is)."""
-    global _made
+    global _made, _flusher
+    if _flusher is not None and _flusher.task is not None:
+        _flusher.task.cancel()
+    _flusher = None                 # its files were in that directory
     os.environ.pop(ENV, None)
     if _made is not None:
         shutil.rmtree(_made, ignore_errors=True)
@@ -151,9 +155,6 @@ class Flusher:
                 self.flush()
         finally:
             self.flush()
-
-
-_flusher: Flusher | None = None
 
 
 def flusher(manager: Any) -> Flusher | None:
