@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,15 @@ def test_the_served_scrape_needs_its_token_and_answers_nothing_else(server: tupl
     assert get(base + "/metrics", token=SCRAPE_TOKEN[:-1] + "?")[:3:2] == (403, b"forbidden\n")
     assert get(base + "/metrics", method="POST", token=SCRAPE_TOKEN)[0] == 405
     assert get(base + "/metrics/x")[2] == b"hello"          # another path goes to the app
+
+
+def test_the_servers_own_refusals_count_among_the_responses(server: tuple[Any, str, Path]) -> None:
+    _, base, _ = server
+    before = value(scrape(base), "covet_pipe_http_responses_total", status_class="4xx")
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n")        # a malformed head: 400
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply
+    after = scrape(base)
+    assert value(after, "covet_pipe_http_responses_total", status_class="4xx") == before + 1

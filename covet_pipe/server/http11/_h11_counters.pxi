@@ -17,7 +17,8 @@ cdef extern from *:
     """
     int _bit_length "covet_h11_bit_length" (unsigned long long v) noexcept nogil
 
-#: responses started, by status class: [0] other, [1] 1xx ... [5] 5xx
+#: responses started (the app's, and the server's own 400/408/413/414/431/505), by status class:
+#: [0] other, [1] 1xx ... [5] 5xx
 cdef long long _by_class[6]
 #: complete responses by duration (from the parsed head to the last body byte handed to the transport)
 cdef long long _durations[REQ_BUCKETS]

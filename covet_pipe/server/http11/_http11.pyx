@@ -409,6 +409,7 @@ cdef class HttpConnection(_Wire):
     cdef void _answer_failure(self) except *:
         cdef int status = self.pending_failure
         body = _FAILURE_BODIES[status]
+        _count_status(status)           # the server's own answers count among the responses too
         self.write(_simple_response(status, body, True))
         self._close()
 
