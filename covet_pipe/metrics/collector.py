@@ -3,8 +3,8 @@
 ``CoreCollector(manager)`` builds each family from :func:`covet_pipe.metrics.readings.read` at
 ``collect()`` time: no prometheus object is touched while requests are served; register it in a
 registry of your own to serve it beside other metrics. ``scrape(manager)`` answers a scrape: the
-same families written by :mod:`.text` (ten times faster than ``generate_latest``); with ``--workers N`` it renders the sum over the workers
-instead (:mod:`covet_pipe.metrics.multiprocess`).
+same families written by :mod:`.text` (ten times faster than ``generate_latest``); with
+``--workers N``, the sum over the workers instead (:mod:`covet_pipe.metrics.multiprocess`).
 """
 
 from __future__ import annotations

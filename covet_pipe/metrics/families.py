@@ -54,7 +54,7 @@ FAMILIES: tuple[Family, ...] = (
            "Times a sandboxed plugin was quarantined (no more restarts until it is reloaded)."),
     Family("covet_pipe_sandbox_quarantined", "gauge", ("plugin",), "1 while a sandboxed plugin is quarantined."),
     Family("covet_pipe_http_responses", "counter", ("status_class",),
-           "Responses covet-pipe's HTTP/1.1 server started, by status class."),
+           "Responses covet-pipe's HTTP/1.1 server started (the app's and its own refusals), by status class."),
     Family("covet_pipe_http_request_duration_seconds", "histogram", (),
            "Time from a request's parsed head to its response's last byte handed to the socket."),
     Family("covet_pipe_http_open_connections", "gauge", (), "Connections covet-pipe's server has open now."),
