@@ -115,8 +115,9 @@ class Flusher:
         if grew < 0:                # the counter started again (its plugin was loaded anew)
             grew = now
         self._last[key] = now
+        value = self._value(kind, family, name, labelnames, labelvalues)   # a 0 shows, as in one process
         if grew:
-            self._value(kind, family, name, labelnames, labelvalues).inc(grew)
+            value.inc(grew)
 
     def _write(self, source: int, readings: Readings, gauges: dict[tuple[str, tuple[str, ...]], float]) -> None:
         for family in FAMILIES:

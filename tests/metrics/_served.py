@@ -39,7 +39,8 @@ import os
 from covet_pipe import PluginConfig, PluginManager, admin_app, wrap
 from covet_pipe.builtin import PrometheusMetrics
 
-manager = PluginManager(PluginConfig(plugin_paths=["plugins"], hot_reload=True))
+manager = PluginManager(PluginConfig(plugin_paths=["plugins"], hot_reload=True,
+                                     sandbox_enabled=os.environ.get("METRICS_TEST_SANDBOX") == "1"))
 manager.register(PrometheusMetrics(manager, token={SCRAPE_TOKEN!r}))
 
 async def hello(scope, receive, send):
@@ -95,7 +96,10 @@ def get(url: str, *, method: str = "GET", token: str | None = None) -> tuple[int
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
-def scrape(base: str, path: str = "/metrics", token: str = SCRAPE_TOKEN) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(base: str, path: str = "/metrics", token: str = SCRAPE_TOKEN) -> Samples:
     """The scrape parsed by prometheus-client: (sample name, sorted labels) -> value."""
     status, headers, body = get(base + path, token=token)
     assert status == 200, (status, body[:500])
@@ -107,7 +111,7 @@ def scrape(base: str, path: str = "/metrics", token: str = SCRAPE_TOKEN) -> dict
     return out
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float | None:
+def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
