@@ -8,8 +8,8 @@ round measures both, the order alternating, and the ratio on/off is taken within
 scraper fetches its ``/metrics`` once a second (Prometheus scrapes every 15 s by default: this is
 harsher). Then the scrape itself: ``covet_pipe.metrics.collector.scrape`` over 100 plugins that have
 served requests, timed with timeit; the same 10 plugins with and without it in process (no sockets);
-and the instructions per served request off and on, counted by callgrind (they do not move with the
-machine's load, which wrk's figures do). Writes the "metrics" section of docs/benchmarks.md. Needs wrk
+and the instructions per served request off and on, counted by callgrind (moved far less by the
+machine's load than wrk's figures). Writes the "metrics" section of docs/benchmarks.md. Needs wrk
 and valgrind (``make bench-metrics`` installs Debian's).
 """
 
@@ -127,8 +127,8 @@ def layer_cost(requests: int = 5000, repeats: int = 15) -> dict[str, float]:
 
 def instructions(requests: tuple[int, int] = (1000, 3000)) -> dict[str, float]:
     """User-space instructions per request of `covet-pipe serve`, metrics off and on, counted by callgrind
-    (benchmarks/served_instructions.py: N keep-alive GETs from 50 connections, two N subtracted): what a busy
-    machine does not move."""
+    (benchmarks/served_instructions.py: N keep-alive GETs from 50 connections, two N subtracted): far steadier than
+    timings on a busy machine, though the requests one event-loop turn takes still move it."""
     import served_instructions
 
     return {app: served_instructions.per_request(
@@ -145,8 +145,8 @@ def instr_line(ins: dict[str, float] | None) -> str:
     if ins is None:
         return "- (no instruction counts: valgrind is not installed, or --no-instructions)\n"
     ratio = ins["off"] / ins["on"]
-    return (f"- Instructions per served request (callgrind, user space, `PYTHONHASHSEED=0`; what a busy machine does "
-            f"not move): off {ins['off']:,.0f}, on {ins['on']:,.0f} ({ins['on'] - ins['off']:+,.0f}, the path check); "
+    return (f"- Instructions per served request (callgrind, user space, `PYTHONHASHSEED=0`; moved less than timings "
+            f"by a busy machine, though how many requests one event-loop turn takes still moves it): off {ins['off']:,.0f}, on {ins['on']:,.0f} ({ins['on'] - ins['off']:+,.0f}, the path check); "
             f"off / on = **{ratio:.3f}** ({'MET' if ratio >= GOAL else 'MISSED'}: goal ≥ {GOAL}; the kernel's share, "
             "the same in both, is left out, so the served ratio is nearer 1).\n")
 
