@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp typecheck clean debug fuzz-native conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -123,6 +123,14 @@ bench-serve: build
 	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light)
 	$(PY) -c "import granian" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check granian
 	$(PY) benchmarks/bench_serve.py
+
+# `covet-pipe serve` with 10 plugins under wrk, PrometheusMetrics on vs off in paired rounds (the ratios of req/s
+# and of server CPU per request, goal within 2%), one scrape's time over 100 plugins, and callgrind's instructions
+# per served request off and on (~6 min); writes the "metrics" section of docs/benchmarks.md.
+bench-metrics: build
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	$(PY) benchmarks/bench_metrics.py
 
 # The sandboxed hook call against a raw socketpair ping-pong, latency and 64-in-flight throughput (~1 min).
 bench-sandbox: build

@@ -304,7 +304,7 @@ cdef class _Layer:
             return self._plugin_failed(TypeError(
                 f"process_request of call_next plugin {self.entry.name!r} returned {type(result).__name__}; "
                 "it must return the Response from call_next or one it made"))
-        self.entry.stats.short_circuits += 1
+        _count_short(self.entry.stats, (<Response>result)._status)
         return self._own(<Response>result)
 
     cdef int _plugin_failed(self, object failure) except -1:

@@ -5,8 +5,76 @@ cdef frozenset _EMPTY_SET = frozenset()
 cdef tuple _NO_SEGMENTS = ()
 
 
+cdef enum:
+    #: PluginStats.hook_hist: bucket i counts the sampled hook times below 2**(i + HOOK_SHIFT) ns
+    #: (1.02 us, 2.05 us, ... 4.29 s); the last bucket counts the rest
+    HOOK_BUCKETS = 24
+    HOOK_SHIFT = 10
+
+
+cdef extern from *:
+    """
+    static inline int covet_bit_length(unsigned long long v) { return v ? 64 - __builtin_clzll(v) : 0; }
+    """
+    int _bit_length "covet_bit_length" (unsigned long long v) noexcept nogil
+
+
+cdef inline void _count_sample(PluginStats s, long long ns) noexcept:
+    # One timed hook call (the sampled path only): its sum, its count, its log2 bucket.
+    cdef int b = _bit_length(<unsigned long long>ns if ns > 0 else 0) - HOOK_SHIFT
+    if b < 0:
+        b = 0
+    elif b >= HOOK_BUCKETS:
+        b = HOOK_BUCKETS - 1
+    s.sampled_ns += ns
+    s.sampled_calls += 1
+    s.hook_hist[b] += 1
+
+
+cdef inline void _count_short(PluginStats s, int status) noexcept:
+    # A hook answered the request itself: counted, and by the answer's status class.
+    s.short_circuits += 1
+    s.short_by_class[status // 100 if 100 <= status <= 599 else 0] += 1
+
+
+cdef tuple _HOOK_BOUNDS = tuple([2.0 ** (i + HOOK_SHIFT) / 1e9 for i in range(HOOK_BUCKETS - 1)]
+                                + [float("inf")])
+
+
 cdef class PluginStats:
     """Per-plugin counters, kept in C and carried across snapshots."""
+
+    def hook_histogram(self):
+        """The sampled hook times: (upper bounds in seconds, the last inf; the count of each bucket).
+
+        Counts are per bucket, not cumulative; their sum is ``sampled_calls``.
+        """
+        return _HOOK_BOUNDS, tuple([self.hook_hist[i] for i in range(HOOK_BUCKETS)])
+
+    def short_circuits_by_class(self):
+        """Short-circuits by the answer's status class: ``{"1xx": n, ... "5xx": n}`` (classes seen only)."""
+        return {f"{c}xx": self.short_by_class[c] for c in range(1, 6) if self.short_by_class[c]}
+
+    def hook_quantile_us(self, double q):
+        """The *q* quantile of the sampled hook times in microseconds, interpolated in its log2 bucket
+        (within a factor of 2 by construction), or None with no samples."""
+        cdef long long total = 0, seen = 0
+        cdef int i
+        cdef double rank, lower, upper
+        for i in range(HOOK_BUCKETS):
+            total += self.hook_hist[i]
+        if total == 0:
+            return None
+        rank = q * total
+        for i in range(HOOK_BUCKETS):
+            if self.hook_hist[i] and seen + self.hook_hist[i] >= rank:
+                lower = 0.0 if i == 0 else 2.0 ** (i - 1 + HOOK_SHIFT)
+                if i == HOOK_BUCKETS - 1:
+                    return lower / 1000.0          # the open bucket: its lower bound
+                upper = 2.0 ** (i + HOOK_SHIFT)
+                return (lower + (upper - lower) * (rank - seen) / self.hook_hist[i]) / 1000.0
+            seen += self.hook_hist[i]
+        return None
 
     def as_dict(self):
         return {
@@ -16,6 +84,8 @@ cdef class PluginStats:
             "skipped_open": self.skipped_open,
             "avg_hook_us": (self.sampled_ns / self.sampled_calls / 1000.0)
             if self.sampled_calls else None,
+            "p50_hook_us": self.hook_quantile_us(0.5),
+            "p99_hook_us": self.hook_quantile_us(0.99),
         }
 
 

@@ -86,6 +86,11 @@ cdef class PluginStats:
     cdef public long long skipped_open
     cdef public long long sampled_calls
     cdef public long long sampled_ns
+    #: sampled hook times in log2 buckets (HOOK_BUCKETS in _phases.pxi): bucket i holds the samples
+    #: shorter than 2**(i + 10) ns (~1 us, 2 us, ... 4.3 s), the last one the rest
+    cdef long long hook_hist[24]
+    #: short-circuits by the answer's status class: [0] other, [1] 1xx ... [5] 5xx
+    cdef long long short_by_class[6]
 
 
 cdef class Entry:

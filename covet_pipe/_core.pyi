@@ -172,6 +172,12 @@ class PluginStats:
     skipped_open: int
     sampled_calls: int
     sampled_ns: int
+    def hook_histogram(self) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """The sampled hook times: (upper bounds in seconds, the last inf; per-bucket counts)."""
+    def short_circuits_by_class(self) -> dict[str, int]:
+        """Short-circuits by the answer's status class (``"4xx"``: n), the classes seen only."""
+    def hook_quantile_us(self, q: float) -> float | None:
+        """The *q* quantile of the sampled hook times in microseconds (None with no samples)."""
     def as_dict(self) -> dict[str, Any]: ...
 
 @disjoint_base

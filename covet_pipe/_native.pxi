@@ -372,8 +372,8 @@ cdef Response _native_request_outcome(Segment seg, RequestContext ctx, Py_ssize_
     cdef Entry e = <Entry>seg.hooks[i]
     cdef Response resp
     if rc == COVET_RESPOND and ctx._native_answer is not None:
-        e.stats.short_circuits += 1
         resp = ctx._native_answer
+        _count_short(e.stats, resp._status)
         ctx._native_answer = None
         return resp
     if rc == COVET_RESPOND:

@@ -29,8 +29,7 @@ cdef inline bint _sample_request(RequestContext ctx) noexcept:
 
 cdef inline void _sampled(Entry e, long long t0) noexcept:
     # One timed hook call: wall time, so an async hook's waits count.
-    e.stats.sampled_ns += _now_ns() - t0
-    e.stats.sampled_calls += 1
+    _count_sample(e.stats, _now_ns() - t0)
 
 
 cdef inline object _take(PyObject* res):
@@ -132,7 +131,7 @@ cdef inline Response _answered(Entry e, object r):
     # What a request hook returned, r neither None nor CONTINUE: the Response that answers now.
     cdef Response resp = _as_response(e, r)
     if resp is not None:
-        e.stats.short_circuits += 1
+        _count_short(e.stats, resp._status)
     return resp
 
 

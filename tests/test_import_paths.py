@@ -23,6 +23,7 @@ BUILTIN_MODULES = {
     "jwt_auth": ["JWTAuth"],
     "jwt_handler": ["JWTHandler"],
     "memory_storage": ["MemoryStorage", "StorageFullError"],
+    "prometheus": ["PrometheusMetrics", "PrometheusMetricsPlugin"],
     "proxy_protocol": ["ProxyProtocol", "V2_SIGNATURE"],
     "request_id": ["RequestId"],
     "resp": ["RespProtocol"],

@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from covet_pipe.admin import dashboard
+from covet_pipe.admin import dashboard, metrics_route
 from covet_pipe.admin.auth import Authenticator, load_token
 from covet_pipe.admin.routes import ROUTES, AdminRequest, Raw, Route, Stream
 from covet_pipe.logsafe import logger, printable
@@ -42,7 +42,8 @@ class AdminApp:
     def __init__(self, manager: Any, token: str | None = None, token_file: str | None = None) -> None:
         self.manager = manager
         self._auth = Authenticator(load_token(token, token_file), public=dashboard.is_public)
-        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES + dashboard.ROUTES]
+        self._routes: list[tuple[re.Pattern[str], Route]] = [(_compile(r.path), r) for r in ROUTES + dashboard.ROUTES
+                                                               + metrics_route.ROUTES]
 
     @property
     def routes(self) -> tuple[Route, ...]:

@@ -12,6 +12,7 @@ from covet_pipe.builtin.gzip import GZip
 from covet_pipe.builtin.jwt_auth import JWTAuth
 from covet_pipe.builtin.jwt_handler import JWTHandler
 from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
+from covet_pipe.builtin.prometheus import PrometheusMetrics, PrometheusMetricsPlugin
 from covet_pipe.builtin.proxy_protocol import ProxyProtocol
 from covet_pipe.builtin.request_id import RequestId
 from covet_pipe.builtin.resp import RespProtocol
@@ -24,6 +25,8 @@ __all__ = [
     "JWTAuth",
     "JWTHandler",
     "MemoryStorage",
+    "PrometheusMetrics",
+    "PrometheusMetricsPlugin",
     "ProxyProtocol",
     "RequestId",
     "RespProtocol",

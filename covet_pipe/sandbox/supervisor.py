@@ -59,6 +59,10 @@ class Supervisor:
         self.meta: dict[str, Any] = {}
         self.crashes: deque[float] = deque()
         self.restarts = 0
+        #: helpers that ended unexpectedly, helpers this supervisor killed, quarantines (for metrics)
+        self.ends = 0
+        self.kills = 0
+        self.quarantines = 0
         self.quarantined: str | None = None
         #: why the last helper ended unexpectedly (None until one does)
         self.last_failure: str | None = None
@@ -125,6 +129,7 @@ class Supervisor:
         try:
             return h, await h.call(op, self.spec.call_timeout, **fields)
         except asyncio.TimeoutError:
+            self.kills += 1
             await h.kill(f"overran its deadline of {self.spec.call_timeout} s")
             raise SandboxUnavailable(f"call {op!r} overran its deadline of {self.spec.call_timeout} s") from None
         except ChannelClosed as exc:
@@ -132,6 +137,7 @@ class Supervisor:
 
     async def kill_helper(self, h: HelperProcess, because: str) -> None:
         """End a helper that broke the protocol (a malformed or invalid reply)."""
+        self.kills += 1
         await h.kill(because)
 
     async def _watch(self, i: int, helper: HelperProcess) -> None:
@@ -142,6 +148,7 @@ class Supervisor:
         if self.quarantined:            # a pool member ended with its quarantined plugin
             return
         why = helper.killed_because or describe_exit(code)
+        self.ends += 1
         self.last_failure = f"helper {helper.pid}: {why}"
         now = time.monotonic()
         self.crashes.append(now)
@@ -153,6 +160,7 @@ class Supervisor:
             self.quarantined = (f"{len(self.crashes)} crashes within {CRASH_WINDOW:.0f} s "
                                 f"(the last: {why})")
         if self.quarantined:
+            self.quarantines += 1
             self.logger.error("sandboxed plugin %r quarantined: %s; it answers by its failure policy until "
                               "reloaded", self.name, self.quarantined)
             for other in self.helpers:  # the rest of its pool goes too
@@ -177,6 +185,7 @@ class Supervisor:
         except Exception as exc:
             self.logger.error("sandboxed plugin %r: restart failed: %s", self.name, exc)
             self.quarantined = f"restart failed: {exc}"
+            self.quarantines += 1
 
     async def restart(self) -> None:
         """Start the pool anew on the running loop: after a shutdown, or when the loop that started it is gone.
@@ -269,6 +278,9 @@ class Supervisor:
                         for h in live],
             "layers": self.meta.get("layers"),
             "restarts": self.restarts,
+            "ends": self.ends,
+            "kills": self.kills,
+            "quarantines": self.quarantines,
             "recent_crashes": len(self.crashes),
             "last_failure": self.last_failure,
             "call_timeout": self.spec.call_timeout,

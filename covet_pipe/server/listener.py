@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from covet_pipe.metrics import multiprocess
 from covet_pipe.protocol import ServerContext
 from covet_pipe.server.config import ServeConfig
 
@@ -180,6 +181,7 @@ class Listener:
         sock = self.sock or bind_socket(self.config, reuse_port=self.reuse_port)
         self.server = await loop.create_server(lambda: Detector(chain, ctx), sock=sock,
                                                backlog=self.config.backlog)
+        multiprocess.flusher(self.manager)      # --workers N: this worker's counters reach the shared files
         name = self.server.sockets[0].getsockname()
         where = f"http://{name[0]}:{name[1]}" if isinstance(name, tuple) else f"unix:{name}"
         log.info("covet-pipe serving on %s (protocols: %s)", where, ", ".join(p.name for p in chain.plugins()))
@@ -251,6 +253,7 @@ class Listener:
                 pass
         if self.lifespan is not None:
             await self.lifespan.shutdown(timeout)
+        await multiprocess.stop(self.manager)   # the last flush of what this worker counted
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:

@@ -4,7 +4,9 @@ The parent binds nothing that accepts: it reserves the port (a bound, non-listen
 SO_REUSEPORT socket, so ``port=0`` resolves once for all workers), forks the workers and
 waits on them. A worker that dies is forked again (with a back-off when it keeps dying at
 start). SIGTERM or SIGINT to the parent sends SIGTERM to every worker, waits for their
-graceful shutdown (``shutdown_timeout`` plus a margin), then kills what is left.
+graceful shutdown (``shutdown_timeout`` plus a margin), then kills what is left. The workers'
+metrics go to one directory of files (:mod:`covet_pipe.metrics.multiprocess`), so a scrape of
+any worker shows their sum.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from covet_pipe.metrics import multiprocess
 from covet_pipe.server.admin_fanout import FanOutPort
 from covet_pipe.server.admin_port import admin_companions
 from covet_pipe.server.config import ServeConfig
@@ -88,6 +91,7 @@ class _Supervisor:
 
     def run(self, workers: int) -> None:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        multiprocess.prepare()      # the workers' metrics files: one scrape sums them
         try:
             for slot in range(workers):
                 self.spawn(slot)
@@ -101,6 +105,7 @@ class _Supervisor:
                     if proc.is_alive():
                         continue
                     proc.join(0)
+                    multiprocess.process_dead(proc.pid)
                     if proc.exitcode == REFUSED:
                         raise StrictRefused(f"covet-pipe worker {slot} refused to start (strict); see above")
                     log.warning("covet-pipe worker %d (pid %d) exited with %s; starting a new one",
@@ -110,6 +115,7 @@ class _Supervisor:
             if self.admin is not None:
                 self.admin.stop()
             self._stop_all()
+            multiprocess.finish()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.reserved.close()

@@ -6,7 +6,8 @@ covet_pipe.server.http11:UvicornHTTP``. Both serve every connection with the com
 ``HttpConnection`` of :mod:`._http11`; a websocket upgrade hands the connection to :mod:`._ws`.
 """
 
+from covet_pipe.server.http11._http11 import server_counters
 from covet_pipe.server.http11.protocol import HTTP11Protocol, settings_for
 from covet_pipe.server.http11.uvicorn_http import UvicornHTTP
 
-__all__ = ["HTTP11Protocol", "UvicornHTTP", "settings_for"]
+__all__ = ["HTTP11Protocol", "UvicornHTTP", "server_counters", "settings_for"]

@@ -29,6 +29,8 @@ cdef class Cycle:
     #: bytes of body still owed for a Content-Length response, -1 when none was given
     cdef Py_ssize_t expected
     cdef int status
+    #: when the head was parsed (CLOCK_MONOTONIC ns): the request's duration counts from here
+    cdef long long t0
 
     # -- receive -----------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ cdef class Cycle:
         self.started = True
         self.continue_pending = False
         self.status = status
+        _count_status(status)
         line = <bytes>_STATUS_LINES[status]
         dflt = _default_headers()
         total = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(dflt) + 2
@@ -208,6 +211,7 @@ cdef class Cycle:
             if self.expected > 0 and not self.no_body:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
+            _count_duration(self.t0)
             self.wake()
             conn.response_done(self)
 

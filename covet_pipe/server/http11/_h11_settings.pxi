@@ -22,6 +22,7 @@ cdef class Settings:
     cdef public object access_logger
     cdef public Py_ssize_t ws_max_size
     cdef public object ws_factory
+    cdef object __weakref__
 
     def __init__(self, server, ws_factory=None):
         config = server.config
@@ -43,6 +44,7 @@ cdef class Settings:
         self.access_logger = _access
         self.ws_max_size = getattr(config, "ws_max_size", 16 * 1024 * 1024)
         self.ws_factory = ws_factory
+        _servers.add(self)              # its connections count as open ones in server_counters()
 
 
 cdef dict _FAILURE_BODIES = {

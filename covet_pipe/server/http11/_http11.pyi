@@ -61,3 +61,6 @@ class HttpConnection:
     def is_idle(self) -> bool: ...
 
 def connection_factory(info: Any, settings: Settings) -> HttpConnection: ...
+
+def server_counters() -> dict[str, Any]:
+    """This process's HTTP/1.1 counters: responses by status class, request durations, open connections."""

@@ -4,7 +4,8 @@
 ``HttpConnection`` takes the connection from the protocol chain, feeds httptools, builds the
 ASGI scope uvicorn would build, runs each request in its own Task (so ``current_task()`` and
 contextvars behave as under uvicorn) and writes the response. Included files: ``_h11_bytes.pxi``
-(response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_wire.pxi``
+(response bytes), ``_h11_settings.pxi`` (what a server's connections share), ``_h11_counters.pxi``
+(what the server counts for metrics), ``_h11_wire.pxi``
 (``_Wire``: writes, closing, the timer), ``_h11_cycle.pxi`` (one request's receive/send),
 ``_h11_head.pxi`` (what RFC 9112 asks of a complete request head).
 """
@@ -51,6 +52,7 @@ cdef enum:
 
 
 include "_h11_bytes.pxi"
+include "_h11_counters.pxi"
 include "_h11_settings.pxi"
 include "_h11_wire.pxi"
 include "_h11_cycle.pxi"
@@ -247,6 +249,7 @@ cdef class HttpConnection(_Wire):
         if "%" in path:
             path = _unquote(path)
         c = Cycle.__new__(Cycle)
+        c.t0 = _now_ns()
         c.conn = self
         c.chunks = []
         c.more_body = True
@@ -406,6 +409,7 @@ cdef class HttpConnection(_Wire):
     cdef void _answer_failure(self) except *:
         cdef int status = self.pending_failure
         body = _FAILURE_BODIES[status]
+        _count_status(status)           # the server's own answers count among the responses too
         self.write(_simple_response(status, body, True))
         self._close()
 
