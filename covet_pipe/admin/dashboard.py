@@ -91,32 +91,27 @@ async def _close(manager: Any, params: dict[str, str], request: AdminRequest) ->
     return 200, Raw("application/json", body, ((b"set-cookie", set_cookie("", _cookie_path(request), 0)),))
 
 
-def _route(method: str, path: str, handler: Any, mutating: bool, summary: str, **described: Any) -> Route:
-    """A route of the table; *described* (its answer's content type, its errors, its query) is kept in the
-    fields of that name where the table has them (they describe the route in the OpenAPI document)."""
-    route = Route(method, path, handler, mutating, summary)
-    return route._replace(**{k: v for k, v in described.items() if k in Route._fields})
-
-
 _PATH_QUERY = {"path": {"schema": {"type": "string", "pattern": _COOKIE_PATH.pattern},
                         "description": "the cookie's Path: /_plugins below the mount point (default /_plugins)"}}
 
 ROUTES: list[Route] = [
-    _route("GET", "/_plugins/dashboard", _page, False,
+    Route("GET", "/_plugins/dashboard", _page, False,
            "the live dashboard (an HTML page; no credentials needed, it holds no data)",
-           content_type="text/html; charset=utf-8"),
-    _route("GET", "/_plugins/static/{file}", _static, False, "the dashboard's script, stylesheet and icon",
-           content_type="text/javascript; charset=utf-8", errors=((404, None),)),
-    _route("GET", "/_plugins/dashboard/snapshot", _snapshot, False,
+           content_type="text/html; charset=utf-8", public=True),
+    Route("GET", "/_plugins/static/{file}", _static, False, "the dashboard's script, stylesheet and icon",
+           content_type=tuple(STATIC.values()),
+           errors=((404, None),), public=True),
+    Route("GET", "/_plugins/dashboard/snapshot", _snapshot, False,
            "what the dashboard shows, once: plugins, chain per protocol, health, reload history, recent errors"),
-    _route("GET", "/_plugins/events", events, False,
+    Route("GET", "/_plugins/events", events, False,
            "server-sent events: the dashboard's snapshot once a second, for 10 s a stream",
            content_type="text/event-stream; charset=utf-8"),
-    _route("GET", "/_plugins/session", _probe, False,
-           "whether the request's covet_pipe_admin cookie is an open session (no credentials needed)"),
-    _route("POST", "/_plugins/session", _open, True,
+    Route("GET", "/_plugins/session", _probe, False,
+           "whether the request's covet_pipe_admin cookie is an open session (no credentials needed)",
+           public=True),
+    Route("POST", "/_plugins/session", _open, True,
            "trade the bearer token for a browser session: sets the covet_pipe_admin cookie "
            "(HttpOnly, SameSite=Strict)", query=_PATH_QUERY, errors=((400, None),)),
-    _route("DELETE", "/_plugins/session", _close, True, "end the browser session and clear its cookie",
+    Route("DELETE", "/_plugins/session", _close, True, "end the browser session and clear its cookie",
            query=_PATH_QUERY),
 ]
