@@ -78,7 +78,7 @@ class AdminApp:
         if body is None:
             await _send(send, 413, b'{"error": "request body too large"}')
             return
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         request = AdminRequest(scope["method"], path.rstrip("/") or "/", query, headers, body, address,
                                self.routes)
         status, document = await self._dispatch(request)

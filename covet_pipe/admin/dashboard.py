@@ -62,9 +62,14 @@ async def _snapshot(manager: Any, params: dict[str, str], request: AdminRequest)
     return 200, await snapshot(manager)
 
 
-def _cookie_path(request: AdminRequest) -> str:
+def _cookie_path(request: AdminRequest) -> str | None:
+    """The cookie's Path from ``?path=`` (default ``/_plugins``); None when it is not one."""
     path = request.query.get("path", "/_plugins")
-    return path if _COOKIE_PATH.match(path) else "/_plugins"
+    return path if _COOKIE_PATH.match(path) else None
+
+
+_BAD_PATH = {"error": "?path= must be /_plugins below the mount point (such as /ops/_plugins), "
+                      "or left out for /_plugins"}
 
 
 async def _probe(manager: Any, params: dict[str, str], request: AdminRequest) -> tuple[int, Any]:
@@ -75,20 +80,26 @@ async def _probe(manager: Any, params: dict[str, str], request: AdminRequest) ->
 
 async def _open(manager: Any, params: dict[str, str], request: AdminRequest) -> tuple[int, Any]:
     # the app has checked the bearer token before this runs; a session is bound to it
+    path = _cookie_path(request)
+    if path is None:
+        return 400, _BAD_PATH
     scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")
     if scheme.lower() != b"bearer" or not token.strip():
         return 400, {"error": "open a session with the admin token: POST with Authorization: Bearer <token>"}
     value = SESSIONS.open(token.strip())
     ttl = int(SESSIONS.ttl)
     body = json.dumps({"open": True, "expires_in": ttl}).encode()
-    return 200, Raw("application/json", body, ((b"set-cookie", set_cookie(value, _cookie_path(request), ttl)),))
+    return 200, Raw("application/json", body, ((b"set-cookie", set_cookie(value, path, ttl)),))
 
 
 async def _close(manager: Any, params: dict[str, str], request: AdminRequest) -> tuple[int, Any]:
+    path = _cookie_path(request)
+    if path is None:
+        return 400, _BAD_PATH
     cookie = cookie_value(request.headers)
     closed = SESSIONS.close(cookie) if cookie is not None else False
     body = json.dumps({"open": False, "closed": closed}).encode()
-    return 200, Raw("application/json", body, ((b"set-cookie", set_cookie("", _cookie_path(request), 0)),))
+    return 200, Raw("application/json", body, ((b"set-cookie", set_cookie("", path, 0)),))
 
 
 _PATH_QUERY = {"path": {"schema": {"type": "string", "pattern": _COOKIE_PATH.pattern},
@@ -113,5 +124,5 @@ ROUTES: list[Route] = [
            "trade the bearer token for a browser session: sets the covet_pipe_admin cookie "
            "(HttpOnly, SameSite=Strict)", query=_PATH_QUERY, errors=((400, None),)),
     Route("DELETE", "/_plugins/session", _close, True, "end the browser session and clear its cookie",
-           query=_PATH_QUERY),
+           query=_PATH_QUERY, errors=((400, None),)),
 ]
