@@ -227,4 +227,7 @@ def test_80_reloads_of_three_kinds_under_load(tmp_path: Path, serve: Any) -> Non
         _write(sb_path, SB.format(version="200.0.0", tag="s3", extra="pass"))
         _write(so_path, natives["n2" if before[2] == "n1" else "n1"])
         _until(lambda: seen()[:2] == ("c/c", "s3") and seen()[2] != before[2], "good edits after broken ones")
-        assert errors() == {"py_versioned": "", "sb_versioned": "", "reloadable": ""}
+        # a reload's error is cleared when its call returns, which is after the old version drained
+        # (a sandboxed one's helper stops): the new version may serve a moment before
+        _until(lambda: errors() == {"py_versioned": "", "sb_versioned": "", "reloadable": ""},
+               "reload errors cleared after the good edits")
