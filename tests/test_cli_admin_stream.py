@@ -98,3 +98,43 @@ async def test_a_head_request_is_answered_without_waiting_for_a_body(tmp_path: P
     finally:
         await outer.shutdown()
         await inner.shutdown()
+
+
+async def test_a_cookie_stream_ends_with_its_session(tmp_path: Path) -> None:
+    """The worker streams on; the supervisor ends a cookie's relay once that session is closed."""
+    from covet_pipe.admin.sessions import SESSIONS
+
+    async def worker(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for n in range(500):                        # bounded: 10 s at most
+            await send({"type": "http.response.body", "body": b"data: %d\n\n" % n, "more_body": True})
+            await asyncio.sleep(0.02)
+        await send({"type": "http.response.body", "body": b""})
+
+    sock_path = str(tmp_path / "worker-0.sock")
+    inner = AdminPort(worker, ServeConfig(admin=f"unix:{sock_path}", loop="asyncio"))
+    outer = AdminPort(FanOutApp(TOKEN, lambda: [(0, 1, sock_path)]), ServeConfig(admin="127.0.0.1:0", loop="asyncio"))
+    await inner.start()
+    await outer.start()
+    cookie = SESSIONS.open(TOKEN)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", outer.listener.port)
+        writer.write(f"GET /_plugins/events HTTP/1.1\r\nHost: x\r\nCookie: covet_pipe_admin={cookie}\r\n\r\n".encode())
+        seen = b""
+        while seen.count(b"data: ") < 2:
+            seen += await asyncio.wait_for(reader.read(4096), 30)
+        assert seen.startswith(b"HTTP/1.1 200")
+        SESSIONS.close(cookie)
+        started = asyncio.get_running_loop().time()
+        while not seen.endswith(b"0\r\n\r\n"):      # the chunked body's end
+            more = await asyncio.wait_for(reader.read(4096), 30)
+            assert more, seen[-200:]
+            seen += more
+        assert b"event: session-ended" in seen
+        assert asyncio.get_running_loop().time() - started < 5     # not the worker's 10 s
+        writer.close()
+    finally:
+        SESSIONS.close(cookie)
+        await outer.shutdown()
+        await inner.shutdown()

@@ -11,10 +11,18 @@ enter (``covet-pipe-admin-*``, mode 0700), where the worker serves the same admi
   "status": CODE, "document": ...}, ...]}`` with the worst status (a worker that does not answer,
   between a crash and its restart, is 502 there);
 - a non-JSON answer (a page, a metrics scrape): the first worker's, as it is; a server-sent events
-  stream (``Accept: text/event-stream``): the first live worker's, relayed as it comes.
+  stream (``Accept: text/event-stream``, or ``/_plugins/events``): the first live worker's, relayed
+  as it comes.
 
-The supervisor checks the token first (the same 401/403/429 as the admin app) and logs every call
-that changes state with the caller's address. Nothing a worker sends is evaluated: JSON is parsed.
+The supervisor checks the credentials first (the same 401/403/429 as the admin app) and logs every
+call that changes state with the caller's address. Nothing a worker sends is evaluated: JSON is parsed.
+
+Browser sessions belong to the supervisor: it serves the dashboard page, its static files and
+``/_plugins/session`` itself (the handlers of :mod:`covet_pipe.admin.dashboard`, sessions in this
+process's :data:`~covet_pipe.admin.sessions.SESSIONS`), accepts the ``covet_pipe_admin`` cookie (a
+mutating call must then carry ``X-Covet-Pipe: 1``, else 403) and forwards with the bearer token, so a
+worker never sees a cookie. ``GET /_plugins/dashboard/snapshot`` is the first live worker's, as the
+events stream is (header ``X-Covet-Pipe-Worker: SLOT``); a cookie's stream ends with its session.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -29,8 +38,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+from covet_pipe.admin import dashboard
 from covet_pipe.admin.auth import Authenticator
+from covet_pipe.admin.routes import AdminRequest, Raw
+from covet_pipe.admin.sessions import SESSIONS, cookie_value
 from covet_pipe.logsafe import logger, printable
 from covet_pipe.server.admin_port import AdminPort, admin_token, bind_admin
 from covet_pipe.server.config import ServeConfig
@@ -45,6 +58,11 @@ Workers = Callable[[], list[tuple[int, "int | None", str]]]
 FORWARD_TIMEOUT = 60.0
 MAX_BODY = 64 * 1024
 MAX_ANSWER = 16 * 1024 * 1024
+#: the dashboard's routes the supervisor answers itself: they need no worker's manager
+_HERE = ("/_plugins/dashboard", "/_plugins/static/{file}", "/_plugins/session")
+LOCAL = [(re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(r.path)) + "$"), r)
+         for r in dashboard.ROUTES if r.path in _HERE]
+SNAPSHOT, EVENTS = "/_plugins/dashboard/snapshot", "/_plugins/events"
 _REFUSED = {401: b'{"error": "unauthorized"}', 403: b'{"error": "forbidden"}',
             429: b'{"error": "too many failed attempts"}'}
 
@@ -139,7 +157,7 @@ class FanOutApp:
     def __init__(self, token: str, workers: Workers) -> None:
         self.token = token
         self.workers = workers
-        self._auth = Authenticator(token)
+        self._auth = Authenticator(token, public=dashboard.is_public)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -147,7 +165,9 @@ class FanOutApp:
         client = scope.get("client")
         address = client[0] if client else "unknown"
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
-        refused = self._auth.check(headers, address)
+        method = scope["method"]
+        path = scope["path"].rstrip("/") or "/"
+        refused = self._auth.check(headers, address, method, path)
         if refused:
             extra = [(b"www-authenticate", b"Bearer")] if refused == 401 else []
             if refused == 429:
@@ -160,7 +180,10 @@ class FanOutApp:
         if body is None:
             await _send(send, 413, "application/json", b'{"error": "request body too large"}')
             return
-        method = scope["method"]
+        local = _local(method, path)
+        if local is not None:
+            await self._answer_here(local, scope, headers, body, address, send)
+            return
         target = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target_text = target.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -168,8 +191,12 @@ class FanOutApp:
             log.info("admin: %s %s from %s (to every worker)", method, printable(scope["path"], 200),
                      printable(address))
         workers = self.workers()
-        if b"text/event-stream" in headers.get(b"accept", b"") and workers:
-            await self._relay(workers, method, target_text, body, send, receive)
+        if (b"text/event-stream" in headers.get(b"accept", b"") or path == EVENTS) and workers:
+            cookie = None if headers.get(b"authorization") else cookie_value(headers)
+            await self._relay(workers, method, target_text, body, send, receive, cookie)
+            return
+        if method == "GET" and path == SNAPSHOT and workers:
+            await self._first(workers, target_text, send)
             return
         answers = await asyncio.gather(*(forward(slot, pid, path, method, target_text, self.token, body)
                                          for slot, pid, path in workers))
@@ -179,8 +206,35 @@ class FanOutApp:
         status, content_type, merged, extra = merge_answers(list(answers))
         await _send(send, status, content_type, merged, extra)
 
+    async def _answer_here(self, local: tuple[Any, dict[str, str]], scope: dict[str, Any],
+                           headers: dict[bytes, bytes], body: bytes, address: str, send: Any) -> None:
+        """A dashboard route the supervisor serves itself (the page, its files, the session)."""
+        route, params = local
+        if route.mutating:
+            log.info("admin: %s %s from %s", route.method, printable(route.path, 200), printable(address))
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        request = AdminRequest(scope["method"], scope["path"].rstrip("/"), query, headers, body, address)
+        try:
+            status, document = await route.handler(None, params, request)
+        except Exception:
+            log.exception("admin: %s %s raised", route.method, printable(route.path, 200))
+            status, document = 500, {"error": "internal error"}
+        if isinstance(document, Raw):
+            await _send(send, status, document.content_type, document.body, list(document.headers))
+        else:
+            await _send(send, status, "application/json", json.dumps(document).encode())
+
+    async def _first(self, workers: list[tuple[int, int | None, str]], target: str, send: Any) -> None:
+        """The first live worker's answer, as it is (the dashboard's snapshot: one worker's, as its stream)."""
+        for slot, pid, path in workers:
+            answer = await forward(slot, pid, path, "GET", target, self.token, b"")
+            if answer.status != 502:
+                break
+        await _send(send, answer.status, answer.content_type, answer.body,
+                    [(b"x-covet-pipe-worker", str(answer.slot).encode())])
+
     async def _relay(self, workers: list[tuple[int, int | None, str]], method: str, target: str, body: bytes,
-                     send: Any, receive: Any) -> None:
+                     send: Any, receive: Any, cookie: bytes | None = None) -> None:
         """A stream from the first worker that answers, chunk by chunk, until either side ends it."""
         for slot, _pid, path in workers:
             try:
@@ -206,6 +260,10 @@ class FanOutApp:
                         except (StopAsyncIteration, OSError, asyncio.IncompleteReadError, ValueError):
                             break
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if cookie is not None and SESSIONS.remaining(cookie) <= 0:
+                            await send({"type": "http.response.body", "more_body": True,
+                                        "body": b"event: session-ended\ndata: {}\n\n"})
+                            break
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 finally:
                     gone.cancel()
@@ -213,6 +271,15 @@ class FanOutApp:
                 writer.close()
             return
         await _send(send, 502, "application/json", b'{"error": "no worker answered"}')
+
+
+def _local(method: str, path: str) -> tuple[Any, dict[str, str]] | None:
+    """(route, params) when *path* is one the supervisor serves itself; a 405 goes to the workers."""
+    for pattern, route in LOCAL:
+        m = pattern.match(path)
+        if m is not None and route.method == method:
+            return route, m.groupdict()
+    return None
 
 
 async def _disconnected(receive: Any) -> None:
