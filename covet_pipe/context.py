@@ -7,6 +7,7 @@ from typing import Any, Iterable, Protocol
 
 from covet_pipe._core import RequestContext
 from covet_pipe.errors import ServiceNotFoundError
+from covet_pipe.storage_counts import StorageCounts
 
 __all__ = ["PluginContext", "RequestContext", "Services"]
 
@@ -25,6 +26,8 @@ class Services:
     def __init__(self, registry: Records) -> None:
         self._registry = registry
         self._provided: dict[str, Any] = {}
+        #: the counting views storage engines are handed out through (covet_pipe_storage_calls_total)
+        self.storage = StorageCounts()
 
     def provide(self, name: str, service: Any) -> None:
         """Offer *service* under *name* to every plugin."""
@@ -41,7 +44,9 @@ class Services:
         record = self._registry.get(name)
         if record is not None and record.state != "failed":
             service = getattr(record.plugin, "service", None)
-            return record.plugin if service is None else service
+            if service is None:
+                return self.storage.view(name, record.plugin) if "storage" in record.kinds else record.plugin
+            return service
         available = sorted(set(self._provided) | {
             r.name for r in self._registry.records() if r.state != "failed"})
         why = f"plugin {name!r} failed: {record.error}" if record is not None else f"no service {name!r}"

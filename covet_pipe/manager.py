@@ -311,6 +311,7 @@ class PluginManager:
                 await self._registry.stop(record)
             self._registry.remove(name)
             await discard(record, self._registry)
+        self._registry.services.storage.forget(name)
         if self._watcher is not None:
             self._watcher.forget(name)
         log.info("unloaded plugin %r", name)
@@ -368,8 +369,15 @@ class PluginManager:
             if not ready:
                 raise PluginNotFoundError("no storage engine is registered: register a StoragePlugin "
                                           "(covet_pipe.builtin.MemoryStorage, for one)", plugin_name=None)
-            return ready[0].plugin
-        return self._of_kind(name, "storage", "storage engine")
+            return self._registry.services.storage.view(ready[0].name, ready[0].plugin)
+        return self._registry.services.storage.view(name, self._of_kind(name, "storage", "storage engine"))
+
+    def storage_counts(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Calls made to each registered storage engine through :meth:`get_storage_engine` or a service
+        lookup: engine name -> operation (get, set, delete, exists, expire, ttl) -> (calls, errors)."""
+        counts = self._registry.services.storage.counts()
+        return {name: per_op for name, per_op in sorted(counts.items())
+                if (r := self._registry.get(name)) is not None and "storage" in r.kinds}
 
     def protocol_records(self) -> tuple[PluginRecord, ...]:
         """The active protocol plugins in (priority, name) order, as of the last chain swap."""

@@ -90,7 +90,9 @@ async def test_integration_example_runs_as_written(tmp_path, serve):
         assert listed["jwt_auth"]["kinds"] == ["auth"] and listed["cors"]["style"] == "hook"
         assert [e.name for e in app.state.middleware_stack] == ["cors", "auth_guard"]
         assert app.state.auth_provider is manager.get_plugin("jwt_auth")
-        assert app.state.storage_engine is manager.get_plugin("memory")
+        # the engine, seen through the view that counts its calls (covet_pipe_storage_calls_total)
+        assert app.state.storage_engine is manager.get_storage_engine("memory")
+        assert app.state.storage_engine._engine is manager.get_plugin("memory")
 
         assert httpx.get(s.url + "/secret").status_code == 401
         token = jwt.encode({"sub": "ann", "roles": ["admin"], "exp": int(time.time()) + 60}, SECRET,

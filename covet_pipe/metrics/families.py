@@ -1,7 +1,8 @@
 """Every metric covet-pipe exports: its name, type, labels and meaning (the docs list the same).
 
 Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (the protocols
-a plugin serves), ``status_class`` (``1xx`` ... ``5xx``). Never a path, a client or a header.
+a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name).
+Never a path, a client or a header.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("covet_pipe_sandbox_quarantines", "counter", ("plugin",),
            "Times a sandboxed plugin was quarantined (no more restarts until it is reloaded)."),
     Family("covet_pipe_sandbox_quarantined", "gauge", ("plugin",), "1 while a sandboxed plugin is quarantined."),
+    Family("covet_pipe_storage_calls", "counter", ("plugin", "operation"),
+           "Calls of a storage engine's methods made through the manager (get_storage_engine, a service lookup)."),
+    Family("covet_pipe_storage_errors", "counter", ("plugin", "operation"),
+           "Calls of a storage engine's methods made through the manager that raised."),
     Family("covet_pipe_http_responses", "counter", ("status_class",),
            "Responses covet-pipe's HTTP/1.1 server started (the app's and its own refusals), by status class."),
     Family("covet_pipe_http_request_duration_seconds", "histogram", (),

@@ -2,7 +2,7 @@
 
 Nothing here runs per request. ``read(manager)`` walks the current chain's entries (their
 ``PluginStats`` live in C), the sandboxed plugins' supervisors, the manager's reload counts when it
-keeps them, and the HTTP/1.1 server's counters of this process.
+keeps them, the storage engines' call counts, and the HTTP/1.1 server's counters of this process.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def read(manager: Any, *, server: bool = True) -> Readings:
         _plugin(out, entry)
     out["covet_pipe_inflight_requests"] = [((), float(snap.inflight))]
     _reloads(out, manager)
+    _storage(out, manager)
     if server:
         _server(out)
     return out
@@ -93,6 +94,16 @@ def _reloads(out: Readings, manager: Any) -> None:
         ok, failed = _pair(pair)
         _add(out, "covet_pipe_plugin_reloads", (name,), ok)
         _add(out, "covet_pipe_plugin_reload_failures", (name,), failed)
+
+
+def _storage(out: Readings, manager: Any) -> None:
+    counts = getattr(manager, "storage_counts", None)
+    if counts is None:
+        return                  # a manager that does not count storage calls: the families stay out
+    for name, per_op in counts().items():
+        for op, (calls, errors) in per_op.items():
+            _add(out, "covet_pipe_storage_calls", (name, op), calls)
+            _add(out, "covet_pipe_storage_errors", (name, op), errors)
 
 
 def _server(out: Readings) -> None:
