@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.admin._apps import admin_beside_app
 from tests._process import free_port, start_until_ready, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,24 +59,7 @@ PLUGINS = {
                "    def process_request(self, request, ctx):\n        return None\n"),
 }
 
-APP = textwrap.dedent('''
-    from covet_pipe import PluginConfig, PluginManager, admin_app, wrap
-
-    manager = PluginManager(PluginConfig(plugin_paths=["plugins"], hot_reload=True))
-
-    async def hello(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"hello"})
-
-    served = wrap(hello, manager)
-    admin = admin_app(manager, token=%r)
-
-    async def app(scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith("/_plugins"):
-            await admin(scope, receive, send)
-        else:
-            await served(scope, receive, send)
-    ''') % TOKEN
+APP = admin_beside_app(TOKEN)
 
 
 def write_plugin(folder: Path, name: str, version: str | None = None) -> None:

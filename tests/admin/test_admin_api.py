@@ -19,41 +19,13 @@ from typing import Any
 import pytest
 
 from covet_pipe import PluginManager, admin_app
+from tests.admin._apps import STAMP, admin_beside_app
 from tests._process import free_port, start_until_ready, stop
 
 TOKEN = "t0ken-for-the-admin-api-tests-0123456789"
 
-PLUGIN = """\
-from covet_pipe import MiddlewarePlugin
-
-class Stamp(MiddlewarePlugin):
-    name = "stamp"
-    version = "{version}"
-
-    def process_response(self, response, ctx):
-        response.headers.set("x-stamp", "{version}")
-
-plugin = Stamp()
-"""
-
-APP = """\
-from covet_pipe import PluginConfig, PluginManager, admin_app, wrap
-
-manager = PluginManager(PluginConfig(plugin_paths=["plugins"], hot_reload=True))
-
-async def hello(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"hello"})
-
-served = wrap(hello, manager)
-admin = admin_app(manager, token=%r)
-
-async def app(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].startswith("/_plugins"):
-        await admin(scope, receive, send)
-    else:
-        await served(scope, receive, send)
-""" % TOKEN
+PLUGIN = STAMP
+APP = admin_beside_app(TOKEN)
 
 
 def _write_plugin(folder: Path, version: str) -> None:

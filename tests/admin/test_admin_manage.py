@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.admin._apps import admin_beside_app
 from tests._process import free_port, start_until_ready, stop
 
 TOKEN = "t0ken-for-the-admin-manage-tests-0123456789"
@@ -82,24 +83,7 @@ plugin = Boom()
 ''',
 }
 
-APP = """\
-from covet_pipe import PluginConfig, PluginManager, admin_app, wrap
-
-manager = PluginManager(PluginConfig(plugin_paths=["plugins"], hot_reload=True, entry_points=False))
-
-async def hello(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"hello"})
-
-served = wrap(hello, manager)
-admin = admin_app(manager, token=%r)
-
-async def app(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].startswith("/_plugins"):
-        await admin(scope, receive, send)
-    else:
-        await served(scope, receive, send)
-""" % TOKEN
+APP = admin_beside_app(TOKEN, entry_points=False)
 
 
 @pytest.fixture(scope="module")
