@@ -7,13 +7,7 @@ its own event loop (the listener's protocol chain is tested on its own; these te
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
-import time
 from typing import Any, Iterator
 
 import pytest
@@ -21,50 +15,10 @@ import pytest
 from covet_pipe import PluginManager
 from covet_pipe.builtin import MemoryStorage, RespProtocol
 from covet_pipe.protocol import ConnectionInfo, ServerContext
+from tests._redis import START_TIMEOUT, RealRedis, free_port, need_redis, real_redis, wait_port
 
-#: how long a server may take to come up
-START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
-            time.sleep(0.02)
-
-
-class RealRedis:
-    """``redis-server --port P --save '' --appendonly no``, stopped by its PID."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        wait_port(self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+__all__ = ["START_TIMEOUT", "OurResp", "RealRedis", "free_port", "need_redis", "ours", "real_redis", "start_ours",
+           "wait_port"]
 
 
 class OurResp:
@@ -150,22 +104,6 @@ class _Handover:
     def connection_lost(self, exc: Any) -> None:  # pragma: no cover
         if self.inner is not None:
             self.inner.connection_lost(exc)
-
-
-def need_redis() -> None:
-    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run `make redis` (Debian's redis-server package)")
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RealRedis]:
-    need_redis()
-    r = RealRedis()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def start_ours(*plugins: Any, resp: RespProtocol | None = None) -> OurResp:
