@@ -32,6 +32,8 @@ says how it runs; a new block without one fails ``test_every_block_declares_how_
 Each document runs in a scratch folder of its own, block after block, so a later block finds the files
 an earlier one wrote; the venv's ``bin`` comes first on PATH. In commands, ``127.0.0.1:8000`` and
 ``--port 8000`` stand for a free port the runner picks, and ``/path/to/covet-pipe`` for this checkout.
+``127.0.0.1:6379`` (in any block that runs, files included) stands for a real redis-server that the
+runner starts on a free port the first time a document mentions it, and stops when the document ends.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from pathlib import Path
 import pytest
 
 from tests._process import free_port, start_until_ready, stop
+from tests._redis import RealRedis, need_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -153,8 +156,18 @@ class Runner:
         self.env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         self.env.pop("PYTHONPATH", None)
         self.port = free_port()
+        self.redis: RealRedis | None = None
+
+    def close(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
 
     def _subst(self, text: str) -> str:
+        if "127.0.0.1:6379" in text:
+            if self.redis is None:
+                need_redis()
+                self.redis = RealRedis()
+            text = text.replace("127.0.0.1:6379", f"127.0.0.1:{self.redis.port}")
         text = text.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}")
         text = text.replace("--port 8000", f"--port {self.port}")
         return text.replace("/path/to/covet-pipe", str(ROOT))
@@ -174,7 +187,7 @@ class Runner:
     def _run_file(self, b: Block, path: str) -> None:
         target = self.folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(b.text)
+        target.write_text(self._subst(b.text) if "127.0.0.1:6379" in b.text else b.text)
 
     def _run_edit(self, b: Block, path: str) -> None:
         target = self.folder / path
@@ -268,6 +281,14 @@ def test_doc_blocks_run_as_written(doc: Path, tmp_path: Path) -> None:
     folder = tmp_path / "work"
     folder.mkdir()
     runner = Runner(folder)
+    try:
+        ran = _run_blocks(doc, runner)
+    finally:
+        runner.close()
+    assert ran or not any(b.marker for b in blocks(doc) if b.marker and b.marker.startswith("run:"))
+
+
+def _run_blocks(doc: Path, runner: Runner) -> int:
     ran = 0
     for b in blocks(doc):
         if not (b.marker and b.marker.startswith("run:")):
@@ -282,7 +303,7 @@ def test_doc_blocks_run_as_written(doc: Path, tmp_path: Path) -> None:
         ran += 1
         if pending:
             raise AssertionError(f"{b.where} is listed in PENDING ({pending}) but runs: take it off the list")
-    assert ran or not any(b.marker for b in blocks(doc) if b.marker and b.marker.startswith("run:"))
+    return ran
 
 
 def test_plugins_md_lists_every_manifest_field() -> None:
