@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics typecheck clean debug fuzz-native conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -143,5 +143,10 @@ clean:
 
 # redis-benchmark -t get,set against the RESP protocol (bare, and behind one no-op plugin) and a real
 # redis-server in the same run (~2 min); writes the "resp" section of docs/benchmarks.md.
+# The long checks across worker processes and "hosts" (tests/scale: 30 s rate-limit runs, reload storms)
+# against a real redis-server; not part of `make test`.
+scale: build redis
+	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale
+
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,9 @@ from typing import Any, Iterator
 import pytest
 import uvicorn
 from tests._helpers import lifespan
+
+#: tests/scale holds the long cross-process checks of `make scale` (COVET_PIPE_SCALE=1); not collected otherwise
+collect_ignore = [] if os.environ.get("COVET_PIPE_SCALE") == "1" else ["scale"]
 
 
 class Served:
