@@ -92,6 +92,8 @@ cdef class _Layer:
     cdef object give_up            # CN_FINISH: the timer that cancels an app that does not end
     cdef bint giving_up            # ... it fired: the app gets a CancelledError
     cdef bint cancelled_app        # ... which ends it quietly, not the layer's caller
+    cdef bint in_plugin            # counted in the plugin's in-flight gauge: process_request runs
+    cdef long long t0              # when process_request started, if this request is timed (else 0)
 
     def __await__(self):
         return self
@@ -148,6 +150,7 @@ cdef class _Layer:
                 try:
                     r = _advance(self.plugin, value, exc, out)
                 except BaseException as failure:
+                    self._plugin_over()
                     self._plugin_failed(failure)
                     value = exc = None
                     continue
@@ -155,6 +158,7 @@ cdef class _Layer:
                     return 1
                 result = _take(out[0])
                 out[0] = NULL
+                self._plugin_over()
                 self._plugin_returned(result)
                 value = exc = None
                 continue
@@ -180,8 +184,13 @@ cdef class _Layer:
             if st == CN_INIT:
                 self.state = CN_PLUGIN
                 self.entry.stats.calls += 1
+                self.entry.stats.inflight += 1
+                self.in_plugin = True
+                if _sample_layer():
+                    self.t0 = _now_ns()
                 res = _call_hook(<PyObject *>self.entry.req_hook, self.req, self.cn)
                 if res == NULL:
+                    self._plugin_over()
                     try:
                         _reraise()
                     except BaseException as failure:
@@ -375,8 +384,23 @@ cdef class _Layer:
             self.give_up = _asyncio.get_running_loop().call_later(DISCARD_GRACE, self._give_up_on_app)
         return 0
 
+    cdef void _plugin_over(self):
+        # process_request returned or raised (or the layer ends with it still running): out of the
+        # in-flight gauge, and timed if sampled (its time includes the downstream's until it answered).
+        if self.in_plugin:
+            self.in_plugin = False
+            self.entry.stats.inflight -= 1
+            if self.t0:
+                _sampled(self.entry, self.t0)
+                self.t0 = 0
+
+    def __dealloc__(self):
+        if self.in_plugin and self.entry is not None:
+            self.entry.stats.inflight -= 1
+
     cdef void _clear(self):
         # The layer is over: drop what it holds, so nothing it made keeps a cycle alive.
+        self._plugin_over()
         self.plugin = self.app = self.sub = self.resp = self.cn = self.req = self.ctx = None
         self.app_receive = self.app_error = self.message = self.raise_after = self.to_throw = None
         self.parked = self.wait = self.waker = self.pending = self.replay = self.waiting = None

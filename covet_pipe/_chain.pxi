@@ -76,10 +76,32 @@ cdef class PluginStats:
             seen += self.hook_hist[i]
         return None
 
+    @staticmethod
+    def merged(stats):
+        """One PluginStats holding the sums of *stats* (an iterable of PluginStats): a plugin's totals
+        over the protocols it runs under."""
+        cdef PluginStats out = PluginStats()
+        cdef PluginStats s
+        cdef int i
+        for s in stats:
+            out.calls += s.calls
+            out.errors += s.errors
+            out.short_circuits += s.short_circuits
+            out.skipped_open += s.skipped_open
+            out.sampled_calls += s.sampled_calls
+            out.sampled_ns += s.sampled_ns
+            out.inflight += s.inflight
+            for i in range(HOOK_BUCKETS):
+                out.hook_hist[i] += s.hook_hist[i]
+            for i in range(6):
+                out.short_by_class[i] += s.short_by_class[i]
+        return out
+
     def as_dict(self):
         return {
             "calls": self.calls,
             "errors": self.errors,
+            "inflight": self.inflight,
             "short_circuits": self.short_circuits,
             "skipped_open": self.skipped_open,
             "avg_hook_us": (self.sampled_ns / self.sampled_calls / 1000.0)
@@ -96,7 +118,10 @@ cdef class Entry:
                  str kind="middleware", str style="hook", protocols=("http",),
                  req_hook=None, resp_hook=None, bint req_async=False,
                  bint resp_async=False, bint fail_open=False, bint needs_body=False,
-                 PluginStats stats=None):
+                 PluginStats stats=None, dict protocol_stats=None):
+        """*protocol_stats* (protocol -> PluginStats, filled in for protocols it lacks) gives each
+        protocol the entry runs under counters of its own; *stats* instead shares one set among them
+        all. With neither, each protocol gets fresh counters."""
         if style not in ("hook", "call_next"):
             raise ValueError(f"Entry style must be 'hook' or 'call_next', got {style!r}")
         self.plugin = plugin
@@ -112,7 +137,30 @@ cdef class Entry:
         self.resp_async = resp_async
         self.fail_open = fail_open
         self.needs_body = needs_body
-        self.stats = stats if stats is not None else PluginStats()
+        if protocol_stats is None:
+            protocol_stats = {}
+        for p in sorted(self.protocols):
+            if p not in protocol_stats:
+                protocol_stats[p] = stats if stats is not None else PluginStats()
+        self.protocol_stats = protocol_stats
+        if self.protocols:
+            self.stats = <PluginStats>protocol_stats[min(self.protocols)]
+        else:
+            self.stats = stats if stats is not None else PluginStats()
+
+    cdef Entry _for_protocol(self, str protocol):
+        # The entry as *protocol*'s segment runs it: itself, or a copy counting in that protocol's stats.
+        cdef PluginStats s = <PluginStats>self.protocol_stats.get(protocol, self.stats)
+        if s is self.stats:
+            return self
+        cdef Entry e = Entry.__new__(Entry)
+        e.name, e.version, e.priority, e.kind, e.style = self.name, self.version, self.priority, self.kind, self.style
+        e.plugin, e.protocols, e.protocol_stats, e.stats = self.plugin, self.protocols, self.protocol_stats, s
+        e.req_hook, e.resp_hook, e.req_async, e.resp_async = self.req_hook, self.resp_hook, self.req_async, self.resp_async
+        e.fail_open, e.needs_body = self.fail_open, self.needs_body
+        e.c_request, e.c_response, e.c_done = self.c_request, self.c_response, self.c_done
+        e.c_instance, e.c_keep = self.c_instance, self.c_keep
+        return e
 
     @property
     def sort_key(self):
@@ -198,6 +246,7 @@ cdef tuple _segments(list entries, str protocol):
     for e in entries:
         if protocol not in e.protocols:
             continue
+        e = e._for_protocol(protocol)
         if e.style == "call_next":
             if protocol != "http" and protocol != "websocket":
                 continue    # the registry refuses call_next plugins that list another protocol

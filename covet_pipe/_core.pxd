@@ -91,6 +91,8 @@ cdef class PluginStats:
     cdef long long hook_hist[24]
     #: short-circuits by the answer's status class: [0] other, [1] 1xx ... [5] 5xx
     cdef long long short_by_class[6]
+    #: requests waiting in this plugin now: in an async hook that suspended, or inside a call_next layer
+    cdef public long long inflight
 
 
 cdef class Entry:
@@ -101,7 +103,10 @@ cdef class Entry:
     cdef readonly str style
     cdef readonly object plugin
     cdef readonly frozenset protocols
+    #: the counters of the protocol this entry runs under (each protocol's segment gets its own view)
     cdef readonly PluginStats stats
+    #: protocol -> its counters, shared by the entry's per-protocol views (and kept across reloads)
+    cdef readonly dict protocol_stats
     cdef readonly object req_hook
     cdef readonly object resp_hook
     cdef bint req_async
@@ -115,6 +120,7 @@ cdef class Entry:
     cdef void *c_instance
     #: keeps the native library (and its cffi handle) loaded while this entry exists
     cdef object c_keep
+    cdef Entry _for_protocol(self, str protocol)
 
 
 cdef struct NativeSlot:

@@ -172,6 +172,10 @@ class PluginStats:
     skipped_open: int
     sampled_calls: int
     sampled_ns: int
+    inflight: int
+    @staticmethod
+    def merged(stats: Iterable[PluginStats]) -> PluginStats:
+        """One PluginStats holding the sums of *stats* (a plugin's totals over its protocols)."""
     def hook_histogram(self) -> tuple[tuple[float, ...], tuple[int, ...]]:
         """The sampled hook times: (upper bounds in seconds, the last inf; per-bucket counts)."""
     def short_circuits_by_class(self) -> dict[str, int]:
@@ -200,6 +204,8 @@ class Entry:
     def protocols(self) -> frozenset[str]: ...
     @property
     def stats(self) -> PluginStats: ...
+    @property
+    def protocol_stats(self) -> dict[str, PluginStats]: ...
     @property
     def req_hook(self) -> Callable[..., Any] | None: ...
     @property
@@ -232,6 +238,7 @@ class Entry:
         fail_open: bool = False,
         needs_body: bool = False,
         stats: PluginStats | None = None,
+        protocol_stats: dict[str, PluginStats] | None = None,
     ) -> None: ...
 
 @disjoint_base

@@ -11,6 +11,7 @@ cdef enum:
     MAX_BODY = 16 * 1024 * 1024
 
 cdef unsigned long long _tick = 0
+cdef unsigned long long _layer_tick = 0
 
 
 cdef inline long long _now_ns() noexcept nogil:
@@ -25,6 +26,15 @@ cdef inline bint _sample_request(RequestContext ctx) noexcept:
     _tick += 1
     ctx._sample = (_tick & SAMPLE_MASK) == 0
     return ctx._sample
+
+
+cdef inline bint _sample_layer() noexcept:
+    # Whether a call_next layer times its plugin's process_request (one in SAMPLE_MASK + 1).
+    # (a tick of its own: a request's segments tick _tick a fixed number of times, which could keep
+    # the layer's turn off the sampled one for good)
+    global _layer_tick
+    _layer_tick += 1
+    return (_layer_tick & SAMPLE_MASK) == 0
 
 
 cdef inline void _sampled(Entry e, long long t0) noexcept:
@@ -203,7 +213,11 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
                 fresh = True
             slot.calls[0] += 1
             ctx._cur_i = i
+            if sample:
+                t0 = _now_ns()
             rc = slot.req(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if sample:
+                _sampled(<Entry>seg.hooks[i], t0)
             if ctx._host_edited:
                 ctx._host_edited = fresh = False
             if rc != COVET_OK:
@@ -253,8 +267,12 @@ async def _req_phase_async(Segment seg, Request req, RequestContext ctx):
     while True:
         s = _awaiting(ctx)
         e = <Entry>seg.hooks[s.i]
+        e.stats.inflight += 1          # waiting in this plugin's hook (the slow path alone counts it)
         try:
-            r = await s.rest
+            try:
+                r = await s.rest
+            finally:
+                e.stats.inflight -= 1
             if ctx._sample:
                 _sampled(e, s.t0)
             resp = None if r is None or r is _CONTINUE else _answered(e, r)
@@ -315,7 +333,11 @@ cdef Response _resp_hooks(_Loop how, Segment seg, RequestContext ctx, Response r
                 _ensure_view(ctx)
                 fresh = True
             ctx._cur_i = i
+            if sample:
+                t0 = _now_ns()
             rc = slot.resp(slot.instance, <covet_request_host_ptr><void *>ctx, &ctx._view)
+            if sample:
+                _sampled(<Entry>seg.hooks[i], t0)
             if ctx._host_edited:
                 ctx._host_edited = fresh = False
             if rc != COVET_OK:
@@ -363,8 +385,12 @@ async def _resp_phase_async(Segment seg, RequestContext ctx):
         s = _awaiting(ctx)
         e = <Entry>seg.hooks[s.i]
         resp, err = s.resp, s.err
+        e.stats.inflight += 1
         try:
-            await s.rest
+            try:
+                await s.rest
+            finally:
+                e.stats.inflight -= 1
             if ctx._sample:
                 _sampled(e, s.t0)
         except Exception as exc:

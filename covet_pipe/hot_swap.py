@@ -58,7 +58,7 @@ async def reload_plugin(registry: Registry, snapshots: Snapshots, name: str, pat
         raise PluginError(f"cannot reload {name!r}: {source} no longer defines a plugin of that name",
                           plugin_name=name, path=source)
     new = fresh[0]
-    new.stats = old.stats
+    new.protocol_stats = old.protocol_stats
     broken = _broken_dependents(registry, name, new.version)
     if broken:
         await discard(new, registry)

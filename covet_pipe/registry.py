@@ -60,9 +60,18 @@ class PluginRecord:
     #: registered -> initialized -> active -> draining -> stopped, or failed
     state: str = "registered"
     error: str | None = None
-    stats: PluginStats = field(default_factory=PluginStats)
+    #: protocol -> the core's counters for this plugin under it (kept across reloads)
+    protocol_stats: dict[str, PluginStats] = field(default_factory=dict)
     #: the fresh module the plugin was loaded from (dropped from sys.modules when the plugin is gone)
     module: Any = None
+
+    @property
+    def stats(self) -> PluginStats:
+        """The plugin's counters summed over its protocols (the protocol's own with only one)."""
+        per = self.protocol_stats
+        if len(per) == 1:
+            return next(iter(per.values()))
+        return PluginStats.merged(per.values())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -196,7 +205,7 @@ def make_entry(record: PluginRecord) -> Entry:
         req_async=req is not None and inspect.iscoroutinefunction(req),
         resp_async=resp is not None and inspect.iscoroutinefunction(resp),
         fail_open=record.failure_policy == "open",
-        needs_body=bool(getattr(plugin, "needs_body", False)), stats=record.stats,
+        needs_body=bool(getattr(plugin, "needs_body", False)), protocol_stats=record.protocol_stats,
     )
     if native:
         # The core calls these C pointers directly; the plugin keeps its library loaded. Only
@@ -220,7 +229,7 @@ def unavailable_entry(record: PluginRecord, every: frozenset[str] = _BASE_PROTOC
     return Entry(
         record.plugin, name=record.name, version=str(record.version), priority=record.priority,
         kind="middleware", style="hook", protocols=protocols, req_hook=refuse,
-        fail_open=False, stats=record.stats,
+        fail_open=False, protocol_stats=record.protocol_stats,
     )
 
 

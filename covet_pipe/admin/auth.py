@@ -20,34 +20,44 @@ from collections.abc import Callable, Mapping
 
 from covet_pipe.admin.sessions import SESSIONS, cookie_value
 
-__all__ = ["Authenticator", "load_token", "MAX_FAILURES", "WINDOW"]
+__all__ = ["Authenticator", "load_token", "read_token", "MAX_FAILURES", "WINDOW"]
 
 MAX_FAILURES = 10       #: failed attempts one address may make in WINDOW seconds before 429
 WINDOW = 60.0           #: seconds
 
 
-def load_token(token: str | None, token_file: str | None) -> str:
-    """The admin token from *token* or the first line of *token_file*; a clear error when neither gives one."""
+def read_token(token: str | None, token_file: str | None, *, who: str, what: str) -> str | None:
+    """*token*, or the first line of *token_file*, or None when neither is given; checked for length.
+
+    :param who: the caller named in the errors (``admin_app``, ``PrometheusMetrics``).
+    :param what: what the token guards, for the errors (``admin token``, ``scrape token``).
+    """
     if token is not None and token_file is not None:
-        raise ValueError("admin_app: give token= or token_file=, not both")
+        raise ValueError(f"{who}: give token= or token_file=, not both")
     if token_file is not None:
         try:
             with open(token_file, encoding="utf-8") as f:
                 token = f.readline().strip()
         except OSError as exc:
-            raise ValueError(f"admin_app: cannot read the token file {token_file!r} ({exc.strerror}); "
+            raise ValueError(f"{who}: cannot read the token file {token_file!r} ({exc.strerror}); "
                              "write the token on its first line") from None
         if not token:
-            raise ValueError(f"admin_app: the token file {token_file!r} is empty; write the token on its "
+            raise ValueError(f"{who}: the token file {token_file!r} is empty; write the token on its "
                              "first line")
-    if not token:
+    if token is not None and len(token) < 16:
+        raise ValueError(f"{who}: the {what} is shorter than 16 characters; use a long random one "
+                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
+
+
+def load_token(token: str | None, token_file: str | None) -> str:
+    """The admin token from *token* or the first line of *token_file*; a clear error when neither gives one."""
+    found = read_token(token, token_file, who="admin_app", what="admin token")
+    if not found:
         raise ValueError("admin_app: the admin API is never served without a token; give token=... or "
                          "token_file=PATH (a long random string, e.g. python -c 'import secrets; "
                          "print(secrets.token_urlsafe(32))')")
-    if len(token) < 16:
-        raise ValueError("admin_app: the admin token is shorter than 16 characters; use a long random one "
-                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    return token
+    return found
 
 
 class Authenticator:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from covet_pipe import MiddlewarePlugin, PluginContext, Request, RequestContext, Response
-from covet_pipe.admin.auth import Authenticator
+from covet_pipe.admin.auth import Authenticator, read_token
 from covet_pipe.metrics import multiprocess
 from covet_pipe.metrics.collector import scrape
 
@@ -23,23 +23,6 @@ __all__ = ["PrometheusMetrics", "PrometheusMetricsPlugin"]
 MANAGER_SERVICE = "covet_pipe.manager"
 
 _REFUSED = {401: b"unauthorized\n", 403: b"forbidden\n", 429: b"too many failed attempts\n"}
-
-
-def _read_token(token: str | None, token_file: str | None) -> str | None:
-    if token is not None and token_file is not None:
-        raise ValueError("PrometheusMetrics: give token= or token_file=, not both")
-    if token_file is not None:
-        try:
-            with open(token_file, encoding="utf-8") as f:
-                token = f.readline().strip()
-        except OSError as exc:
-            raise ValueError(f"PrometheusMetrics: cannot read the token file {token_file!r} ({exc.strerror})") from None
-        if not token:
-            raise ValueError(f"PrometheusMetrics: the token file {token_file!r} is empty; write the token on its "
-                             "first line")
-    if token is not None and len(token) < 16:
-        raise ValueError("PrometheusMetrics: the scrape token is shorter than 16 characters; use a long random one")
-    return token
 
 
 class PrometheusMetrics(MiddlewarePlugin):
@@ -61,7 +44,7 @@ class PrometheusMetrics(MiddlewarePlugin):
             raise ValueError(f"PrometheusMetrics(path=...): expected a path such as '/metrics', got {path!r}")
         self.manager = manager
         self.path = path
-        secret = _read_token(token, token_file)
+        secret = read_token(token, token_file, who="PrometheusMetrics", what="scrape token")
         self._auth = Authenticator(secret) if secret is not None else None
 
     async def initialize(self, ctx: PluginContext) -> None:

@@ -1,7 +1,7 @@
 """Every metric covet-pipe exports: its name, type, labels and meaning (the docs list the same).
 
-Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (the protocols
-a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name).
+Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (one protocol a
+plugin serves: a plugin on http and websocket has a series for each), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name).
 Never a path, a client or a header.
 """
 
@@ -41,6 +41,9 @@ FAMILIES: tuple[Family, ...] = (
            "Failed hook calls skipped because the plugin's failure_policy is 'open'."),
     Family("covet_pipe_plugin_hook_seconds", "histogram", _PLUGIN,
            "Sampled hook time of a middleware plugin (the hooks of one request in 64 are timed, wall time)."),
+    Family("covet_pipe_plugin_inflight", "gauge", _PLUGIN,
+           "Requests waiting in a middleware plugin now: in an async hook that suspended, or in a call_next "
+           "plugin's process_request (a sync hook never waits, so it shows 0)."),
     Family("covet_pipe_inflight_requests", "gauge", (), "Requests running through the middleware chain now."),
     Family("covet_pipe_plugin_reloads", "counter", ("plugin",), "Reloads of a plugin that succeeded."),
     Family("covet_pipe_plugin_reload_failures", "counter", ("plugin",),

@@ -65,8 +65,10 @@ def process_dead(pid: int) -> None:
 def finish() -> None:
     """The supervisor stops: remove the directory prepare() made (a given one is left as it is)."""
     global _made, _flusher
-    if _flusher is not None and _flusher.task is not None:
-        _flusher.task.cancel()
+    if _flusher is not None:
+        if _flusher.task is not None:
+            _flusher.task.cancel()
+        _flusher.close()
     _flusher = None                 # its files were in that directory
     os.environ.pop(ENV, None)
     if _made is not None:
@@ -89,9 +91,7 @@ class Flusher:
     """
 
     def __init__(self) -> None:
-        from prometheus_client import values
-        make: Callable[[], Any] = values.MultiProcessValue
-        self._value_class = make()                  # this process's files, named by its pid
+        self._value_class = _value_class()          # this process's files, named by its pid
         self._values: dict[tuple[Any, ...], Any] = {}
         self._last: dict[tuple[Any, ...], float] = {}
         self.managers: dict[int, Any] = {}
@@ -148,6 +148,18 @@ class Flusher:
             family = by_name[name]
             self._value("gauge", family, name, family.labels, labelvalues).set(value)
 
+    def close(self) -> None:
+        """Close this process's mmap files (its managers all stopped); a later flush opens them again and
+        carries on from what they hold (what was last written is remembered, so nothing counts twice)."""
+        closed: set[int] = set()
+        for value in self._values.values():
+            f = getattr(value, "_file", None)        # prometheus-client's MmapedDict of that value
+            if f is not None and id(f) not in closed:
+                closed.add(id(f))
+                f.close()
+        self._values.clear()
+        self._value_class = _value_class()
+
     async def run(self) -> None:
         """Flush every FLUSH_INTERVAL seconds until cancelled, and once more then."""
         try:
@@ -156,6 +168,12 @@ class Flusher:
                 self.flush()
         finally:
             self.flush()
+
+
+def _value_class() -> Any:
+    from prometheus_client import values
+    make: Callable[[], Any] = values.MultiProcessValue      # prometheus-client leaves it untyped
+    return make()
 
 
 def flusher(manager: Any) -> Flusher | None:
@@ -185,6 +203,7 @@ async def stop(manager: Any) -> None:
         await found.task
     except asyncio.CancelledError:
         pass
+    found.close()
 
 
 def scrape(manager: Any) -> bytes:

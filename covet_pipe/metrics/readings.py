@@ -52,8 +52,13 @@ def _add(out: Readings, family: str, labels: tuple[str, ...], value: Value) -> N
 
 
 def _plugin(out: Readings, entry: Any) -> None:
-    stats = entry.stats
-    key = (entry.name, ",".join(sorted(entry.protocols)))
+    for protocol, stats in sorted(entry.protocol_stats.items()):
+        _plugin_protocol(out, (entry.name, protocol), stats)
+    if is_sandboxed(entry.plugin):
+        _sandbox(out, entry)
+
+
+def _plugin_protocol(out: Readings, key: tuple[str, str], stats: Any) -> None:
     _add(out, "covet_pipe_plugin_calls", key, stats.calls)
     _add(out, "covet_pipe_plugin_errors", key, stats.errors)
     _add(out, "covet_pipe_plugin_skipped_open", key, stats.skipped_open)
@@ -62,8 +67,7 @@ def _plugin(out: Readings, entry: Any) -> None:
         _add(out, "covet_pipe_plugin_short_circuits", key + (status_class,), n)
     bounds, counts = stats.hook_histogram()
     _add(out, "covet_pipe_plugin_hook_seconds", key, (bounds, counts, stats.sampled_ns / 1e9))
-    if is_sandboxed(entry.plugin):
-        _sandbox(out, entry)
+    _add(out, "covet_pipe_plugin_inflight", key, float(stats.inflight))
 
 
 def _sandbox(out: Readings, entry: Any) -> None:

@@ -179,9 +179,10 @@ class Supervisor:
             if self.closing or self.quarantined:    # shut down or quarantined while it started
                 new._kill_now("shut down" if self.closing else "its plugin was quarantined")
                 return
+            # counted as it joins the pool (health lists it from now on), not after its initialize
+            self.restarts += 1
             if self.initialized:
                 await self._initialize_helper(new)
-            self.restarts += 1
         except Exception as exc:
             self.logger.error("sandboxed plugin %r: restart failed: %s", self.name, exc)
             self.quarantined = f"restart failed: {exc}"
