@@ -78,3 +78,33 @@ def test_health_per_worker() -> None:
     assert "worker 0/100: status ok" in text and "worker 1/101: status failed" in text
     assert any(line.split()[:3] == ["1/101", "stamp", "failed"] and line.endswith("boom")
                for line in text.splitlines())
+
+
+def test_the_dashboard_snapshots_of_the_workers_sum_their_counters() -> None:
+    from covet_pipe.admin.summed import sum_snapshots
+
+    def snap(calls: int, errors: int, p99: float, state: str, status: str, at: float) -> dict:
+        stats = {"calls": calls, "errors": errors, "inflight": 1, "short_circuits": 0, "skipped_open": 0,
+                 "avg_hook_us": calls / 10, "p50_hook_us": p99 / 2, "p99_hook_us": p99}
+        return {"at": at, "plugins": [{"name": "stamp", "version": "1", "state": state, "stats": stats}],
+                "chain": {"middleware": [{"name": "stamp"}]},
+                "health": {"status": status, "inflight": 1, "plugins": {"stamp": {"state": state, **stats}}},
+                "reloads": [{"name": "stamp", "ok": True, "at": at}], "errors": [],
+                "reload_counts": {"stamp": {"ok": 1, "failed": 0}}}
+
+    merged = sum_snapshots([(0, 10, snap(30, 1, 8.0, "active", "ok", 100.0)),
+                            (1, 11, snap(10, 2, 20.0, "failed", "degraded", 200.0)),
+                            (2, None, None)])
+    stats = merged["plugins"][0]["stats"]
+    assert (stats["calls"], stats["errors"], stats["inflight"]) == (40, 3, 2)
+    assert stats["avg_hook_us"] == (3.0 * 30 + 1.0 * 10) / 40      # weighted by calls
+    assert (stats["p50_hook_us"], stats["p99_hook_us"]) == (10.0, 20.0)     # the slowest worker's
+    assert merged["plugins"][0]["state"] == "failed" and merged["health"]["status"] == "degraded"
+    assert merged["health"]["plugins"]["stamp"]["calls"] == 40 and merged["health"]["inflight"] == 2
+    assert [(r["worker"], r["at"]) for r in merged["reloads"]] == [(1, 200.0), (0, 100.0)]
+    assert merged["reload_counts"] == {"stamp": {"ok": 2, "failed": 0}} and merged["at"] == 200.0
+    assert merged["workers"] == [{"worker": 0, "pid": 10, "answered": True},
+                                 {"worker": 1, "pid": 11, "answered": True},
+                                 {"worker": 2, "pid": None, "answered": False}]
+    with pytest.raises(ValueError):
+        sum_snapshots([(0, None, None)])

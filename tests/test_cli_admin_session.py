@@ -81,8 +81,16 @@ def test_a_browser_session_through_the_supervisor_reaches_every_worker(tmp_path:
 
         status, headers, body = _call(server, "GET", "/_plugins/dashboard/snapshot", Cookie=cookie)
         snap = json.loads(body)
-        assert status == 200 and headers["x-covet-pipe-worker"] in ("0", "1"), body
+        assert status == 200 and headers["x-covet-pipe-workers"] == "2", body
         assert [p["version"] for p in snap["plugins"]] == ["2.0.0"] and snap["reloads"][0]["new_version"] == "2.0.0"
+        # the counters are the workers' sum (no request came in between: the admin port is not the app's)
+        assert [w["answered"] for w in snap["workers"]] == [True, True], snap["workers"]
+        assert {r["worker"] for r in snap["reloads"]} == {0, 1}      # each worker's reload, in one history
+        listing = json.loads(_call(server, "GET", "/_plugins", Cookie=cookie)[2])
+        per_worker = [w["document"] for w in listing["workers"]] if "workers" in listing else [listing] * 2
+        calls = [d[0]["stats"]["calls"] for d in per_worker]
+        assert all(calls) and snap["plugins"][0]["stats"]["calls"] == sum(calls), (calls, snap["plugins"])
+        assert snap["health"]["plugins"]["stamp"]["calls"] == sum(calls)
         event = _first_event(server, cookie)
         assert [p["version"] for p in event["plugins"]] == ["2.0.0"], event     # type: ignore[attr-defined]
 

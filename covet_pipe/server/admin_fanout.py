@@ -10,9 +10,9 @@ enter (``covet-pipe-admin-*``, mode 0700), where the worker serves the same admi
 - they differ (counters, a reload that failed in one): ``{"workers": [{"worker": SLOT, "pid": PID,
   "status": CODE, "document": ...}, ...]}`` with the worst status (a worker that does not answer,
   between a crash and its restart, is 502 there);
-- a non-JSON answer (a page, a metrics scrape): the first worker's, as it is; a server-sent events
-  stream (``Accept: text/event-stream``, or ``/_plugins/events``): the first live worker's, relayed
-  as it comes.
+- a non-JSON answer (a page, a metrics scrape): the first worker's, as it is;
+- the dashboard's snapshot and its stream (``/_plugins/dashboard/snapshot``, ``/_plugins/events``):
+  the workers' counters summed (:mod:`covet_pipe.server.admin_fanevents`).
 
 The supervisor checks the credentials first (the same 401/403/429 as the admin app) and logs every
 call that changes state with the caller's address. Nothing a worker sends is evaluated: JSON is parsed.
@@ -21,8 +21,7 @@ Browser sessions belong to the supervisor: it serves the dashboard page, its sta
 ``/_plugins/session`` itself (the handlers of :mod:`covet_pipe.admin.dashboard`, sessions in this
 process's :data:`~covet_pipe.admin.sessions.SESSIONS`), accepts the ``covet_pipe_admin`` cookie (a
 mutating call must then carry ``X-Covet-Pipe: 1``, else 403) and forwards with the bearer token, so a
-worker never sees a cookie. ``GET /_plugins/dashboard/snapshot`` is the first live worker's, as the
-events stream is (header ``X-Covet-Pipe-Worker: SLOT``); a cookie's stream ends with its session.
+worker never sees a cookie; a cookie's stream ends with its session.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,21 +42,20 @@ from urllib.parse import parse_qsl
 from covet_pipe.admin import dashboard
 from covet_pipe.admin.auth import Authenticator
 from covet_pipe.admin.routes import AdminRequest, Raw
-from covet_pipe.admin.sessions import SESSIONS, cookie_value
+from covet_pipe.admin.sessions import cookie_value
 from covet_pipe.logsafe import logger, printable
+from covet_pipe.server.admin_fanevents import SummedDashboard
+from covet_pipe.server.admin_forward import Answer, forward
 from covet_pipe.server.admin_port import AdminPort, admin_token, bind_admin
 from covet_pipe.server.config import ServeConfig
 
-__all__ = ["FanOutApp", "FanOutPort", "merge_answers"]
+__all__ = ["Answer", "FanOutApp", "FanOutPort", "merge_answers"]
 
 log = logger("covet_pipe.admin")
 
 #: (slot, pid or None, control socket path) of each worker
 Workers = Callable[[], list[tuple[int, "int | None", str]]]
-#: seconds a worker gets to answer one forwarded call (a reload may start a sandbox helper)
-FORWARD_TIMEOUT = 60.0
 MAX_BODY = 64 * 1024
-MAX_ANSWER = 16 * 1024 * 1024
 #: the dashboard's routes the supervisor answers itself: they need no worker's manager
 _HERE = ("/_plugins/dashboard", "/_plugins/static/{file}", "/_plugins/session")
 LOCAL = [(re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(r.path)) + "$"), r)
@@ -65,74 +63,6 @@ LOCAL = [(re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(
 SNAPSHOT, EVENTS = "/_plugins/dashboard/snapshot", "/_plugins/events"
 _REFUSED = {401: b'{"error": "unauthorized"}', 403: b'{"error": "forbidden"}',
             429: b'{"error": "too many failed attempts"}'}
-
-
-class Answer:
-    """One worker's answer: status, content type, body."""
-
-    def __init__(self, slot: int, pid: int | None, status: int, content_type: str, body: bytes) -> None:
-        self.slot, self.pid, self.status, self.content_type, self.body = slot, pid, status, content_type, body
-
-    def document(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return {"error": "the worker's answer is not JSON"}
-
-
-async def _request(path: str, method: str, target: str, token: str, body: bytes,
-                   accept: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, dict[str, str]]:
-    reader, writer = await asyncio.open_unix_connection(path, limit=MAX_ANSWER)
-    head = (f"{method} {target} HTTP/1.1\r\nHost: covet-pipe-worker\r\nAuthorization: Bearer {token}\r\n"
-            f"Accept: {accept}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    writer.write(head.encode("latin-1") + body)
-    await writer.drain()
-    status_line = await reader.readline()
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        writer.close()
-        raise ConnectionError("no HTTP status line")
-    headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return reader, writer, int(parts[1]), headers
-
-
-async def _chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
-    """The body, chunk by chunk (chunked transfer coding, or until the worker closes)."""
-    if "chunked" not in headers.get("transfer-encoding", ""):
-        while chunk := await reader.read(65536):
-            yield chunk
-        return
-    while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            return
-        chunk = await reader.readexactly(size)
-        await reader.readline()
-        yield chunk
-
-
-async def forward(slot: int, pid: int | None, path: str, method: str, target: str, token: str,
-                  body: bytes) -> Answer:
-    """One call to one worker's control socket; 502 when it does not answer."""
-    try:
-        async with asyncio.timeout(FORWARD_TIMEOUT):
-            reader, writer, status, headers = await _request(path, method, target, token, body, "application/json")
-            try:
-                if method == "HEAD" or status in (204, 304):
-                    data = b""
-                elif "content-length" in headers:
-                    data = await reader.readexactly(int(headers["content-length"]))
-                else:
-                    data = b"".join([c async for c in _chunks(reader, headers)])
-            finally:
-                writer.close()
-    except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
-        error = json.dumps({"error": f"worker {slot} did not answer ({type(exc).__name__}); it may be restarting"})
-        return Answer(slot, pid, 502, "application/json", error.encode())
-    return Answer(slot, pid, status, headers.get("content-type", "application/octet-stream"), data)
 
 
 def merge_answers(answers: list[Answer]) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
@@ -158,6 +88,7 @@ class FanOutApp:
         self.token = token
         self.workers = workers
         self._auth = Authenticator(token, public=dashboard.is_public)
+        self.dashboard = SummedDashboard(token, workers)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -191,12 +122,13 @@ class FanOutApp:
             log.info("admin: %s %s from %s (to every worker)", method, printable(scope["path"], 200),
                      printable(address))
         workers = self.workers()
-        if (b"text/event-stream" in headers.get(b"accept", b"") or path == EVENTS) and workers:
-            cookie = None if headers.get(b"authorization") else cookie_value(headers)
-            await self._relay(workers, method, target_text, body, send, receive, cookie)
+        if method == "GET" and path == EVENTS and workers:
+            await self._summed_events(headers, send, receive)
             return
         if method == "GET" and path == SNAPSHOT and workers:
-            await self._first(workers, target_text, send)
+            status, summed = await self.dashboard.snapshot()
+            await _send(send, status, "application/json", summed,
+                        [(b"x-covet-pipe-workers", str(len(workers)).encode())])
             return
         answers = await asyncio.gather(*(forward(slot, pid, path, method, target_text, self.token, body)
                                          for slot, pid, path in workers))
@@ -224,53 +156,36 @@ class FanOutApp:
         else:
             await _send(send, status, "application/json", json.dumps(document).encode())
 
-    async def _first(self, workers: list[tuple[int, int | None, str]], target: str, send: Any) -> None:
-        """The first live worker's answer, as it is (the dashboard's snapshot: one worker's, as its stream)."""
-        for slot, pid, path in workers:
-            answer = await forward(slot, pid, path, "GET", target, self.token, b"")
-            if answer.status != 502:
-                break
-        await _send(send, answer.status, answer.content_type, answer.body,
-                    [(b"x-covet-pipe-worker", str(answer.slot).encode())])
-
-    async def _relay(self, workers: list[tuple[int, int | None, str]], method: str, target: str, body: bytes,
-                     send: Any, receive: Any, cookie: bytes | None = None) -> None:
-        """A stream from the first worker that answers, chunk by chunk, until either side ends it."""
-        for slot, _pid, path in workers:
-            try:
-                reader, writer, status, headers = await asyncio.wait_for(
-                    _request(path, method, target, self.token, body, "text/event-stream"), FORWARD_TIMEOUT)
-            except (OSError, ConnectionError, TimeoutError, ValueError):
-                continue
-            try:
-                await send({"type": "http.response.start", "status": status, "headers": [
-                    (b"content-type", headers.get("content-type", "text/event-stream").encode("latin-1")),
-                    (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]})
-                gone = asyncio.ensure_future(_disconnected(receive))
-                try:
-                    chunks = _chunks(reader, headers).__aiter__()
-                    while True:
-                        nxt = asyncio.ensure_future(chunks.__anext__())
-                        done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-                        if gone in done:
-                            nxt.cancel()
-                            return
-                        try:
-                            chunk = nxt.result()
-                        except (StopAsyncIteration, OSError, asyncio.IncompleteReadError, ValueError):
-                            break
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        if cookie is not None and SESSIONS.remaining(cookie) <= 0:
-                            await send({"type": "http.response.body", "more_body": True,
-                                        "body": b"event: session-ended\ndata: {}\n\n"})
-                            break
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                finally:
-                    gone.cancel()
-            finally:
-                writer.close()
+    async def _summed_events(self, headers: dict[bytes, bytes], send: Any, receive: Any) -> None:
+        """``GET /_plugins/events``: the supervisor's own stream of the workers' summed snapshots."""
+        if self.dashboard.full():
+            await _send(send, 503, "application/json", b'{"error": "too many event streams are open; close a '
+                        b'dashboard, or poll GET /_plugins/dashboard/snapshot"}')
             return
-        await _send(send, 502, "application/json", b'{"error": "no worker answered"}')
+        cookie = None if headers.get(b"authorization") else cookie_value(headers)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"), (b"x-accel-buffering", b"no")]})
+        gone = asyncio.ensure_future(_disconnected(receive))
+        stream = self.dashboard.events(cookie)
+        try:
+            while True:
+                nxt = asyncio.ensure_future(stream.__anext__())
+                done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if gone in done:
+                    nxt.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await nxt       # the generator stops running before it is closed
+                    return
+                try:
+                    chunk = nxt.result()
+                except StopAsyncIteration:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            await stream.aclose()
 
 
 def _local(method: str, path: str) -> tuple[Any, dict[str, str]] | None:

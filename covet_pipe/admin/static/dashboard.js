@@ -203,6 +203,7 @@
       ["in flight", h.inflight], ["updated", when(snap.at)],
     ];
     if (h.watcher) items.push(["file reloads", h.watcher.reloads]);
+    if (snap.workers) items.push(["workers", snap.workers.filter((w) => w.answered).length + " of " + snap.workers.length + " (summed)"]);
     $("summary").replaceChildren(...items.map(([k, v]) =>
       el("div", {}, [el("dt", { text: k }), el("dd", { text: dash(v) })])));
   }
