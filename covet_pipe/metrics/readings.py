@@ -64,6 +64,15 @@ def _plugin(out: Readings, entry: Any) -> None:
     _add(out, "covet_pipe_plugin_hook_seconds", key, (bounds, counts, stats.sampled_ns / 1e9))
     if is_sandboxed(entry.plugin):
         _sandbox(out, entry)
+    if hasattr(entry.plugin, "ratelimit_counts"):
+        _ratelimit(out, entry)
+
+
+def _ratelimit(out: Readings, entry: Any) -> None:
+    allowed, limited, failures = entry.plugin.ratelimit_counts()
+    _add(out, "covet_pipe_ratelimit_decisions", (entry.name, "allowed"), allowed)
+    _add(out, "covet_pipe_ratelimit_decisions", (entry.name, "limited"), limited)
+    _add(out, "covet_pipe_ratelimit_backend_failures", (entry.name,), failures)
 
 
 def _sandbox(out: Readings, entry: Any) -> None:
