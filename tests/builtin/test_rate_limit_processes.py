@@ -1,0 +1,53 @@
+"""RateLimit across real processes: two `covet-pipe serve --workers 2` "hosts" sharing one real Redis hold
+one global limit (a few seconds of concurrent clients); with storage='memory' and --workers 2 the server
+log warns that the limit is per worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests._process import stop
+from tests._redis import RealRedis, real_redis  # noqa: F401  (fixture)
+from tests.builtin._rate_limit_fleet import hammer, start_host, wait_serving
+
+RATE = 50           # per second: far below what the clients offer, so the limit is what binds
+BURST = 10          # some tolerance: with burst 0 every late arrival loses its slot and far fewer pass
+SECONDS = 3.0
+
+
+def test_two_hosts_of_two_workers_hold_one_global_limit(tmp_path: Path, real_redis: RealRedis) -> None:
+    plugin = f'RateLimit("{RATE}/second", burst={BURST}, key="global", storage="{real_redis.url}")'
+    hosts = [start_host(tmp_path / f"host{i}", plugin=plugin, workers=2) for i in range(2)]
+    try:
+        ports = [port for _, port, _ in hosts]
+        for port in ports:
+            wait_serving(port)
+        time.sleep(1.0)      # a quiet second: the bucket the readiness checks used is whole again
+        counts, elapsed = hammer(ports, seconds=SECONDS, per_port=3)
+    finally:
+        for proc, _, _ in hosts:
+            stop(proc)
+    allowed, refused = counts.get(200, 0), counts.get(429, 0)
+    expected = 1 + BURST + RATE * elapsed      # GCRA's bound over the run: the burst, then the rate
+    assert counts.get(-1, 0) == 0 and set(counts) <= {200, 429}, counts
+    assert refused > allowed, counts                      # the clients did offer more than the limit
+    assert abs(allowed - expected) / expected < 0.05, (allowed, expected, counts)
+    for _, _, log in hosts:
+        text = log.read_text()
+        assert "Traceback" not in text and "per worker" not in text, text
+
+
+def test_memory_mode_under_several_workers_warns_in_the_server_log(tmp_path: Path) -> None:
+    proc, port, log = start_host(tmp_path, plugin='RateLimit("100/second")', workers=2)
+    try:
+        wait_serving(port)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and log.read_text().count("each worker's own memory") < 2:
+            time.sleep(0.1)
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert text.count("each worker's own memory") == 2, text          # one line per worker
+    assert "2 workers serve" in text and "up to 2 times '100/second'" in text
+    assert "storage='redis://...'" in text
