@@ -27,23 +27,64 @@ _EPS = 1e-9
 
 
 class Decision:
-    """One request's outcome: allowed or not, and what the headers say about the binding limit."""
+    """One request's outcome: allowed or not, and what the headers say about the binding limit.
 
-    __slots__ = ("allowed", "limit", "remaining", "reset", "retry_after", "all")
+    Made with each limit's ``TAT - now`` after the step; the figures are worked out when first read
+    (a response without RateLimit fields never pays for them).
+    """
 
-    def __init__(self, allowed: bool, limit: Limit, remaining: int, reset: float, retry_after: float,
-                 all: tuple[tuple[Limit, int, float], ...]) -> None:
+    __slots__ = ("allowed", "limits", "burst", "ahead", "_rows", "_best", "_wait")
+
+    def __init__(self, allowed: bool, limits: Sequence[Limit], burst: int, ahead: Sequence[float]) -> None:
         self.allowed = allowed
-        #: the limit the headers describe: the one with least remaining (allowed) or the longest wait
-        self.limit = limit
-        #: requests that may be sent now without waiting
-        self.remaining = remaining
-        #: seconds until the bucket is full again (every request's worth regained)
-        self.reset = reset
-        #: seconds until a request would be allowed (0 when allowed)
-        self.retry_after = retry_after
-        #: (limit, remaining, reset) of every limit, for RateLimit-Policy / RateLimit
-        self.all = all
+        self.limits = limits
+        self.burst = burst
+        #: per limit, seconds from now to the bucket's TAT after this request (>= 0)
+        self.ahead = ahead
+        self._rows: tuple[tuple[Limit, int, float], ...] | None = None
+        self._best = 0
+        self._wait = 0.0
+
+    def _work_out(self) -> tuple[tuple[Limit, int, float], ...]:
+        rows = []
+        best, wait, allowed, burst = 0, 0.0, self.allowed, self.burst
+        for i, (limit, a) in enumerate(zip(self.limits, self.ahead)):
+            interval = limit.interval
+            tau = burst * interval
+            remaining = max(0, math.floor((tau - a) / interval + _EPS) + 1)
+            rows.append((limit, remaining, a))
+            if not allowed and a - tau > wait:
+                wait, best = a - tau, i
+            elif allowed and remaining < rows[best][1]:
+                best = i
+        self._rows, self._best, self._wait = tuple(rows), best, wait
+        return self._rows
+
+    @property
+    def all(self) -> tuple[tuple[Limit, int, float], ...]:
+        """(limit, remaining, reset) of every limit, for RateLimit-Policy / RateLimit."""
+        return self._rows if self._rows is not None else self._work_out()
+
+    @property
+    def limit(self) -> Limit:
+        """The limit the headers describe: the one with least remaining (allowed) or the longest wait."""
+        return self.all[self._best][0]
+
+    @property
+    def remaining(self) -> int:
+        """Requests that may be sent now without waiting (under the binding limit)."""
+        return self.all[self._best][1]
+
+    @property
+    def reset(self) -> float:
+        """Seconds until the binding limit's bucket is whole again."""
+        return self.all[self._best][2]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a request would be allowed (0 when allowed)."""
+        self.all
+        return self._wait
 
     def __repr__(self) -> str:
         return (f"Decision(allowed={self.allowed}, limit={self.limit.text!r}, remaining={self.remaining}, "
@@ -52,20 +93,7 @@ class Decision:
 
 def decision(allowed: bool, limits: Sequence[Limit], burst: int, ahead: Sequence[float]) -> Decision:
     """The Decision from each limit's ``TAT - now`` (seconds, after the step; >= 0)."""
-    rows = []
-    best = 0
-    wait = 0.0
-    for i, (limit, a) in enumerate(zip(limits, ahead)):
-        interval = limit.interval
-        tau = burst * interval
-        remaining = max(0, math.floor((tau - a) / interval + _EPS) + 1)
-        rows.append((limit, remaining, a))
-        if not allowed and a - tau > wait:
-            wait, best = a - tau, i
-        elif allowed and remaining < rows[best][1]:
-            best = i
-    limit, remaining, reset = rows[best]
-    return Decision(allowed, limit, remaining, reset, wait, tuple(rows))
+    return Decision(allowed, limits, burst, ahead)
 
 
 class MemoryGCRA:
@@ -95,6 +123,16 @@ class MemoryGCRA:
             if len(self._tats) >= self.max_keys:
                 self._prune(now)
             self._tats[key] = tats
+        if len(limits) == 1:                 # the usual case, without the loops
+            interval = limits[0].interval
+            tat = tats[0]
+            if tat < now:
+                tat = now
+            if tat - burst * interval > now + _EPS:
+                tats[0] = tat
+                return Decision(False, limits, burst, (tat - now,))
+            tats[0] = tat = tat + interval
+            return Decision(True, limits, burst, (tat - now,))
         allowed = True
         for i, limit in enumerate(limits):
             tat = tats[i]
@@ -105,7 +143,7 @@ class MemoryGCRA:
         if allowed:
             for i, limit in enumerate(limits):
                 tats[i] += limit.interval
-        return decision(allowed, limits, burst, [t - now for t in tats])
+        return Decision(allowed, limits, burst, [t - now for t in tats])
 
     def _prune(self, now: float) -> None:
         stale = [k for k, tats in self._tats.items() if max(tats) <= now]

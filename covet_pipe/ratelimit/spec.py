@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Limit", "parse_limit", "parse_limits", "EXAMPLE"]
@@ -27,11 +27,11 @@ class Limit:
     count: int
     period: float
     text: str
+    #: seconds between two requests at the steady rate (GCRA's emission interval)
+    interval: float = field(init=False, compare=False, repr=False)
 
-    @property
-    def interval(self) -> float:
-        """Seconds between two requests at the steady rate (GCRA's emission interval)."""
-        return self.period / self.count
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval", self.period / self.count)
 
 
 def _canonical(count: int, many: int, unit: str) -> str:

@@ -55,16 +55,38 @@ def wait_serving(port: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"port {port} did not answer through the chain within {timeout} s")
 
 
+class Run:
+    """What the clients saw: responses by status (-1: a failed exchange), the run's length, and the
+    first and last allowed (200) answer's time (monotonic)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.elapsed = 0.0
+        self.first_ok = float("inf")
+        self.last_ok = float("-inf")
+
+    @property
+    def allowed(self) -> int:
+        return self.counts.get(200, 0)
+
+    @property
+    def ok_window(self) -> float:
+        """Seconds from the first allowed answer to the last."""
+        return max(0.0, self.last_ok - self.first_ok)
+
+
 def hammer(ports: list[int], *, seconds: float, per_port: int = 3, path: str = "/x",
-           max_requests: int = 2_000_000) -> tuple[dict[int, int], float]:
-    """Clients (threads, keep-alive) on every port for *seconds*: ({status: n}, elapsed seconds)."""
-    counts: dict[int, int] = {}
+           max_requests: int = 2_000_000) -> Run:
+    """Clients (threads, keep-alive) on every port for *seconds*, at most *max_requests* in all."""
+    run = Run()
+    counts = run.counts
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
     sent = [0]
 
     def client(port: int) -> None:
         local: dict[int, int] = {}
+        first, last = float("inf"), float("-inf")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             while time.monotonic() < stop_at and sent[0] < max_requests:
@@ -73,6 +95,9 @@ def hammer(ports: list[int], *, seconds: float, per_port: int = 3, path: str = "
                     r = conn.getresponse()
                     r.read()
                     local[r.status] = local.get(r.status, 0) + 1
+                    if r.status == 200:
+                        now = time.monotonic()
+                        first, last = min(first, now), now
                 except (OSError, http.client.HTTPException):
                     local[-1] = local.get(-1, 0) + 1
                     conn.close()
@@ -83,6 +108,7 @@ def hammer(ports: list[int], *, seconds: float, per_port: int = 3, path: str = "
             with lock:
                 for k, v in local.items():
                     counts[k] = counts.get(k, 0) + v
+                run.first_ok, run.last_ok = min(run.first_ok, first), max(run.last_ok, last)
 
     threads = [threading.Thread(target=client, args=(p,)) for p in ports for _ in range(per_port)]
     start = time.monotonic()
@@ -90,4 +116,5 @@ def hammer(ports: list[int], *, seconds: float, per_port: int = 3, path: str = "
         t.start()
     for t in threads:
         t.join(seconds + 30)
-    return counts, time.monotonic() - start
+    run.elapsed = time.monotonic() - start
+    return run
