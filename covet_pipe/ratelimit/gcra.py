@@ -46,6 +46,13 @@ class Decision:
         self._wait = 0.0
 
     def _work_out(self) -> tuple[tuple[Limit, int, float], ...]:
+        if len(self.limits) == 1:
+            limit, a = self.limits[0], self.ahead[0]
+            tau = self.burst * limit.interval
+            remaining = math.floor((tau - a) / limit.interval + _EPS) + 1
+            self._rows = ((limit, remaining if remaining > 0 else 0, a),)
+            self._wait = 0.0 if self.allowed else a - tau
+            return self._rows
         rows = []
         best, wait, allowed, burst = 0, 0.0, self.allowed, self.burst
         for i, (limit, a) in enumerate(zip(self.limits, self.ahead)):

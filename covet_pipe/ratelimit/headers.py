@@ -37,14 +37,15 @@ def policy_field(limits: tuple[Limit, ...]) -> str:
 
 def fields(d: Decision, policy: str) -> list[tuple[str, str]]:
     """The fields of an allowed (or refused) request, less Retry-After."""
-    return [
-        ("ratelimit-limit", str(d.limit.count)),
-        ("ratelimit-remaining", str(d.remaining)),
-        ("ratelimit-reset", _seconds(d.reset)),
-        ("ratelimit-policy", policy),
-        ("ratelimit", ", ".join(f'"{limit.text}";r={remaining};t={_seconds(reset)}'
-                                for limit, remaining, reset in d.all)),
-    ]
+    rows = d.all
+    limit, remaining, reset = rows[0] if len(rows) == 1 else (d.limit, d.remaining, d.reset)
+    t = str(max(0, math.ceil(reset - 1e-6)))
+    if len(rows) == 1:
+        current = f'"{limit.text}";r={remaining};t={t}'
+    else:
+        current = ", ".join(f'"{lim.text}";r={rem};t={_seconds(res)}' for lim, rem, res in rows)
+    return [("ratelimit-limit", str(limit.count)), ("ratelimit-remaining", str(remaining)),
+            ("ratelimit-reset", t), ("ratelimit-policy", policy), ("ratelimit", current)]
 
 
 def retry_seconds(d: Decision) -> int:

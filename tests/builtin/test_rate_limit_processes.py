@@ -36,7 +36,7 @@ def test_two_hosts_of_two_workers_hold_one_global_limit(tmp_path: Path, real_red
     assert abs(allowed - expected) / expected < 0.05, (allowed, expected, counts)
     for _, _, log in hosts:
         text = log.read_text()
-        assert "Traceback" not in text and "per worker" not in text, text
+        assert "Traceback" not in text and "each worker's own memory" not in text, text
 
 
 def test_memory_mode_under_several_workers_warns_in_the_server_log(tmp_path: Path) -> None:
