@@ -129,3 +129,27 @@ async def _until(s: Any, done: Any, timeout: float) -> list[int]:
             return statuses
         await asyncio.sleep(0.05)
     raise AssertionError(f"not recovered within {timeout} s: {statuses[-10:]}")
+
+
+async def test_a_hung_redis_costs_one_timeout_per_pause_not_one_per_request(real_redis: RealRedis) -> None:
+    """redis-server stopped with SIGSTOP: connections stay open and nothing answers (a hung host)."""
+    import os
+    import signal
+    import time
+
+    plugin = RateLimit("1000/hour", burst=999, storage=real_redis.url, key="global", timeout=0.3)
+    async with pipeline(plugin) as s:
+        assert (await s.get()).status == 200
+        assert real_redis.proc is not None
+        os.kill(real_redis.proc.pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            statuses = [(await s.get()).status for _ in range(20)]
+            took = time.monotonic() - start
+        finally:
+            os.kill(real_redis.proc.pid, signal.SIGCONT)
+        assert statuses == [200] * 20                     # open: let through
+        assert took < 2.0, took                           # 20 requests x 0.3 s would be 6 s
+        assert plugin.metadata()["backend_failures"] == 20
+        done = await _until(s, lambda r: "ratelimit-limit" in r.headers, 10.0)
+        assert done[-1] == 200 and not plugin.metadata()["backend_down"]
