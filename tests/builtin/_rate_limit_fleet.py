@@ -23,12 +23,21 @@ async def app(scope, receive, send):
 '''
 
 
-def start_host(folder: Path, *, plugin: str, workers: int) -> tuple[Any, int, Path]:
-    """A `covet-pipe serve --workers N` with its own app and plugin folder in *folder*: (proc, port, log)."""
+def start_host(folder: Path, *, plugin: str, workers: int, metrics_token: str | None = None) -> tuple[Any, int, Path]:
+    """A `covet-pipe serve --workers N` with its own app and plugin folder in *folder*: (proc, port, log).
+
+    With *metrics_token*, PrometheusMetrics serves ``/metrics`` (that bearer token) beside the limiter.
+    """
     (folder / "plugins").mkdir(parents=True)
     (folder / "rlapp.py").write_text(APP)
     (folder / "plugins" / "limit.py").write_text(
         "from covet_pipe.builtin import RateLimit\n\n" f"plugin = {plugin}\n")
+    if metrics_token is not None:       # the app is a Pipeline whose manager PrometheusMetrics reports
+        (folder / "rlapp.py").write_text(APP.replace("async def app(", "async def plain(") + (
+            "\nfrom covet_pipe import PluginManager, wrap\nfrom covet_pipe.builtin import PrometheusMetrics\n\n"
+            "manager = PluginManager()\n"
+            f"manager.register(PrometheusMetrics(manager, token={metrics_token!r}))\n"
+            "app = wrap(plain, manager)\n"))
     port = free_port()
     log = folder / "serve.log"
     cmd = [sys.executable, "-m", "covet_pipe.cli", "serve", "rlapp:app", "--app-dir", str(folder),
