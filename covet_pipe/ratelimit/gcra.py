@@ -152,6 +152,19 @@ class MemoryGCRA:
                 tats[i] += limit.interval
         return Decision(allowed, limits, burst, [t - now for t in tats])
 
+    def export(self, now: float | None = None) -> dict[str, list[float]]:
+        """The buckets that hold something: key -> each TAT less *now* (seconds, JSON-safe)."""
+        now = self.clock() if now is None else now
+        return {k: [max(0.0, t - now) for t in tats] for k, tats in self._tats.items() if max(tats) > now}
+
+    def restore(self, buckets: dict[str, list[float]], now: float | None = None) -> None:
+        """Take buckets :meth:`export` gave (on this clock or another: the TATs are relative)."""
+        now = self.clock() if now is None else now
+        for k, ahead in buckets.items():
+            if len(self._tats) >= self.max_keys:
+                break
+            self._tats[k] = [now + float(a) for a in ahead]
+
     def _prune(self, now: float) -> None:
         stale = [k for k, tats in self._tats.items() if max(tats) <= now]
         for k in stale:

@@ -128,6 +128,28 @@ class RateLimit(MiddlewarePlugin):
                     "start afresh); raise max_keys or use storage='redis://...'", self.who,
                     self.memory.max_keys, n)
 
+    def export_state(self) -> Any:
+        """The memory buckets that hold something, by route and limits, so a reload keeps every client's count."""
+        out: dict[str, Any] = {}
+        rules = {str(rule.index): rule for rule in self.routes.all}
+        for key, ahead in self.memory.export().items():
+            index, _, value = key.partition("|")
+            rule = rules.get(index)
+            if rule is not None:
+                entry = out.setdefault(rule.name, {"limits": [lim.text for lim in rule.limits], "keys": {}})
+                entry["keys"][value] = ahead
+        return {"buckets": out} if out else None
+
+    def import_state(self, state: Any) -> None:
+        """Buckets of the version before, for the routes whose limits are unchanged (others start whole)."""
+        buckets = state.get("buckets") if isinstance(state, dict) else None
+        if not isinstance(buckets, dict):
+            return
+        for rule in self.routes.all:
+            entry = buckets.get(rule.name)
+            if isinstance(entry, dict) and entry.get("limits") == [lim.text for lim in rule.limits]:
+                self.memory.restore({f"{rule.index}|{value}": ahead for value, ahead in entry["keys"].items()})
+
     # -- the hooks ------------------------------------------------------------------------------
 
     def process_request(self, request: Request, ctx: RequestContext) -> Any:
@@ -196,6 +218,9 @@ class RedisRateLimit(RateLimit):
 
     async def shutdown(self) -> None:
         await self.store.close()
+
+    def export_state(self) -> Any:
+        return None             # the buckets are in Redis: the next version finds them there
 
     async def process_request(self, request: Request, ctx: RequestContext) -> Any:
         rule = self.routes.match(request)

@@ -117,3 +117,17 @@ async def test_counts_in_metadata_and_prometheus_families() -> None:
     assert meta["storage"] == "memory" and meta["key"] == "client"
     assert sorted(readings["covet_pipe_ratelimit_decisions"]) == [(("rl", "allowed"), 2), (("rl", "limited"), 3)]
     assert readings["covet_pipe_ratelimit_backend_failures"] == [(("rl",), 0)]
+
+
+async def test_a_reload_hands_the_buckets_on_for_unchanged_limits() -> None:
+    import json
+    old = RateLimit("1/hour", routes={"/login": "1/hour"})
+    async with pipeline(old) as s:
+        assert [(await s.get(p)).status for p in ("/", "/login")] == [200, 200]
+        state = json.loads(json.dumps(old.export_state()))    # it travels as JSON
+    new = RateLimit("1/hour", routes={"/login": "2/hour"})     # /login's limit changed: it starts whole
+    new.import_state(state)
+    async with pipeline(new) as s:
+        assert (await s.get("/")).status == 429                # still counted after the reload
+        assert (await s.get("/login")).status == 200
+    assert RateLimit("1/hour", storage="redis://127.0.0.1:1/0").export_state() is None
