@@ -153,3 +153,30 @@ async def test_a_hung_redis_costs_one_timeout_per_pause_not_one_per_request(real
         assert plugin.metadata()["backend_failures"] == 20
         done = await _until(s, lambda r: "ratelimit-limit" in r.headers, 10.0)
         assert done[-1] == 200 and not plugin.metadata()["backend_down"]
+
+
+async def test_redis_never_lets_more_than_limit_plus_burst_through_in_any_window(real_redis: RealRedis) -> None:
+    """Concurrent clients for 2.5 s on 10/second, burst 5: any 1 s window holds at most 15 allowed requests.
+
+    A request counts in a window only if it was sent and answered inside it (so it was surely decided
+    there): the count is never above the true one, and the bound still fails a limiter that lets too many by.
+    """
+    import time
+
+    plugin = RateLimit("10/second", burst=5, storage=real_redis.url, key="global")
+    allowed: list[tuple[float, float]] = []
+    async with pipeline(plugin) as s:
+        stop_at = time.monotonic() + 2.5
+
+        async def client() -> None:
+            while time.monotonic() < stop_at:
+                sent = time.monotonic()
+                r = await s.get()
+                if r.status == 200:
+                    allowed.append((sent, time.monotonic()))
+                await asyncio.sleep(0.002)
+        await asyncio.gather(*(client() for _ in range(10)))
+    assert len(allowed) >= 6 + 10 * 2                      # the burst, then the rate, did pass
+    most = max(sum(1 for sent, got in allowed if sent >= start and got < start + 1.0) for start, _ in allowed)
+    assert most <= 10 + 5, most
+    assert most >= 10                                      # the bound is reached, not far below
