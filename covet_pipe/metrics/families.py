@@ -1,8 +1,8 @@
 """Every metric covet-pipe exports: its name, type, labels and meaning (the docs list the same).
 
 Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (the protocols
-a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name), ``decision``
-(``allowed``, ``limited``).
+a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name),
+``decision`` (a RateLimit plugin's: ``allowed``, ``limited``).
 Never a path, a client or a header.
 """
 

@@ -121,6 +121,7 @@ class _Supervisor:
                 self.admin.stop()
             self._stop_all()
             multiprocess.finish()
+            os.environ.pop(WORKERS_ENV, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.reserved.close()
