@@ -150,3 +150,8 @@ scale: build redis
 
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py
+
+# Latency a rate limiter adds per request: RateLimit in memory and in Redis beside slowapi (the limits library)
+# on the same Starlette app, in-process, same run (~1 min); writes the "ratelimit" section of docs/benchmarks.md.
+bench-redis: build redis
+	$(PY) benchmarks/bench_rate_limit.py

@@ -25,6 +25,7 @@ BUILTIN_MODULES = {
     "memory_storage": ["MemoryStorage", "StorageFullError"],
     "prometheus": ["PrometheusMetrics", "PrometheusMetricsPlugin"],
     "proxy_protocol": ["ProxyProtocol", "V2_SIGNATURE"],
+    "rate_limit": ["RateLimit", "RedisRateLimit"],
     "request_id": ["RequestId"],
     "resp": ["RespProtocol"],
 }

@@ -1,7 +1,9 @@
 """Every metric covet-pipe exports: its name, type, labels and meaning (the docs list the same).
 
 Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (one protocol a
-plugin serves: a plugin on http and websocket has a series for each), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name).
+plugin serves: a plugin on http and websocket has a series for each), ``status_class`` (``1xx`` ...
+``5xx``), ``operation`` (a StoragePlugin method's name), ``decision`` (a RateLimit plugin's:
+``allowed``, ``limited``).
 Never a path, a client or a header.
 """
 
@@ -61,6 +63,10 @@ FAMILIES: tuple[Family, ...] = (
            "Calls of a storage engine's methods made through the manager (get_storage_engine, a service lookup)."),
     Family("covet_pipe_storage_errors", "counter", ("plugin", "operation"),
            "Calls of a storage engine's methods made through the manager that raised."),
+    Family("covet_pipe_ratelimit_decisions", "counter", ("plugin", "decision"),
+           "Requests a RateLimit plugin decided, by decision (allowed, limited)."),
+    Family("covet_pipe_ratelimit_backend_failures", "counter", ("plugin",),
+           "Decisions a RateLimit plugin made by its failure policy because its store (Redis) did not answer."),
     Family("covet_pipe_http_responses", "counter", ("status_class",),
            "Responses covet-pipe's HTTP/1.1 server started (the app's and its own refusals), by status class."),
     Family("covet_pipe_http_request_duration_seconds", "histogram", (),

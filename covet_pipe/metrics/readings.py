@@ -56,6 +56,8 @@ def _plugin(out: Readings, entry: Any) -> None:
         _plugin_protocol(out, (entry.name, protocol), stats)
     if is_sandboxed(entry.plugin):
         _sandbox(out, entry)
+    if hasattr(entry.plugin, "ratelimit_counts"):
+        _ratelimit(out, entry)
 
 
 def _plugin_protocol(out: Readings, key: tuple[str, str], stats: Any) -> None:
@@ -68,6 +70,13 @@ def _plugin_protocol(out: Readings, key: tuple[str, str], stats: Any) -> None:
     bounds, counts = stats.hook_histogram()
     _add(out, "covet_pipe_plugin_hook_seconds", key, (bounds, counts, stats.sampled_ns / 1e9))
     _add(out, "covet_pipe_plugin_inflight", key, float(stats.inflight))
+
+
+def _ratelimit(out: Readings, entry: Any) -> None:
+    allowed, limited, failures = entry.plugin.ratelimit_counts()
+    _add(out, "covet_pipe_ratelimit_decisions", (entry.name, "allowed"), allowed)
+    _add(out, "covet_pipe_ratelimit_decisions", (entry.name, "limited"), limited)
+    _add(out, "covet_pipe_ratelimit_backend_failures", (entry.name,), failures)
 
 
 def _sandbox(out: Readings, entry: Any) -> None:

@@ -37,6 +37,9 @@ QUICK_DEATH = 1.0
 MAX_BACKOFF = 5.0
 
 
+#: set for the workers to the number of them: a plugin can tell it is one of several
+WORKERS_ENV = "COVET_PIPE_WORKERS"
+
 #: a worker's exit code when strict mode refused to start: starting it again cannot help
 REFUSED = 78
 
@@ -92,6 +95,8 @@ class _Supervisor:
     def run(self, workers: int) -> None:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         multiprocess.prepare()      # the workers' metrics files: one scrape sums them
+        # what a plugin reads to know it is one of several workers (RateLimit warns of per-worker limits)
+        os.environ[WORKERS_ENV] = str(workers)
         try:
             for slot in range(workers):
                 self.spawn(slot)
@@ -116,6 +121,7 @@ class _Supervisor:
                 self.admin.stop()
             self._stop_all()
             multiprocess.finish()
+            os.environ.pop(WORKERS_ENV, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.reserved.close()
