@@ -1,7 +1,8 @@
 """Every metric covet-pipe exports: its name, type, labels and meaning (the docs list the same).
 
 Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (the protocols
-a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name).
+a plugin serves), ``status_class`` (``1xx`` ... ``5xx``), ``operation`` (a StoragePlugin method's name),
+``fleet`` (the manager's ``fleet_name``).
 Never a path, a client or a header.
 """
 
@@ -28,6 +29,8 @@ class Family(NamedTuple):
     kind: str                   #: "counter", "gauge" or "histogram"
     labels: tuple[str, ...]
     help: str
+    #: how ``--workers N`` combines a gauge of each worker (prometheus-client's multiprocess mode)
+    mode: str = "livesum"
 
 
 _PLUGIN = ("plugin", "protocol")
@@ -63,4 +66,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("covet_pipe_http_request_duration_seconds", "histogram", (),
            "Time from a request's parsed head to its response's last byte handed to the socket."),
     Family("covet_pipe_http_open_connections", "gauge", (), "Connections covet-pipe's server has open now."),
+    Family("covet_pipe_fleet_generation", "gauge", ("fleet",),
+           "The fleet generation this worker has applied (with --workers, the lowest of the workers).", "livemin"),
+    Family("covet_pipe_fleet_stored_generation", "gauge", ("fleet",),
+           "The fleet's generation stored in Redis, as last read (with --workers, the highest).", "livemax"),
+    Family("covet_pipe_fleet_connected", "gauge", ("fleet",),
+           "1 while this worker is connected to the fleet's Redis (with --workers, how many are)."),
 )
