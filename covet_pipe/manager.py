@@ -393,6 +393,6 @@ class PluginManager:
             out["fleet"] = self._fleet.health()
         return out
 
-    def fleet_readings(self) -> dict[str, Any] | None:
-        """The fleet's name, this worker's and the stored generation and whether it is connected (None: no fleet)."""
+    def fleet_health(self) -> dict[str, Any] | None:
+        """The fleet part of :meth:`get_health_status` (None without ``PluginConfig(fleet=...)``)."""
         return self._fleet.health() if self._fleet is not None else None

@@ -59,12 +59,12 @@ def deploy(folder: Path, tag: str) -> str:
 class Host:
     """One "host": its plugin folder and a manager serving a pipeline, in the fleet."""
 
-    def __init__(self, folder: Path, url: str, fleet_name: str) -> None:
+    def __init__(self, folder: Path, url: str, fleet_name: str, watch: bool = False) -> None:
         self.folder = folder
         folder.mkdir()
         deploy(folder, "v1")
         self.manager = PluginManager(PluginConfig(plugin_paths=[str(folder)], hot_reload=True, fleet=url,
-                                                  fleet_name=fleet_name))
+                                                  fleet_name=fleet_name, reload_on_change=watch))
         self.pipeline = wrap(text_app, self.manager)
 
     async def stamp(self) -> str | None:
@@ -74,7 +74,7 @@ class Host:
         return values[0] if values else None
 
     def fleet(self) -> dict[str, Any]:
-        readings = self.manager.fleet_readings()
+        readings = self.manager.fleet_health()
         assert readings is not None
         return readings
 
@@ -148,6 +148,25 @@ async def test_a_reload_on_one_worker_reaches_the_other_and_is_not_sent_back(hos
     assert a.manager.reload_counts() == b.manager.reload_counts() == {"stamp": {"ok": 1, "failed": 0}}
     health = await b.manager.get_health_status()
     assert health["status"] == "ok" and health["fleet"]["generation"] == 1 and health["fleet"]["connected"]
+    assert fa["last_error"] is None and fb["last_error"] is None     # no connection was lost on the way
+
+
+async def test_a_file_change_the_watcher_reloads_is_published_too(tmp_path, redis_server):
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    a = Host(tmp_path / "a", redis_server.url, name, watch=True)
+    b = Host(tmp_path / "b", redis_server.url, name)
+    await a.manager.initialize_all()
+    await b.manager.initialize_all()
+    try:
+        await until(lambda: a.fleet()["connected"] and b.fleet()["connected"], "both connected")
+        deploy(b.folder, "v2")          # host b has no watcher: it waits for the fleet
+        deploy(a.folder, "v2")          # host a's watcher sees it and reloads
+        await until(lambda: _serves(a, "v2"), "host a's watcher reloaded v2")
+        await until(lambda: _serves(b, "v2"), "host b applied v2 through the fleet")
+        assert a.fleet()["counts"]["published"] == 1 and b.fleet()["counts"]["applied"] == 1
+    finally:
+        await a.manager.shutdown_all()
+        await b.manager.shutdown_all()
 
 
 async def _serves(host: Host, tag: str) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 from covet_pipe.config import PluginConfig
 from covet_pipe.fleet.listener import Listener
 from covet_pipe.fleet.message import Change, FleetMessageError, decode
-from covet_pipe.fleet.store import forget, keys_for, publish, read_state
+from covet_pipe.fleet.store import keys_for, publish, publisher, read_state
 from covet_pipe.fleet.verify import file_hash, local_hash, mismatch
 from covet_pipe.logsafe import logger, printable
 from covet_pipe.redis_url import connect, describe
@@ -66,6 +66,7 @@ class Fleet:
         self.origin = f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.config = config
         self.client: Any = None
+        self._script: Any = None
         self.generation = 0
         self.stored_generation = 0
         self.connected = False
@@ -103,6 +104,7 @@ class Fleet:
         self.client = connect(self.url, password_file=config.fleet_password_file,
                               password_env=config.fleet_password_env, timeout=PUBLISH_TIMEOUT,
                               who=f"fleet {self.name!r}", health_check_interval=5)
+        self._script = publisher(self.client)
         self.listener = Listener(self.client, self.keys.channel, on_connect=self._converge,
                                  on_message=self._on_message, on_lost=self._on_lost, on_idle=self._on_idle,
                                  name=f"covet-pipe fleet {self.name}")
@@ -111,12 +113,11 @@ class Fleet:
 
     async def stop(self) -> None:
         """Stop listening and close the connections; changes made meanwhile wait in ``pending``."""
-        listener, client, self.listener, self.client = self.listener, self.client, None, None
+        listener, client, self.listener, self.client, self._script = self.listener, self.client, None, None, None
         self.connected = False
         if listener is not None:
             await listener.stop()
         if client is not None:
-            forget(client)
             try:
                 await asyncio.wait_for(client.aclose(), 2.0)
             except (asyncio.TimeoutError, Exception):
@@ -136,13 +137,13 @@ class Fleet:
             await self._publish(Change(0, name, digest, self.origin, time.time()))
 
     async def _publish(self, change: Change) -> None:
-        if not self.connected or self.client is None:
+        if not self.connected or self._script is None:
             self.pending[change.plugin] = change
             log.warning("fleet %r: Redis is out of reach; the reload of %r is published when it is back",
                         self.name, change.plugin)
             return
         try:
-            generation = await asyncio.wait_for(publish(self.client, self.keys, change), PUBLISH_TIMEOUT)
+            generation = await asyncio.wait_for(publish(self._script, self.keys, change), PUBLISH_TIMEOUT)
         except (asyncio.TimeoutError, Exception) as exc:
             self.pending[change.plugin] = change
             self.last_error = f"publish: {type(exc).__name__}: {printable(str(exc), 300)}"

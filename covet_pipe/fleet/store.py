@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from covet_pipe.fleet.message import Change, FleetMessageError, decode, encode
 
-__all__ = ["Keys", "State", "forget", "keys_for", "publish", "read_state"]
+__all__ = ["Keys", "State", "keys_for", "publish", "publisher", "read_state"]
 
 #: KEYS[1] the counter, KEYS[2] the latest changes; ARGV[1] and ARGV[2] the message before and after its
 #: generation, ARGV[3] the plugin, ARGV[4] the channel
@@ -29,7 +29,6 @@ redis.call('HSET', KEYS[2], ARGV[3], msg)
 redis.call('PUBLISH', ARGV[4], msg)
 return g
 """
-_SCRIPTS: dict[int, Any] = {}       # id(client) -> its registered Script
 _MARK = '"generation":0,'
 
 
@@ -45,21 +44,18 @@ def keys_for(fleet_name: str) -> Keys:
     return Keys(f"{base}:generation", f"{base}:latest", f"{base}:changes")
 
 
-async def publish(client: Any, keys: Keys, change: Change) -> int:
-    """Store and publish *change* under a new generation; returns the generation."""
+def publisher(client: Any) -> Any:
+    """The publishing step for *client* (a redis-py ``Script``: ``EVALSHA``, loaded again on ``NOSCRIPT``)."""
+    return client.register_script(_PUBLISH)
+
+
+async def publish(script: Any, keys: Keys, change: Change) -> int:
+    """Store and publish *change* under a new generation with *script* (:func:`publisher`); the generation."""
     text = encode(change._replace(generation=0)).decode()
     head, sep, tail = text.partition(_MARK)
     assert sep, "encode() writes the generation right after the version"
-    script = _SCRIPTS.get(id(client))
-    if script is None:
-        script = _SCRIPTS[id(client)] = client.register_script(_PUBLISH)
     return int(await script(keys=[keys.generation, keys.latest],
                             args=[head + '"generation":', "," + tail, change.plugin, keys.channel]))
-
-
-def forget(client: Any) -> None:
-    """Drop the script registered for *client* (it is closed)."""
-    _SCRIPTS.pop(id(client), None)
 
 
 class State(NamedTuple):

@@ -109,7 +109,7 @@ def _storage(out: Readings, manager: Any) -> None:
 
 
 def _fleet(out: Readings, manager: Any) -> None:
-    readings = getattr(manager, "fleet_readings", None)
+    readings = getattr(manager, "fleet_health", None)
     fleet = readings() if readings is not None else None
     if fleet is None:
         return                  # no fleet: the families stay out
