@@ -272,3 +272,24 @@ def test_serve_refuses_a_fleet_url_that_is_not_redis(capsys: pytest.CaptureFixtu
                  "http://user:s3cret@127.0.0.1:6379"])
     err = capsys.readouterr().err
     assert code == 2 and "--fleet: fleet: expected a Redis URL" in err and "s3cret" not in err
+
+
+async def test_the_admin_api_reloads_into_the_fleet_and_its_health_shows_the_generations(hosts):
+    import json
+
+    from covet_pipe import admin_app
+    a, b = hosts
+    token = "fleet-test-token-0123456789"
+    admin_a, admin_b = admin_app(a.manager, token=token), admin_app(b.manager, token=token)
+    auth = {"authorization": f"Bearer {token}"}
+    deploy(a.folder, "v2")
+    deploy(b.folder, "v2")
+    answer = await call(admin_a, "POST", "/_plugins/stamp/reload", headers=auth)
+    assert answer.status == 200, answer.body
+    await until(lambda: _serves(b, "v2"), "host b serves v2 after the admin call on host a")
+    await until(lambda: b.fleet()["generation"] == 1, "host b at generation 1")
+    answer = await call(admin_b, "GET", "/_plugins/health", headers=auth)
+    fleet = json.loads(answer.body)["fleet"]
+    assert answer.status == 200 and fleet["connected"] is True
+    assert (fleet["name"], fleet["generation"], fleet["stored_generation"], fleet["last_mismatch"]) == \
+        (b.fleet()["name"], 1, 1, None)
