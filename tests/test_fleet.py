@@ -232,15 +232,20 @@ async def test_redis_down_local_reloads_go_on_and_the_fleet_converges_when_it_re
     assert a.manager.reload_counts()["stamp"]["ok"] == 2 and b.manager.reload_counts()["stamp"]["ok"] == 2
 
 
-async def test_bad_messages_on_the_channel_are_refused_and_the_fleet_goes_on(hosts, redis_server):
+async def test_bad_messages_on_the_channel_are_refused_and_the_fleet_goes_on(hosts, redis_server, caplog):
+    import logging
+    caplog.set_level(logging.WARNING, logger="covet_pipe.fleet")
     a, b = hosts
     channel = keys_for(b.fleet()["name"]).channel
     async with raw(redis_server.url) as client:
         await client.publish(channel, b"not json")
         await client.publish(channel, b'{"v": 1, "generation": 99}')
         await client.publish(channel, __import__("pickle").dumps({"plugin": "stamp"}))
-    await until(lambda: b.fleet()["counts"]["bad_messages"] == 3, "three messages refused")
+    await until(lambda: a.fleet()["counts"]["bad_messages"] == b.fleet()["counts"]["bad_messages"] == 3,
+                "three messages refused on each host")
     assert b.fleet()["generation"] == 0 and b.fleet()["connected"]
+    refused = [r for r in caplog.records if "was refused" in r.getMessage()]
+    assert len(refused) == 2            # one line per host for the three (a flood is not logged line by line)
     deploy(a.folder, "v2")
     deploy(b.folder, "v2")
     await a.manager.reload_plugin("stamp")

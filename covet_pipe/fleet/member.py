@@ -46,6 +46,8 @@ RECENT = 50
 RECHECK = 2.0
 #: seconds a publish may take before the change waits for Redis to be back
 PUBLISH_TIMEOUT = 2.0
+#: at most one log line about refused messages in this many seconds (health counts them all)
+BAD_LOG_EVERY = 10.0
 
 
 class Fleet:
@@ -82,6 +84,7 @@ class Fleet:
         self.last_error: str | None = None
         self._lock = asyncio.Lock()     # a local reload and an applied change, one at a time
         self._rechecked = 0.0
+        self._bad_logged = -BAD_LOG_EVERY
         self.listener: Listener | None = None
         self._based = False
 
@@ -193,7 +196,11 @@ class Fleet:
             change = decode(data)
         except FleetMessageError as exc:
             self.counts["bad_messages"] += 1
-            log.warning("fleet %r: a message on %s was refused: %s", self.name, self.keys.channel, exc)
+            now = time.monotonic()
+            if now - self._bad_logged >= BAD_LOG_EVERY:     # a flood of junk is not a flood of log lines
+                self._bad_logged = now
+                log.warning("fleet %r: a message on %s was refused (%d so far): %s", self.name, self.keys.channel,
+                            self.counts["bad_messages"], exc)
             return
         self.stored_generation = max(self.stored_generation, change.generation)
         if change.generation <= self.generation:
