@@ -298,3 +298,20 @@ async def test_the_admin_api_reloads_into_the_fleet_and_its_health_shows_the_gen
     assert answer.status == 200 and fleet["connected"] is True
     assert (fleet["name"], fleet["generation"], fleet["stored_generation"], fleet["last_mismatch"]) == \
         (b.fleet()["name"], 1, 1, None)
+
+
+def test_serve_refuses_a_fleet_password_file_it_cannot_read(tmp_path, capsys: pytest.CaptureFixture[str]):
+    from covet_pipe.cli import main
+    root = Path(__file__).resolve().parents[1]
+    code = main(["serve", "tests.conftest:text_app", "--app-dir", str(root), "--fleet", "redis://127.0.0.1:1/0",
+                 "--fleet-password-file", str(tmp_path / "missing")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot read the password file" in err
+
+
+async def test_a_password_file_that_cannot_be_read_fails_the_start_naming_it(tmp_path):
+    from covet_pipe.errors import ConfigError
+    manager = PluginManager(PluginConfig(hot_reload=True, fleet="redis://127.0.0.1:1/0",
+                                         fleet_password_file=str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match="fleet 'default': cannot read the password file"):
+        await manager.initialize_all()

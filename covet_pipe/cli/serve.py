@@ -142,9 +142,11 @@ def _join_fleet(plugin_config: Any, args: argparse.Namespace) -> None:
     plugin_config.hot_reload = True
     plugin_config.fleet, plugin_config.fleet_name = args.fleet, args.fleet_name
     plugin_config.fleet_password_file = args.fleet_password_file
+    from covet_pipe.redis_url import password_from
     try:
         plugin_config.check_fleet()
-    except ConfigError as exc:
+        password_from(password_file=args.fleet_password_file, who="--fleet-password-file")
+    except (ConfigError, ValueError) as exc:
         raise UsageError(f"--fleet: {exc}") from None
 
 

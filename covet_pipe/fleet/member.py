@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from covet_pipe.config import PluginConfig
+from covet_pipe.errors import ConfigError
 from covet_pipe.fleet.listener import Listener
 from covet_pipe.fleet.message import Change, FleetMessageError, decode
 from covet_pipe.fleet.store import keys_for, publish, publisher, read_state
@@ -104,9 +105,12 @@ class Fleet:
                 if digest is not None:
                     self.applied.setdefault(record.name, digest)
         config = self.config
-        self.client = connect(self.url, password_file=config.fleet_password_file,
-                              password_env=config.fleet_password_env, timeout=PUBLISH_TIMEOUT,
-                              who=f"fleet {self.name!r}", health_check_interval=5)
+        try:
+            self.client = connect(self.url, password_file=config.fleet_password_file,
+                                  password_env=config.fleet_password_env, timeout=PUBLISH_TIMEOUT,
+                                  who=f"fleet {self.name!r}", health_check_interval=5)
+        except ValueError as exc:       # the password file cannot be read, the variable is not set
+            raise ConfigError(str(exc), field="fleet_password_file") from None
         self._script = publisher(self.client)
         self.listener = Listener(self.client, self.keys.channel, on_connect=self._converge,
                                  on_message=self._on_message, on_lost=self._on_lost, on_idle=self._on_idle,
