@@ -315,3 +315,20 @@ async def test_a_password_file_that_cannot_be_read_fails_the_start_naming_it(tmp
                                          fleet_password_file=str(tmp_path / "missing")))
     with pytest.raises(ConfigError, match="fleet 'default': cannot read the password file"):
         await manager.initialize_all()
+
+
+async def test_a_counter_reset_under_a_live_subscription_is_noticed_and_converged_from(hosts, redis_server):
+    a, b = hosts
+    for tag in ("v2", "v3"):
+        deploy(a.folder, tag)
+        deploy(b.folder, tag)
+        await a.manager.reload_plugin("stamp")
+    await until(lambda: b.fleet()["generation"] == 2, "host b at generation 2")
+    async with raw(redis_server.url) as client:
+        await client.flushall()             # the counter starts again from 0; the connections stay
+    deploy(a.folder, "v4")
+    deploy(b.folder, "v4")
+    await a.manager.reload_plugin("stamp")  # generation 1 again
+    await until(lambda: _serves(b, "v4"), "host b applied the change after the reset")
+    await until(lambda: a.fleet()["generation"] == b.fleet()["generation"] == b.fleet()["stored_generation"] == 1,
+                "both at the new counter's generation")

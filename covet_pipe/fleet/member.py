@@ -85,6 +85,7 @@ class Fleet:
         self.last_error: str | None = None
         self._lock = asyncio.Lock()     # a local reload and an applied change, one at a time
         self._rechecked = 0.0
+        self._last_message = 0      # the generation of the last message of this subscription
         self._bad_logged = -BAD_LOG_EVERY
         self.listener: Listener | None = None
         self._based = False
@@ -206,6 +207,14 @@ class Fleet:
                 log.warning("fleet %r: a message on %s was refused (%d so far): %s", self.name, self.keys.channel,
                             self.counts["bad_messages"], exc)
             return
+        if change.generation <= self._last_message:
+            # One subscription hands the changes over in the order of their generations: a counter that
+            # went back was reset (FLUSHALL, a Redis replaced without this connection noticing).
+            log.warning("fleet %r: generation %d came after %d: the counter in Redis was reset; converging again",
+                        self.name, change.generation, self._last_message)
+            await self._converge()
+            return
+        self._last_message = change.generation
         self.stored_generation = max(self.stored_generation, change.generation)
         if change.generation <= self.generation:
             return                  # handled already (converged past it)
@@ -215,6 +224,7 @@ class Fleet:
 
     async def _converge(self) -> None:
         """Connected (again): apply each plugin's latest change past this worker's generation, publish the pending."""
+        self._last_message = 0       # a new subscription, or one whose counter went back
         state = await read_state(self.client, self.keys)
         for why in state.bad:
             log.warning("fleet %r: a stored change was refused: %s", self.name, why)
