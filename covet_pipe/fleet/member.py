@@ -83,12 +83,19 @@ class Fleet:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.counts = {"published": 0, "applied": 0, "current": 0, "failed": 0, "bad_messages": 0}
         self.last_error: str | None = None
-        self._lock = asyncio.Lock()     # a local reload and an applied change, one at a time
+        #: a local reload and an applied change, one at a time (one lock per event loop)
+        self._lock_of: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
         self._rechecked = 0.0
         self._last_message = 0      # the generation of the last message of this subscription
         self._bad_logged = -BAD_LOG_EVERY
         self.listener: Listener | None = None
         self._based = False
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock_of is None or self._lock_of[1] is not loop:
+            self._lock_of = (asyncio.Lock(), loop)
+        return self._lock_of[0]
 
     # -- start and stop ----------------------------------------------------------------------------
 
@@ -135,7 +142,7 @@ class Fleet:
 
     async def reload(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a reload made on this worker (*run* raises when it fails: nothing is published), then publish it."""
-        async with self._lock:
+        async with self._lock():
             await run()
             digest = await local_hash(self.registry, name)
             if digest is None:
@@ -167,7 +174,7 @@ class Fleet:
 
     async def apply(self, change: Change) -> str:
         """Apply another worker's change here: "applied", "current" (it runs that content), "mismatch", "failed"."""
-        async with self._lock:
+        async with self._lock():
             if self.applied.get(change.plugin) == change.hash:
                 self.mismatches.pop(change.plugin, None)
                 self.counts["current"] += 1
@@ -221,6 +228,7 @@ class Fleet:
         if change.origin != self.origin:
             await self.apply(change)
         self.generation = change.generation
+        await self._on_idle()       # a steady stream of changes leaves no idle moment for the look at the files
 
     async def _converge(self) -> None:
         """Connected (again): apply each plugin's latest change past this worker's generation, publish the pending."""
