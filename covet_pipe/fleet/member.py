@@ -250,8 +250,9 @@ class Fleet:
         self.connected = True
         if not was:
             log.info("fleet %r: connected to %s at generation %d", self.name, describe(self.url), self.generation)
-        for change in list(self.pending.values()):
-            await self._publish(change)
+        async with self._lock():       # no local reload of the same plugin publishes in between
+            for change in list(self.pending.values()):
+                await self._publish(change)
 
     def _on_lost(self, why: str) -> None:
         self.last_error = why
