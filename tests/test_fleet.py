@@ -332,3 +332,50 @@ async def test_a_counter_reset_under_a_live_subscription_is_noticed_and_converge
     await until(lambda: _serves(b, "v4"), "host b applied the change after the reset")
     await until(lambda: a.fleet()["generation"] == b.fleet()["generation"] == b.fleet()["stored_generation"] == 1,
                 "both at the new counter's generation")
+
+
+GREETER = '''
+from covet_pipe import MiddlewarePlugin
+
+
+class Greeter(MiddlewarePlugin):
+    name = "greeter"
+    version = "1.0.0"
+
+    def __init__(self, word):
+        self.word = word
+
+    def process_response(self, response, ctx):
+        response.headers.add("x-word", self.word)
+
+
+def create_plugin(config):
+    return Greeter(config.get("word", "none"))
+'''
+
+
+async def test_a_config_change_in_the_manifest_travels_as_a_reload(tmp_path, redis_server):
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "greeter.py").write_text(GREETER)
+        (folder / "greeter.covet-plugin.toml").write_text('[config]\nword = "hello"\n')
+    a, b = (PluginManager(PluginConfig(plugin_paths=[str(f)], hot_reload=True, fleet=redis_server.url,
+                                       fleet_name=name)) for f in folders)
+    served_b = wrap(text_app, b)
+    await a.initialize_all()
+    await b.initialize_all()
+    try:
+        await until(lambda: a.fleet_health()["connected"] and b.fleet_health()["connected"], "both connected")
+        assert (await call(served_b, "GET", "/")).headers.getall("x-word") == ["hello"]
+        for folder in folders:      # the deploy: the plugin's settings change, its code does not
+            (folder / "greeter.covet-plugin.toml").write_text('[config]\nword = "bonjour"\n')
+        await a.reload_plugin("greeter")
+
+        async def b_says_bonjour() -> bool:
+            return (await call(served_b, "GET", "/")).headers.getall("x-word") == ["bonjour"]
+        await until(b_says_bonjour, "host b runs the new settings")
+    finally:
+        await a.shutdown_all()
+        await b.shutdown_all()
