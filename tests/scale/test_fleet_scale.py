@@ -243,6 +243,14 @@ def test_a_reload_storm_reaches_every_worker_of_both_hosts_within_a_second(fleet
     print(f"\nfleet storm: {CHANGES} changes on one worker, propagation to the 3 others: n={len(delays)} "
           f"p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms max={max(delays) * 1000:.1f} ms; requests ok: "
           f"a={loads[0].ok} b={loads[1].ok}, failed: a={loads[0].failed} b={loads[1].failed}")
+    for host in (a, b):     # the scrape sums connected over the workers, takes the lowest generation
+        request = urllib.request.Request(f"http://127.0.0.1:{host.admin}/metrics",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            text = answer.read().decode()
+        stored = max(f["stored_generation"] for f in a.fleets() + b.fleets())
+        assert f'covet_pipe_fleet_connected{{fleet="scale"}} 2.0' in text
+        assert f'covet_pipe_fleet_generation{{fleet="scale"}} {float(stored)}' in text
     assert applied == [CHANGES] * 3                 # each change applied once by each other worker
     assert a.fleets()[0]["counts"]["published"] == CHANGES
     assert max(delays) < WITHIN
