@@ -6,12 +6,15 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from covet_pipe.errors import ConfigError
+from covet_pipe.redis_url import describe
 
 __all__ = ["PluginConfig", "parse_size", "check_cpu_limit"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+_FLEET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _UNITS = {
     "": 1, "b": 1,
     "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
@@ -129,6 +132,15 @@ class PluginConfig:
     failure_policies: dict[str, str] = field(default_factory=dict)
     #: refuse to start when any plugin fails to load or to start (the error names every failure)
     strict: bool = False
+    #: a Redis URL (``redis://``, ``rediss://``, ``unix://``): reloads reach every worker of every host
+    #: sharing it and ``fleet_name`` (docs/scaling.md); needs ``hot_reload``
+    fleet: str | None = None
+    #: the fleet's name: workers with the same Redis and name reload together
+    fleet_name: str = "default"
+    #: the Redis password is this file's first line (else ``fleet_password_env``, else the URL's)
+    fleet_password_file: str | None = None
+    #: the environment variable holding the Redis password
+    fleet_password_env: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.plugin_paths, (str, os.PathLike)):
@@ -176,6 +188,25 @@ class PluginConfig:
                 "reload_on_change=True needs hot_reload=True: set both to reload plugins when their files change",
                 field="reload_on_change",
             )
+
+        self.check_fleet()
+
+    def check_fleet(self) -> None:
+        """Refuse fleet settings that cannot work (also after they were set on a PluginConfig made earlier)."""
+        if self.fleet is None:
+            return
+        if not isinstance(self.fleet, str) or urlsplit(self.fleet).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"fleet: expected a Redis URL such as redis://127.0.0.1:6379/0, got "
+                              f"{describe(self.fleet) if isinstance(self.fleet, str) else self.fleet!r}", field="fleet")
+        if not isinstance(self.fleet_name, str) or not _FLEET_NAME.match(self.fleet_name):
+            raise ConfigError(f"fleet_name: expected 1 to 100 letters, digits or . _ - (the workers that reload "
+                              f"together share it), got {self.fleet_name!r}", field="fleet_name")
+        if self.fleet_password_file is not None and self.fleet_password_env is not None:
+            raise ConfigError("fleet_password_file and fleet_password_env: give one of them, not both",
+                              field="fleet_password_file")
+        if not self.hot_reload:
+            raise ConfigError("fleet=... needs hot_reload=True: the fleet reloads plugins on every worker; "
+                              "set PluginConfig(hot_reload=True)", field="fleet")
 
     def policy_for(self, name: str | None, path: str | None) -> str | None:
         """The operator's failure policy for a plugin (by name, then by file path), or None."""

@@ -11,12 +11,13 @@ Whether a loaded plugin runs sandboxed is ``covet_pipe.plugin.is_sandboxed``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from covet_pipe._standin import stand_in
+from covet_pipe._standin import is_stand_in, stand_in
 from covet_pipe.config import PluginConfig
-from covet_pipe.discovery import LoadReport, SandboxRequested, discover, forget_module, load_path
+from covet_pipe.discovery import LoadReport, SandboxRequested, discover, discovered_by, forget_module, load_path
 from covet_pipe.errors import PluginError
 from covet_pipe.plugin import is_sandboxed
 from covet_pipe.registry import PluginRecord, Registry, validate
@@ -24,7 +25,7 @@ from covet_pipe.registry import PluginRecord, Registry, validate
 if TYPE_CHECKING:
     from covet_pipe.sandbox.supervisor import SandboxSpec
 
-__all__ = ["discover_all", "load", "start_sandboxed", "end_helpers", "discard", "sandbox_health"]
+__all__ = ["discover_all", "report_earlier", "load", "start_sandboxed", "end_helpers", "discard", "sandbox_health"]
 
 
 async def discover_all(config: PluginConfig, registry: Registry) -> LoadReport:
@@ -44,6 +45,23 @@ async def discover_all(config: PluginConfig, registry: Registry) -> LoadReport:
             report.failed[spec.path] = str(exc)
             report.stand_ins.append(stand_in(spec.path, str(exc), config, spec.manifest))
     return report
+
+
+def report_earlier(report: LoadReport, records: Iterable[PluginRecord], config: PluginConfig) -> None:
+    """Add to *report* what an earlier discovery loaded (first in ``loaded``) or failed to (in ``failed``).
+
+    A second ``load_plugins()`` (after the one initialize_all made at startup, say) so reports what is
+    loaded from plugin_paths and entry points already, as well as what it loaded itself.
+    """
+    already = []
+    for r in records:
+        if not discovered_by(r, config):
+            continue
+        if not is_stand_in(r) and r.name not in report.loaded:
+            already.append(r.name)
+        elif is_stand_in(r) and r.path is not None and r.path not in report.failed:   # failed before, still held by a stand-in
+            report.failed[r.path] = r.plugin.load_failure
+    report.loaded[:0] = already
 
 
 async def load(path: str | Path, config: PluginConfig, *, sandbox: bool = False) -> list[PluginRecord]:

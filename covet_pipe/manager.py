@@ -13,15 +13,14 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
-from covet_pipe import history, hot_swap
+from covet_pipe import fleet, history, hot_swap, startup
 from covet_pipe._core import Chain
 from covet_pipe._report import plugin_health, plugin_list, summary_lines
-from covet_pipe._standin import held_by, is_stand_in
+from covet_pipe._standin import held_by
 from covet_pipe.config import PluginConfig
 from covet_pipe.context import Services
-from covet_pipe.discovery import discovered_by, find_plugin
 from covet_pipe.errors import PluginError, PluginNotFoundError, StrictError
-from covet_pipe.loading import discard, discover_all, end_helpers, load
+from covet_pipe.loading import discard, discover_all, end_helpers, load, report_earlier
 from covet_pipe.logsafe import printable
 from covet_pipe.registry import PluginRecord, Registry, validate
 from covet_pipe.reload import PluginWatcher
@@ -69,6 +68,8 @@ class PluginManager:
         history.watch_plugin_errors(self._history)
         #: reloads wait for one another (one lock per event loop, as the snapshots' lock)
         self._reload_lock: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
+        #: PluginConfig(fleet=...): the other workers' reloads through Redis (started by initialize_all)
+        self._fleet: fleet.Fleet | None = None
 
     @property
     def chain(self) -> Chain:
@@ -138,17 +139,7 @@ class PluginManager:
             log.error("could not load plugin %s: %s", printable(where), printable(why))
             if where not in held:
                 self._load_failures[where] = why
-        # A second call (after the one initialize_all made at startup, say) reports what is loaded from
-        # plugin_paths and entry points already, as well as what it loaded itself.
-        already = []
-        for r in self._registry.records():
-            if not discovered_by(r, self.config):
-                continue
-            if not is_stand_in(r) and r.name not in report.loaded:
-                already.append(r.name)
-            elif is_stand_in(r) and r.path is not None and r.path not in report.failed:   # failed before, still held by a stand-in
-                report.failed[r.path] = r.plugin.load_failure
-        report.loaded[:0] = already
+        report_earlier(report, self._registry.records(), self.config)
         await self._start_if_running()
         return report
 
@@ -198,70 +189,24 @@ class PluginManager:
         # Plugins loaded on another loop (asyncio.run() at import) serve on this one: the lock is one per
         # loop, the watcher starts its task here below, and sandboxed helpers move themselves when
         # started (SandboxedPlugin.initialize).
-        snapshots = self._snapshots
-        async with snapshots.lock():
-            # Loop: a plugin registered while an initialize() ran is started too, before
-            # the chain is marked ready (each round starts or fails everything pending).
-            stale = not snapshots.chain.ready     # records were added (a stand-in starts nothing)
-            while True:
-                await self._resolve_missing()
-                pending = [r for r in self._registry.records() if r.state in ("registered", "stopped")]
-                if not pending:
-                    if stale:
-                        snapshots.rebuild()
-                    break
-                live = [r.name for r in self._registry.records() if r.state != "failed"]
-                order, failures = self._registry.plan(live)
-                for name in order:
-                    record = self._registry.get(name)
-                    if record is None or record.state not in ("registered", "stopped"):
-                        continue
-                    if name in failures:
-                        self._registry.fail(record, failures[name])
-                        continue
-                    problem = self._registry.dependency_problem(record)
-                    if problem is not None:
-                        self._registry.fail(record, problem)
-                        continue
-                    await self._registry.start(record)
-                for record in self._registry.records():
-                    if record.state == "initialized":
-                        record.state = "active"
-                snapshots.rebuild()
-                stale = False
-            if self.config.strict:
-                failed = {f"{r.name} ({r.path or r.source})": r.error or "failed"
-                          for r in self._registry.records() if r.state == "failed"}
-                if failed or self._load_failures:
-                    raise StrictError("PluginConfig(strict=True): refusing to serve",
-                                      {**self._load_failures, **failed})
+        async with self._snapshots.lock():
+            await startup.start_pending(self._registry, self._snapshots, self._add_record)
+            if self.config.strict and (failed := startup.strict_failures(self._registry, self._load_failures)):
+                raise StrictError("PluginConfig(strict=True): refusing to serve", failed)
             self.status = "running"
-            snapshots.chain.ready = True
+            self._snapshots.chain.ready = True
             if self.config.hot_reload and self.config.reload_on_change:
                 if self._watcher is None:
                     self._watcher = PluginWatcher(self, self._registry)
                 self._watcher.start()  # idempotent
-
-    async def _resolve_missing(self) -> None:
-        if not self.config.auto_resolve_dependencies:
-            return
-        for _ in range(16):  # bounded: each round may bring new dependencies
-            missing = {q.name for r in self._registry.records() if r.state == "registered"
-                       for q in r.requires if self._registry.get(q.name) is None}
-            if not missing:
-                return
-            found = False
-            for name in sorted(missing):
-                record = await asyncio.to_thread(find_plugin, name, self.config)
-                if record is not None:
-                    self._add_record(record)
-                    log.info("auto-resolved dependency %r from %s", name, printable(record.path or record.source))
-                    found = True
-            if not found:
-                return
+            if self.config.fleet is not None:
+                self._fleet = self._fleet or fleet.Fleet(self.config, self._registry, self._reload_here)
+                self._fleet.start()     # idempotent
 
     async def shutdown_all(self) -> None:
         """Stop every plugin in reverse dependency order, after in-flight requests finish."""
+        if self._fleet is not None:
+            await self._fleet.stop()
         if self._watcher is not None:
             # outside the lock: a reload under way holds it and finishes first
             await self._watcher.stop(self.config.drain_timeout + self.config.initialize_timeout
@@ -323,7 +268,14 @@ class PluginManager:
         If the new version fails, the old one keeps serving and the error is raised.
         A ``path`` loads the new version from another file (a renamed plugin file).
         State the old version exports is handed to the new one (``export_state``/``import_state``).
+        With ``PluginConfig(fleet=...)`` a reload that worked is published to the other workers.
         """
+        if self._fleet is None:
+            await self._reload_here(name, path)
+        else:
+            await self._fleet.reload(name, lambda: self._reload_here(name, path))
+
+    async def _reload_here(self, name: str, path: str | None = None) -> None:
         # One reload at a time: a second one (the API's beside the watcher's, two operators) starts from
         # the version the first left serving, so no version is stopped twice and none is left running.
         loop = asyncio.get_running_loop()
@@ -428,6 +380,8 @@ class PluginManager:
         watcher = self._watcher
         status, plugins = plugin_health(self._registry.records(),
                                         watcher.reload_errors if watcher is not None else {})
+        if self._fleet is not None:
+            status = self._fleet.overall(status)
         snap = self._snapshots.current
         out = {"status": status, "manager": self.status, "chain_generation": snap.generation,
                "inflight": snap.inflight, "plugins": plugins,
@@ -435,4 +389,10 @@ class PluginManager:
         if watcher is not None:
             out["watcher"] = {"running": watcher.running, "reloads": watcher.reloads,
                               "errors": dict(watcher.errors)}
+        if self._fleet is not None:
+            out["fleet"] = self._fleet.health()
         return out
+
+    def fleet_health(self) -> dict[str, Any] | None:
+        """The fleet part of :meth:`get_health_status` (None without ``PluginConfig(fleet=...)``)."""
+        return self._fleet.health() if self._fleet is not None else None

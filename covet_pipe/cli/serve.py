@@ -116,6 +116,8 @@ def run_serve(args: argparse.Namespace) -> int:
         manager.config.strict = True
     for name in args.fail_open:
         manager.config.failure_policies[name] = "open"
+    if args.fleet is not None:
+        _join_fleet(manager.config, args)
     try:
         run(app, manager, config,
             plugin_dirs=[os.path.abspath(p) for p in args.plugins])
@@ -132,6 +134,20 @@ def run_serve(args: argparse.Namespace) -> int:
             raise
         raise StartError(str(exc)) from None
     return EXIT_OK
+
+
+def _join_fleet(plugin_config: Any, args: argparse.Namespace) -> None:
+    """--fleet URL: reloads reach every worker of every host on that Redis (hot_reload follows)."""
+    from covet_pipe.errors import ConfigError
+    plugin_config.hot_reload = True
+    plugin_config.fleet, plugin_config.fleet_name = args.fleet, args.fleet_name
+    plugin_config.fleet_password_file = args.fleet_password_file
+    from covet_pipe.redis_url import password_from
+    try:
+        plugin_config.check_fleet()
+        password_from(password_file=args.fleet_password_file, who="--fleet-password-file")
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(f"--fleet: {exc}") from None
 
 
 def _add_config_options(serve: argparse.ArgumentParser) -> None:
@@ -184,6 +200,14 @@ def add_serve(sub: Any) -> None:
     serve.add_argument("--fail-open", action="append", default=[], metavar="PLUGIN",
                        help="serve without PLUGIN (a name or file) when it fails, instead of 503 in its "
                             "place (failure_policy open; repeatable)")
+    fleet = serve.add_argument_group("fleet", "a reload on one worker reaches every worker of every host "
+                                              "sharing the Redis and the fleet name (docs/scaling.md)")
+    fleet.add_argument("--fleet", metavar="REDIS_URL", help="the fleet's Redis: redis://HOST:PORT/DB, rediss://... "
+                                                            "or unix:///PATH (PluginConfig fleet)")
+    fleet.add_argument("--fleet-name", default="default", metavar="NAME",
+                       help="workers with the same Redis and name reload together (default: default)")
+    fleet.add_argument("--fleet-password-file", metavar="FILE",
+                       help="the Redis password is this file's first line (else the URL's)")
     serve.add_argument("--app-dir", default=".", help="folder to import the app from (default: .)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     _add_config_options(serve)

@@ -74,6 +74,11 @@ def health_table(document: Any) -> str:
             continue
         lines.append(f"{where}status {health['status']} (manager {health.get('manager')}, chain generation "
                      f"{health.get('chain_generation')}, {health.get('inflight')} in flight)")
+        fleet = health.get("fleet")
+        if isinstance(fleet, dict):
+            lines.append(f"{where}fleet {fleet.get('name')} {'connected' if fleet.get('connected') else 'NOT connected'}"
+                         f", generation {fleet.get('generation')} of {fleet.get('stored_generation')}"
+                         + "".join(f"; {p}: {m.get('error')}" for p, m in (fleet.get("mismatches") or {}).items()))
         for name, info in (health.get("plugins") or {}).items():
             error = info.get("reload_error") or info.get("error")
             rows.append(([label] if several else []) + [name, info.get("state"), info.get("version"),

@@ -3,7 +3,7 @@
 Labels are bounded by design: ``plugin`` (a registered plugin's name), ``protocol`` (one protocol a
 plugin serves: a plugin on http and websocket has a series for each), ``status_class`` (``1xx`` ...
 ``5xx``), ``operation`` (a StoragePlugin method's name), ``decision`` (a RateLimit plugin's:
-``allowed``, ``limited``).
+``allowed``, ``limited``), ``fleet`` (the manager's ``fleet_name``).
 Never a path, a client or a header.
 """
 
@@ -30,6 +30,8 @@ class Family(NamedTuple):
     kind: str                   #: "counter", "gauge" or "histogram"
     labels: tuple[str, ...]
     help: str
+    #: how ``--workers N`` combines a gauge of each worker (prometheus-client's multiprocess mode)
+    mode: str = "livesum"
 
 
 _PLUGIN = ("plugin", "protocol")
@@ -72,4 +74,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("covet_pipe_http_request_duration_seconds", "histogram", (),
            "Time from a request's parsed head to its response's last byte handed to the socket."),
     Family("covet_pipe_http_open_connections", "gauge", (), "Connections covet-pipe's server has open now."),
+    Family("covet_pipe_fleet_generation", "gauge", ("fleet",),
+           "The fleet generation this worker has applied (with --workers, the lowest of the workers).", "livemin"),
+    Family("covet_pipe_fleet_stored_generation", "gauge", ("fleet",),
+           "The fleet's generation stored in Redis, as last read (with --workers, the highest).", "livemax"),
+    Family("covet_pipe_fleet_connected", "gauge", ("fleet",),
+           "1 while this worker is connected to the fleet's Redis (with --workers, how many are)."),
 )

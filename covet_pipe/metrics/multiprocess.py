@@ -105,7 +105,7 @@ class Flusher:
         if value is None:
             value = self._values[key] = self._value_class(
                 kind, family.name, name, list(labelnames), list(labelvalues), family.help,
-                multiprocess_mode="livesum")
+                multiprocess_mode=family.mode)
         return value
 
     def _add(self, source: int, kind: str, family: Family, name: str, labelnames: tuple[str, ...],

@@ -2,7 +2,8 @@
 
 Nothing here runs per request. ``read(manager)`` walks the current chain's entries (their
 ``PluginStats`` live in C), the sandboxed plugins' supervisors, the manager's reload counts when it
-keeps them, the storage engines' call counts, and the HTTP/1.1 server's counters of this process.
+keeps them, the storage engines' call counts, the fleet's generations, and the HTTP/1.1 server's counters of
+this process.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def read(manager: Any, *, server: bool = True) -> Readings:
     out["covet_pipe_inflight_requests"] = [((), float(snap.inflight))]
     _reloads(out, manager)
     _storage(out, manager)
+    _fleet(out, manager)
     if server:
         _server(out)
     return out
@@ -117,6 +119,16 @@ def _storage(out: Readings, manager: Any) -> None:
         for op, (calls, errors) in per_op.items():
             _add(out, "covet_pipe_storage_calls", (name, op), calls)
             _add(out, "covet_pipe_storage_errors", (name, op), errors)
+
+
+def _fleet(out: Readings, manager: Any) -> None:
+    readings = getattr(manager, "fleet_health", None)
+    fleet = readings() if readings is not None else None
+    if fleet is None:
+        return                  # no fleet: the families stay out
+    _add(out, "covet_pipe_fleet_generation", (fleet["name"],), float(fleet["generation"]))
+    _add(out, "covet_pipe_fleet_stored_generation", (fleet["name"],), float(fleet["stored_generation"]))
+    _add(out, "covet_pipe_fleet_connected", (fleet["name"],), 1.0 if fleet["connected"] else 0.0)
 
 
 def _server(out: Readings) -> None:
