@@ -25,6 +25,7 @@ BUILTIN_MODULES = {
     "memory_storage": ["MemoryStorage", "StorageFullError"],
     "prometheus": ["PrometheusMetrics", "PrometheusMetricsPlugin"],
     "proxy_protocol": ["ProxyProtocol", "V2_SIGNATURE"],
+    "redis_storage": ["RedisStorage", "StorageError", "StorageUnavailableError"],
     "request_id": ["RequestId"],
     "resp": ["RespProtocol"],
 }
@@ -39,6 +40,9 @@ MOVED = [
     ("covet_pipe.builtin.proxy_protocol:V2_SIGNATURE", "covet_pipe.server.proxy:V2_SIGNATURE"),
     ("covet_pipe.builtin:StorageFullError", "covet_pipe.server.resp.errors:StorageFullError"),
     ("covet_pipe.builtin.memory_storage:StorageFullError", "covet_pipe.server.resp.errors:StorageFullError"),
+    ("covet_pipe.builtin:RedisStorage", "covet_pipe.storage.redis_engine:RedisStorage"),
+    ("covet_pipe.builtin:StorageUnavailableError", "covet_pipe.storage.errors:StorageUnavailableError"),
+    ("covet_pipe.builtin:StorageError", "covet_pipe.storage.errors:StorageError"),
     ("covet_pipe.server.http11:UvicornHTTP", "covet_pipe.server.http11.uvicorn_http:UvicornHTTP"),
     ("covet_pipe.server.http11:HTTP11Protocol", "covet_pipe.server.http11.protocol:HTTP11Protocol"),
     ("covet_pipe.server.http11:settings_for", "covet_pipe.server.http11.protocol:settings_for"),

@@ -14,6 +14,7 @@ from covet_pipe.builtin.jwt_handler import JWTHandler
 from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
 from covet_pipe.builtin.prometheus import PrometheusMetrics, PrometheusMetricsPlugin
 from covet_pipe.builtin.proxy_protocol import ProxyProtocol
+from covet_pipe.builtin.redis_storage import RedisStorage, StorageError, StorageUnavailableError
 from covet_pipe.builtin.request_id import RequestId
 from covet_pipe.builtin.resp import RespProtocol
 
@@ -28,7 +29,10 @@ __all__ = [
     "PrometheusMetrics",
     "PrometheusMetricsPlugin",
     "ProxyProtocol",
+    "RedisStorage",
     "RequestId",
     "RespProtocol",
+    "StorageError",
     "StorageFullError",
+    "StorageUnavailableError",
 ]
