@@ -150,3 +150,8 @@ scale: build redis
 
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py
+
+# RedisStorage get/set latency and throughput (50 tasks) vs raw redis-py asyncio on the same redis-server,
+# same run (~2 min); writes the "redis-storage" section of docs/benchmarks.md. One line per script.
+bench-redis: build redis
+	$(PY) benchmarks/bench_redis_storage.py

@@ -100,9 +100,13 @@ class RedisStorage(StoragePlugin):
         # One immediate retry on a broken connection (a pooled one the server closed when it restarted);
         # none on a timeout, and no backoff: a Redis that is down fails the call at once, clearly.
         retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        # Each call runs under one asyncio.timeout (the pool wait, the send and the reply together), so
+        # redis-py's own per-read and per-write timeouts are off (socket_timeout=None): they would bound
+        # less and cost a second timer (and a task for the write) per call. A cancelled call drops its
+        # connection (redis-py disconnects on any exception mid-command), so no late reply is misread.
         client = redis_url.connect(self.url, password_file=self.password_file, password_env=self.password_env,
                                    timeout=self.timeout, who="RedisStorage", max_connections=self.max_connections,
-                                   retry=retry, decode_responses=False)
+                                   retry=retry, decode_responses=False, socket_timeout=None)
         kwargs = client.connection_pool.connection_kwargs
         if kwargs.get("decode_responses"):
             await client.aclose()
@@ -110,7 +114,8 @@ class RedisStorage(StoragePlugin):
                              "URL would turn stored bytes into str; remove it from the URL")
         self._password = kwargs.get("password")
         self._client = client
-        self._slots = asyncio.Semaphore(self.max_connections)
+        # as many calls in flight as the pool has connections (a max_connections in the URL wins, as redis-py reads it)
+        self._slots = asyncio.Semaphore(client.connection_pool.max_connections)
         self._closed = False
         try:
             async with asyncio.timeout(self.timeout):

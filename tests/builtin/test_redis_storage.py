@@ -194,6 +194,13 @@ async def test_calls_beyond_max_connections_wait_for_a_connection_and_all_succee
         assert len(clients) <= 2 + 1                    # the pool's two, and the one asking
 
 
+async def test_a_max_connections_in_the_url_bounds_the_calls_in_flight_too(real_redis):
+    # redis-py lets the URL's query win over keyword arguments; the engine follows the pool it got
+    async with RedisStorage(real_redis.url + "?max_connections=3", max_connections=50) as store:
+        got = await asyncio.gather(*(store.exists(f"k{i}") for i in range(40)))
+        assert got == [False] * 40
+
+
 async def test_key_prefix_is_put_before_every_key_in_redis(real_redis):
     raw = redis_asyncio.Redis.from_url(real_redis.url)
     try:

@@ -34,8 +34,8 @@ def redis_server() -> Iterator[RealRedis]:
 
 
 @pytest.fixture(params=ENGINES)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[StoragePlugin]:
-    """The engine, registered and started by a PluginManager, as a plugin is given it (the counting view)."""
+async def managed(request: pytest.FixtureRequest) -> AsyncIterator[tuple[PluginManager, str]]:
+    """A PluginManager that registered and started the engine, and the engine's name."""
     manager = PluginManager()
     if request.param == "memory":
         manager.register(MemoryStorage())
@@ -45,9 +45,16 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[StoragePlugin]:
         manager.register(RedisStorage(server.url, key_prefix=f"{request.node.name}:"))
     await manager.initialize_all()
     try:
-        yield manager.get_storage_engine(request.param)
+        yield manager, request.param
     finally:
         await manager.shutdown_all()
+
+
+@pytest.fixture
+def store(managed: tuple[PluginManager, str]) -> StoragePlugin:
+    """The engine as a plugin is given it (the counting view)."""
+    manager, name = managed
+    return manager.get_storage_engine(name)  # type: ignore[no-any-return]
 
 
 async def test_set_then_get_returns_the_value_and_exists(store):
@@ -190,21 +197,6 @@ async def test_a_bad_ttl_is_a_value_error_for_set_and_expire(store, ttl):
     with pytest.raises(ValueError, match=r"expire\('a', ttl=\.\.\.\): expected seconds > 0"):
         await store.expire("a", ttl)
     assert await store.ttl("a") == math.inf
-
-
-@pytest.fixture(params=ENGINES)
-async def managed(request: pytest.FixtureRequest) -> AsyncIterator[tuple[PluginManager, str]]:
-    manager = PluginManager()
-    if request.param == "memory":
-        manager.register(MemoryStorage())
-    else:
-        server: RealRedis = request.getfixturevalue("redis_server")
-        manager.register(RedisStorage(server.url, key_prefix=f"{request.node.name}:"))
-    await manager.initialize_all()
-    try:
-        yield manager, request.param
-    finally:
-        await manager.shutdown_all()
 
 
 async def test_the_engine_is_found_by_its_name_and_its_calls_and_errors_are_counted(managed):
