@@ -15,7 +15,7 @@ from covet_pipe.builtin import RedisStorage
 from tests.server._resp_fixtures import OurResp, RealRedis, need_redis, start_ours
 
 PREFIX = "resp:"
-WAIT = 0.5
+WAIT = 1.0
 
 
 class Servers:
@@ -82,7 +82,7 @@ def test_binary_keys_and_values_and_a_short_expiry_are_the_same(servers, protoco
     k = b"bin\x00\xff\r\n" + bytes([protocol])
     value = bytes(range(256))
     both(servers, protocol, [
-        ("SET", k, value), ("GET", k), ("EXISTS", k), ("SET", k, b"", "PX", "150"), ("GET", k),
+        ("SET", k, value), ("GET", k), ("EXISTS", k), ("SET", k, b"", "PX", "400"), ("GET", k),
         ("GET", k), ("EXISTS", k), ("TTL", k),
     ], wait={5: WAIT})
 
