@@ -311,6 +311,9 @@ class RedisStorage(StoragePlugin):
         elif isinstance(exc, rx.AuthenticationError):
             what = (f"Redis refused the password ({self._scrub(exc)}); check password_file, password_env or "
                     "the URL's user")
+        elif isinstance(exc, rx.ConnectionError) and "SSL" in str(exc):
+            what = (f"cannot reach Redis over TLS ({self._scrub(exc)}); check the URL's TLS options "
+                    "(ssl_ca_certs=..., ssl_certfile=..., ssl_keyfile=... in its query)")
         elif isinstance(exc, rx.ConnectionError):
             what = (f"cannot reach Redis ({self._scrub(exc)}); start redis-server or fix the URL. Calls "
                     "reconnect by themselves once Redis answers")

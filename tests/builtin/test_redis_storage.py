@@ -9,15 +9,18 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis_asyncio
 
 from covet_pipe import PluginManager
 from covet_pipe.builtin import RedisStorage, StorageError, StorageFullError, StorageUnavailableError
-from tests._redis import RealRedis, need_redis, real_redis  # noqa: F401  (fixture)
+from tests._redis import RealRedis, free_port, need_redis, real_redis, wait_port  # noqa: F401  (fixture)
 
 PASSWORD = "pw-Zq81-secret"
 
@@ -177,6 +180,42 @@ async def test_a_unix_socket_url(tmp_path):
             await store.set("k", b"\x00v")
             assert await store.get("k") == b"\x00v"
             assert store.metadata()["url"] == f"unix://{sock}?db=0"
+    finally:
+        server.stop()
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 signed by it (openssl, as an operator makes them)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed (Debian's openssl package): it makes the TLS test's certificates")
+    ca_key, ca, key, csr, cert, ext = (folder / n for n in ("ca.key", "ca.crt", "server.key", "server.csr",
+                                                              "server.crt", "ext.cnf"))
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for cmd in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+                 "-subj", "/CN=covet-pipe test CA"],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+                 "-days", "2", "-extfile", ext]):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True, timeout=60)
+    return ca, cert, key
+
+
+async def test_a_rediss_url_speaks_tls_verified_against_the_ca_in_the_query(tmp_path):
+    need_redis()
+    ca, cert, key = _tls_files(tmp_path)
+    tls_port = free_port()
+    server = RealRedis("--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                       "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")
+    try:
+        wait_port(tls_port, server.proc)
+        async with RedisStorage(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}") as store:
+            await store.set("k", b"over tls")
+            assert await store.get("k") == b"over tls"
+            assert store.metadata()["connected"] is True
+        # without the CA, the server's certificate is not trusted: a clear unavailable error, not a hang
+        async with RedisStorage(f"rediss://127.0.0.1:{tls_port}/0", timeout=5.0) as store:
+            with pytest.raises(StorageUnavailableError, match=r"cannot reach Redis over TLS .*CERTIFICATE_VERIFY_FAILED.*check the URL's TLS options"):
+                await store.get("k")
     finally:
         server.stop()
 
