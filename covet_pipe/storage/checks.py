@@ -20,10 +20,10 @@ def check_key(engine: str, key: Any) -> str:
 
 def check_value(engine: str, key: str, value: Any) -> bytes:
     """*value* as bytes, or TypeError that says to encode text first."""
-    if isinstance(value, bytes):
+    if type(value) is bytes:
         return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)                 # a copy: a later change to the caller's buffer is not stored
     hint = "; encode it first: value.encode('utf-8')" if isinstance(value, str) else ""
     raise TypeError(f"{engine}.set({key!r}, ...): value must be bytes, got {type(value).__name__}{hint}")
 
