@@ -151,7 +151,10 @@ scale: build redis
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py
 
-# Latency a rate limiter adds per request: RateLimit in memory and in Redis beside slowapi (the limits library)
-# on the same Starlette app, in-process, same run (~1 min); writes the "ratelimit" section of docs/benchmarks.md.
+# The Redis benchmarks, same redis-server, same run (one line per script): RedisStorage get/set latency and
+# throughput (50 tasks) vs raw redis-py asyncio (~2 min, the "redis-storage" section of docs/benchmarks.md);
+# the latency a rate limiter adds per request, RateLimit in memory and in Redis beside slowapi (the limits
+# library) on the same Starlette app (~1 min, the "ratelimit" section).
 bench-redis: build redis
+	$(PY) benchmarks/bench_redis_storage.py
 	$(PY) benchmarks/bench_rate_limit.py

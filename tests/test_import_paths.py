@@ -26,6 +26,7 @@ BUILTIN_MODULES = {
     "prometheus": ["PrometheusMetrics", "PrometheusMetricsPlugin"],
     "proxy_protocol": ["ProxyProtocol", "V2_SIGNATURE"],
     "rate_limit": ["RateLimit", "RedisRateLimit"],
+    "redis_storage": ["RedisStorage", "StorageError", "StorageUnavailableError"],
     "request_id": ["RequestId"],
     "resp": ["RespProtocol"],
 }
@@ -40,6 +41,9 @@ MOVED = [
     ("covet_pipe.builtin.proxy_protocol:V2_SIGNATURE", "covet_pipe.server.proxy:V2_SIGNATURE"),
     ("covet_pipe.builtin:StorageFullError", "covet_pipe.server.resp.errors:StorageFullError"),
     ("covet_pipe.builtin.memory_storage:StorageFullError", "covet_pipe.server.resp.errors:StorageFullError"),
+    ("covet_pipe.builtin:RedisStorage", "covet_pipe.storage.redis_engine:RedisStorage"),
+    ("covet_pipe.builtin:StorageUnavailableError", "covet_pipe.storage.errors:StorageUnavailableError"),
+    ("covet_pipe.builtin:StorageError", "covet_pipe.storage.errors:StorageError"),
     ("covet_pipe.server.http11:UvicornHTTP", "covet_pipe.server.http11.uvicorn_http:UvicornHTTP"),
     ("covet_pipe.server.http11:HTTP11Protocol", "covet_pipe.server.http11.protocol:HTTP11Protocol"),
     ("covet_pipe.server.http11:settings_for", "covet_pipe.server.http11.protocol:settings_for"),

@@ -15,6 +15,7 @@ from covet_pipe.builtin.memory_storage import MemoryStorage, StorageFullError
 from covet_pipe.builtin.prometheus import PrometheusMetrics, PrometheusMetricsPlugin
 from covet_pipe.builtin.proxy_protocol import ProxyProtocol
 from covet_pipe.builtin.rate_limit import RateLimit, RedisRateLimit
+from covet_pipe.builtin.redis_storage import RedisStorage, StorageError, StorageUnavailableError
 from covet_pipe.builtin.request_id import RequestId
 from covet_pipe.builtin.resp import RespProtocol
 
@@ -31,7 +32,10 @@ __all__ = [
     "ProxyProtocol",
     "RateLimit",
     "RedisRateLimit",
+    "RedisStorage",
     "RequestId",
     "RespProtocol",
+    "StorageError",
     "StorageFullError",
+    "StorageUnavailableError",
 ]

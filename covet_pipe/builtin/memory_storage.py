@@ -6,10 +6,10 @@ import heapq
 import math
 import time
 from collections import OrderedDict
-from typing import Any
 
 from covet_pipe import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
+from covet_pipe.storage.checks import check_key, check_ttl, check_value
 
 __all__ = ["MemoryStorage", "StorageFullError"]
 
@@ -48,7 +48,7 @@ class MemoryStorage(StoragePlugin):
 
     async def get(self, key: str) -> bytes | None:
         """The value of *key*, or None if absent or expired."""
-        item = self._live(_check_key(key))
+        item = self._live(check_key("MemoryStorage", key))
         if item is None:
             return None
         self._data.move_to_end(key)
@@ -61,22 +61,15 @@ class MemoryStorage(StoragePlugin):
         :raises ValueError: if *ttl* is not a positive number of seconds.
         :raises StorageFullError: if ``max_keys`` keys are held and ``evict`` is off.
         """
-        _check_key(key)
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            hint = "; encode it first: value.encode('utf-8')" if isinstance(value, str) else ""
-            raise TypeError(f"MemoryStorage.set({key!r}, ...): value must be bytes, got "
-                            f"{type(value).__name__}{hint}")
+        check_key("MemoryStorage", key)
+        data = check_value("MemoryStorage", key, value)
+        seconds = check_ttl("MemoryStorage", "set", key, ttl)
         now = time.monotonic()
-        deadline = None
-        if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
-                raise ValueError(f"MemoryStorage.set({key!r}, ..., ttl=...): expected seconds > 0 such as 60, "
-                                 f"or None for no expiry; got {ttl!r}")
-            deadline = now + ttl
+        deadline = None if seconds is None else now + seconds
         self._sweep(now)
         if key not in self._data and self.max_keys is not None and len(self._data) >= self.max_keys:
             self._make_room(key, now, self.max_keys)
-        self._data[key] = (bytes(value), deadline)
+        self._data[key] = (data, deadline)
         self._data.move_to_end(key)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, key))
@@ -85,23 +78,20 @@ class MemoryStorage(StoragePlugin):
 
     async def delete(self, key: str) -> bool:
         """Remove *key*; True if it was there (and not expired)."""
-        item = self._data.pop(_check_key(key), None)
+        item = self._data.pop(check_key("MemoryStorage", key), None)
         return item is not None and (item[1] is None or item[1] > time.monotonic())
 
     async def exists(self, key: str) -> bool:
         """Whether *key* holds a value that has not expired."""
-        return self._live(_check_key(key)) is not None
+        return self._live(check_key("MemoryStorage", key)) is not None
 
     async def expire(self, key: str, ttl: float | None) -> bool:
         """Make *key* expire *ttl* seconds from now, or never (None); False if absent or expired.
 
         :raises ValueError: if *ttl* is not a positive number of seconds or None.
         """
-        item = self._live(_check_key(key))
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or not math.isfinite(ttl) or ttl <= 0):
-            raise ValueError(f"MemoryStorage.expire({key!r}, ttl=...): expected seconds > 0 such as 60, "
-                             f"or None for no expiry; got {ttl!r}")
+        item = self._live(check_key("MemoryStorage", key))
+        check_ttl("MemoryStorage", "expire", key, ttl)
         if item is None:
             return False
         deadline = None if ttl is None else time.monotonic() + ttl
@@ -114,7 +104,7 @@ class MemoryStorage(StoragePlugin):
 
     async def ttl(self, key: str) -> float | None:
         """Seconds until *key* expires; None if absent or expired, ``math.inf`` if it never expires."""
-        item = self._live(_check_key(key))
+        item = self._live(check_key("MemoryStorage", key))
         if item is None:
             return None
         if item[1] is None:
@@ -172,8 +162,3 @@ class MemoryStorage(StoragePlugin):
                 "delete keys, set a ttl, raise max_keys, or pass evict=True to drop the least recently used")
         self._data.popitem(last=False)
 
-
-def _check_key(key: Any) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"MemoryStorage keys are str, got {type(key).__name__} ({key!r})")
-    return key

@@ -106,9 +106,10 @@ class _Handover:
             self.inner.connection_lost(exc)
 
 
-def start_ours(*plugins: Any, resp: RespProtocol | None = None) -> OurResp:
+def start_ours(*plugins: Any, resp: RespProtocol | None = None, storage: Any = None) -> OurResp:
+    """Our RESP server over *storage* (a StoragePlugin; MemoryStorage when None) and *plugins*."""
     manager = PluginManager()
-    manager.register(MemoryStorage())
+    manager.register(storage if storage is not None else MemoryStorage())
     for p in plugins:
         manager.register(p)
     resp = resp or RespProtocol()
@@ -118,11 +119,11 @@ def start_ours(*plugins: Any, resp: RespProtocol | None = None) -> OurResp:
 
 @pytest.fixture
 def ours() -> Iterator[Any]:
-    """``ours(*plugins)`` starts our RESP server with MemoryStorage and those plugins."""
+    """``ours(*plugins, storage=None)`` starts our RESP server with MemoryStorage (or *storage*) and those plugins."""
     started: list[OurResp] = []
 
-    def start(*plugins: Any, resp: RespProtocol | None = None) -> OurResp:
-        s = start_ours(*plugins, resp=resp)
+    def start(*plugins: Any, resp: RespProtocol | None = None, storage: Any = None) -> OurResp:
+        s = start_ours(*plugins, resp=resp, storage=storage)
         started.append(s)
         return s
 

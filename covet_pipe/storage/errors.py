@@ -1,0 +1,28 @@
+"""The errors a storage engine raises when a call cannot be done (as opposed to a bad argument).
+
+Both are :class:`~covet_pipe.errors.PluginError`\\ s naming the engine, so the RESP front answers them
+``-ERR <command>: <message>`` and the core, when a plugin hook lets one through, answers with their
+``http_status`` (no traceback reaches a client; the server's log has it).
+"""
+
+from __future__ import annotations
+
+from covet_pipe.errors import PluginError
+
+__all__ = ["StorageError", "StorageUnavailableError"]
+
+
+class StorageError(PluginError):
+    """A storage engine could not do a call (the server refused it); the message says why and what to do."""
+
+    #: what the core answers when a plugin hook lets this through
+    http_status = 500
+
+
+class StorageUnavailableError(StorageError):
+    """The storage engine cannot be reached (down, unreachable, too slow, refused the password).
+
+    Each call raises it while this lasts; the engine reconnects by itself on a later call.
+    """
+
+    http_status = 503
