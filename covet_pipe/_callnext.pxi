@@ -325,10 +325,11 @@ cdef class _Layer:
                 # as a plugin's own failure would be answered (the client sees no traceback).
                 _app_log.error(
                     "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered "
-                    "500 (the exception went through call_next of plugin %r %s)",
+                    "%d (the exception went through call_next of plugin %r %s)",
                     _printable(str(self.req.method), 32), _printable(str(self.req.path), 512),
-                    type(failure).__name__, _printable(str(failure), 2048), e.name, e.version, exc_info=failure)
-                return self._own(_error_response(500))
+                    type(failure).__name__, _printable(str(failure), 2048), _failure_status(failure), e.name,
+                    e.version, exc_info=failure)
+                return self._own(_error_response(_failure_status(failure)))
             self.raise_after = failure          # a cancellation goes on up
             return self._finish()
         if isinstance(failure, (ClientDisconnected, _ClientGone)):

@@ -124,7 +124,7 @@ async def _run(app, Snapshot snap, tuple segs, Py_ssize_t si, str protocol,
         except Exception as exc:
             if not _app_error_answered(sw, exc):
                 raise
-            await _answer_app_error(sw)
+            await _answer_app_error(sw, exc)
     finally:
         if seg.any_native_done:
             _native_done(seg, ctx)
@@ -171,7 +171,7 @@ cdef object _run_simple(object app, Snapshot snap, Segment seg, str protocol, di
         return covet_apprun_new(app(scope, receive, sw), snap, _release_cb, sw, _app_failed)
     except Exception as exc:
         if sw is not None and _app_error_answered(sw, exc):     # app() itself raised
-            return _answer_and_release(seg, ctx, _error_response(500), send, snap)
+            return _answer_and_release(seg, ctx, _error_response(_failure_status(exc)), send, snap)
         if seg.any_native_done:
             _native_done(seg, ctx)
         _release(snap)
@@ -202,7 +202,7 @@ async def _app_run_done(coro, Snapshot snap, Segment seg, RequestContext ctx, _S
         except Exception as exc:
             if not _app_error_answered(sw, exc):
                 raise
-            await _answer_app_error(sw)
+            await _answer_app_error(sw, exc)
     finally:
         _native_done(seg, ctx)
         _release(snap)
@@ -233,22 +233,23 @@ cdef bint _app_error_answered(_Send sw, object exc) except -1:
     sw.state = _S_DROP      # anything the app's other tasks still send goes nowhere
     req = sw.ctx.request
     _app_log.error(
-        "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered 500%s",
+        "the app raised before it started its response to %s %s: %s: %s -- covet-pipe answered %d%s",
         _printable(str(req.method), 32), _printable(str(req.path), 512), type(exc).__name__,
-        _printable(str(exc), 2048), how, exc_info=exc)
+        _printable(str(exc), 2048), _failure_status(exc), how, exc_info=exc)
     return True
 
 
-def _answer_app_error(_Send sw):
+def _answer_app_error(_Send sw, exc):
+    # 500, or the 5xx the exception asks for (a storage engine or sandbox that is unavailable: 503)
     if sw.hooks:
-        return _answer(sw.seg, sw.ctx, _error_response(500), sw.send)
-    return _send_response(sw.send, _error_response(500), sw.ctx)
+        return _answer(sw.seg, sw.ctx, _error_response(_failure_status(exc)), sw.send)
+    return _send_response(sw.send, _error_response(_failure_status(exc)), sw.ctx)
 
 
 cdef object _app_failed(object owner, object exc):
     # _apprun.h's on_error: the awaitable that answers for exc, or None to let it go on.
     if _app_error_answered(<_Send>owner, exc):
-        return _answer_app_error(<_Send>owner)
+        return _answer_app_error(<_Send>owner, exc)
     return None
 
 
