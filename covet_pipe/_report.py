@@ -88,6 +88,27 @@ def plugin_health(records: Iterable[PluginRecord],
         if is_stand_in(record):
             info["load_failed"] = True
             info["failure_policy"] = record.failure_policy
+        own = own_health(record)
+        if own is not None:
+            info["health"] = own
     states = {p["state"] for p in plugins.values()}
     status = "failed" if states == {"failed"} else "degraded" if "failed" in states else "ok"
+    if status == "ok" and any(p.get("health", {}).get("status") == "degraded" for p in plugins.values()):
+        status = "degraded"
     return status, plugins
+
+
+def own_health(record: PluginRecord) -> dict[str, Any] | None:
+    """What the plugin's ``health()`` says of itself, checked: None, or status and reason (printable)."""
+    if record.state != "active":
+        return None
+    try:
+        said = record.plugin.health()
+    except Exception as exc:
+        return {"status": "degraded", "reason": f"health() raised {type(exc).__name__}"}
+    if said is None:
+        return None
+    if not isinstance(said, dict) or said.get("status") not in ("ok", "degraded"):
+        return {"status": "degraded", "reason": "health() returned something other than None or "
+                                                "{'status': 'ok' | 'degraded', 'reason': ...}"}
+    return {"status": said["status"], "reason": printable(str(said.get("reason") or ""))[:512]}

@@ -69,6 +69,12 @@ class Plugin(ABC):
         doc = inspect.getdoc(type(self)) or ""
         return {"description": doc.split("\n", 1)[0]}
 
+    def health(self) -> dict[str, Any] | None:
+        """The plugin's own view of its health, for ``get_health_status()``: None (nothing to add), or
+        ``{"status": "ok" | "degraded", "reason": "..."}`` (a backend it cannot reach: degraded, and the
+        overall status with it). Called on every health request and dashboard tick: no I/O, no waiting."""
+        return None
+
 
 class MiddlewarePlugin(Plugin):
     """A plugin on the request path.

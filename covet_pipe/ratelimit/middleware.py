@@ -197,6 +197,13 @@ class RateLimit(MiddlewarePlugin):
             "backend_down": self.outage.down,
         }
 
+    def health(self) -> dict[str, Any] | None:
+        """Degraded while its Redis cannot be reached (its failure_policy decides meanwhile)."""
+        if self.outage.down:
+            return {"status": "degraded", "reason": f"cannot reach {self.where}; failure_policy "
+                                                    f"{self.failure_policy!r} applies"}
+        return None
+
 
 class RedisRateLimit(RateLimit):
     """RateLimit with its buckets in Redis (what ``RateLimit(storage="redis://...")`` makes)."""

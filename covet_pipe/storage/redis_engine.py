@@ -265,6 +265,13 @@ class RedisStorage(StoragePlugin):
             "key_prefix": self.key_prefix,
         }
 
+    def health(self) -> dict[str, Any] | None:
+        """Degraded while its last call could not reach Redis (the overall health with it)."""
+        if self._connected is False:
+            return {"status": "degraded",
+                    "reason": f"cannot reach Redis at {redis_url.describe(self.url)}: {self._last_error}"}
+        return {"status": "ok", "reason": f"Redis at {redis_url.describe(self.url)}"} if self._connected else None
+
     def __repr__(self) -> str:
         return f"RedisStorage({redis_url.describe(self.url)!r})"
 
