@@ -118,10 +118,11 @@ cdef class Entry:
                  str kind="middleware", str style="hook", protocols=("http",),
                  req_hook=None, resp_hook=None, bint req_async=False,
                  bint resp_async=False, bint fail_open=False, bint needs_body=False,
-                 PluginStats stats=None, dict protocol_stats=None):
+                 PluginStats stats=None, dict protocol_stats=None, paths=None):
         """*protocol_stats* (protocol -> PluginStats, filled in for protocols it lacks) gives each
         protocol the entry runs under counters of its own; *stats* instead shares one set among them
-        all. With neither, each protocol gets fresh counters."""
+        all. With neither, each protocol gets fresh counters. *paths*: the route paths its hooks run
+        for (a str ending in "/" matches that prefix, any other exactly); None: every path."""
         if style not in ("hook", "call_next"):
             raise ValueError(f"Entry style must be 'hook' or 'call_next', got {style!r}")
         self.plugin = plugin
@@ -137,6 +138,14 @@ cdef class Entry:
         self.resp_async = resp_async
         self.fail_open = fail_open
         self.needs_body = needs_body
+        if paths is not None:
+            paths = tuple(paths)
+            for p in paths:
+                if not isinstance(p, str) or not p.startswith("/"):
+                    raise ValueError(f"Entry {name!r}: paths must be route paths starting with '/', got {p!r}")
+            if style == "call_next":
+                raise ValueError(f"Entry {name!r}: paths is for hook-style plugins")
+        self.paths = paths
         if protocol_stats is None:
             protocol_stats = {}
         for p in sorted(self.protocols):
@@ -157,7 +166,7 @@ cdef class Entry:
         e.name, e.version, e.priority, e.kind, e.style = self.name, self.version, self.priority, self.kind, self.style
         e.plugin, e.protocols, e.protocol_stats, e.stats = self.plugin, self.protocols, self.protocol_stats, s
         e.req_hook, e.resp_hook, e.req_async, e.resp_async = self.req_hook, self.resp_hook, self.req_async, self.resp_async
-        e.fail_open, e.needs_body = self.fail_open, self.needs_body
+        e.fail_open, e.needs_body, e.paths = self.fail_open, self.needs_body, self.paths
         e.c_request, e.c_response, e.c_done = self.c_request, self.c_response, self.c_done
         e.c_instance, e.c_keep = self.c_instance, self.c_keep
         return e

@@ -113,6 +113,8 @@ cdef class Entry:
     cdef bint resp_async
     cdef readonly bint fail_open
     cdef readonly bint needs_body
+    #: the route paths its hooks run for (a str ending in "/": that prefix; else exactly); None: every path
+    cdef readonly tuple paths
     # A native plugin's hooks: C function pointers called directly (no cffi per request).
     cdef covet_plugin_request_fn c_request
     cdef covet_plugin_response_fn c_response

@@ -215,6 +215,8 @@ class Entry:
     @property
     def needs_body(self) -> bool: ...
     @property
+    def paths(self) -> tuple[str, ...] | None: ...
+    @property
     def sort_key(self) -> tuple[int, str]: ...
     @property
     def native(self) -> bool:
@@ -239,6 +241,7 @@ class Entry:
         needs_body: bool = False,
         stats: PluginStats | None = None,
         protocol_stats: dict[str, PluginStats] | None = None,
+        paths: Iterable[str] | None = None,
     ) -> None: ...
 
 @disjoint_base

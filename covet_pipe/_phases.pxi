@@ -92,6 +92,23 @@ cdef Response _as_response(Entry e, object r):
         "MiddlewareAction.reject(...)")
 
 
+cdef bint _on_paths(tuple paths, Request req) except -1:
+    # Whether the request's route path (path less root_path, as routing.route_path) is one of *paths*
+    # (exactly, or under one that ends in "/"). Only entries that declare paths pay for it.
+    cdef str path
+    cdef object p
+    cdef dict scope = req.scope
+    root = scope.get("root_path")
+    if root:
+        path = _route_path(scope)
+    else:
+        path = <str>scope.get("path", "/")
+    for p in paths:
+        if path == <str>p or ((<str>p).endswith("/") and path.startswith(<str>p)):
+            return True
+    return False
+
+
 cdef inline void _skip(RequestContext ctx, Entry e):
     if ctx._skipped is None:
         ctx._skipped = set()
@@ -228,6 +245,10 @@ cdef Response _req_hooks(_Loop how, Segment seg, Request req, RequestContext ctx
         if slot.native:
             continue
         e = <Entry>seg.hooks[i]
+        if e.paths is not None and not _on_paths(e.paths, req):
+            if e.resp_hook is not None:
+                _skip(ctx, e)           # not on its paths: its response hook does not run either
+            continue
         if e.req_hook is None:
             continue
         fresh = False

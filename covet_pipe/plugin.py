@@ -95,6 +95,9 @@ class MiddlewarePlugin(Plugin):
     style: str | None = None
     #: True: the request body is read before this plugin runs and is in ``request.body``
     needs_body: bool = False
+    #: hook style: the route paths its hooks run for, e.g. ``("/metrics",)`` (exactly) or ``("/api/",)``
+    #: (everything under it); the core skips the plugin elsewhere without calling it. None: every path
+    paths: tuple[str, ...] | None = None
 
     def process_request(self, request: Request, ctx: RequestContext) -> Any:
         """Request hook; the default goes on (and is skipped by the core)."""

@@ -20,6 +20,7 @@ from covet_pipe.context import PluginContext, Services
 from covet_pipe.errors import DependencyCycleError, PluginNotFoundError, PluginValidationError
 from covet_pipe.logsafe import logger, printable
 from covet_pipe.plugin import MiddlewarePlugin, Plugin, middleware_style, overridden_hook, plugin_kinds
+from covet_pipe.routing import check_paths
 
 if TYPE_CHECKING:
     from covet_pipe.native import NativePlugin
@@ -181,6 +182,7 @@ def validate(plugin: Any, *, priority: int | None = None, failure_policy: str | 
                 f"handshakes only, but its protocols list {', '.join(map(repr, sorted(wrapped_only)))}: "
                 "drop those, or write the plugin in the hook style (process_request(self, request, ctx)) "
                 "to see them", plugin_name=name, path=path)
+    check_paths(plugin, name, where, style, path)
     return PluginRecord(
         plugin=plugin, name=name, version=version, priority=prio, requires=requires,
         specs={r.name: str(s).strip() for r, s in zip(requires, deps)},
@@ -206,6 +208,7 @@ def make_entry(record: PluginRecord) -> Entry:
         resp_async=resp is not None and inspect.iscoroutinefunction(resp),
         fail_open=record.failure_policy == "open",
         needs_body=bool(getattr(plugin, "needs_body", False)), protocol_stats=record.protocol_stats,
+        paths=getattr(plugin, "paths", None),
     )
     if native:
         # The core calls these C pointers directly; the plugin keeps its library loaded. Only

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["route_path"]
+from covet_pipe.errors import PluginValidationError
+
+__all__ = ["check_paths", "route_path"]
 
 
 def route_path(scope: Mapping[str, Any]) -> str:
@@ -29,3 +31,22 @@ def route_path(scope: Mapping[str, Any]) -> str:
     if path[len(root)] == "/":
         return path[len(root):]
     return path
+
+
+def check_paths(plugin: Any, name: str, where: str, style: str | None, path: str | None) -> None:
+    """A plugin's ``paths`` (the route paths its hooks run for): None, or strs that start with "/".
+
+    :raises PluginValidationError: naming the plugin and showing a valid value.
+    """
+    paths = getattr(plugin, "paths", None)
+    if paths is None:
+        return
+    example = 'paths = ("/metrics",) (exactly that path) or ("/api/",) (everything under /api/)'
+    if isinstance(paths, str) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+        raise PluginValidationError(
+            f"plugin {name!r}{where}: paths must be a tuple of route paths starting with '/', got {paths!r}; "
+            f"write {example}", plugin_name=name, path=path)
+    if style == "call_next":
+        raise PluginValidationError(
+            f"plugin {name!r}{where}: paths scopes hook-style plugins; a call_next plugin checks "
+            "request.path itself", plugin_name=name, path=path)

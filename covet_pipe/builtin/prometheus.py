@@ -16,6 +16,7 @@ from covet_pipe import MiddlewarePlugin, PluginContext, Request, RequestContext,
 from covet_pipe.admin.auth import Authenticator, read_token
 from covet_pipe.metrics import multiprocess
 from covet_pipe.metrics.collector import scrape
+from covet_pipe.routing import route_path
 
 __all__ = ["PrometheusMetrics", "PrometheusMetricsPlugin"]
 
@@ -44,6 +45,8 @@ class PrometheusMetrics(MiddlewarePlugin):
             raise ValueError(f"PrometheusMetrics(path=...): expected a path such as '/metrics', got {path!r}")
         self.manager = manager
         self.path = path
+        #: the core calls this plugin for the scrape's path alone (the rest of the traffic never meets it)
+        self.paths = (path,)
         secret = read_token(token, token_file, who="PrometheusMetrics", what="scrape token")
         self._auth = Authenticator(secret) if secret is not None else None
 
@@ -61,7 +64,7 @@ class PrometheusMetrics(MiddlewarePlugin):
             await multiprocess.stop(self.manager)
 
     def process_request(self, request: Request, ctx: RequestContext) -> Response | None:
-        if request.path != self.path:
+        if route_path(request.scope) != self.path:       # (the core checked already; a direct call may not)
             return None
         if request.method not in ("GET", "HEAD"):
             return Response(405, [("allow", "GET, HEAD")], b"")

@@ -24,6 +24,16 @@ if TYPE_CHECKING:   # imported at run time only after confinement (see _core())
 MAX_PENDING = 10000
 
 
+
+def _paths(paths: Any) -> Any:
+    """A plugin's paths as JSON (the host checks them: a str or a non-str item stays as it is, refused there)."""
+    if paths is None or isinstance(paths, str):
+        return paths
+    try:
+        return [p if isinstance(p, str) else repr(p) for p in paths]
+    except TypeError:
+        return repr(paths)
+
 class Helper:
     """One plugin instance, its event loop for async hooks, and the per-request contexts."""
 
@@ -79,6 +89,7 @@ class Helper:
             "style": style, "hooks": overridden,
             "async": {h: inspect.iscoroutinefunction(getattr(p, h)) for h in overridden},
             "needs_body": bool(getattr(p, "needs_body", False)),
+            "paths": _paths(getattr(p, "paths", None)),
         }}
 
     def op_initialize(self, msg: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class SandboxedPlugin(Plugin):
     _sup: Supervisor
     #: set by start_sandboxed from the helper's report (a middleware proxy also reads them)
     needs_body: bool
+    paths: Any
     _has_response: bool
 
     async def initialize(self, ctx: Any) -> None:
@@ -245,5 +246,7 @@ async def start_sandboxed(spec: SandboxSpec) -> SandboxedPlugin:
     proxy.protocols = frozenset(meta.get("protocols") or ("http",))
     proxy.failure_policy = meta.get("failure_policy", "closed")
     proxy.needs_body = bool(meta.get("needs_body"))
+    paths = meta.get("paths")
+    proxy.paths = tuple(paths) if isinstance(paths, list) else paths     # checked by the registry
     proxy._has_response = "process_response" in meta.get("hooks", ())
     return proxy
