@@ -1,4 +1,4 @@
-"""Server commands: TIME, and INFO with the sections clients read (server, clients, memory, keyspace).
+"""Server commands: TIME, and INFO with the sections clients read (server, clients, memory, cluster, keyspace).
 
 INFO reports ``redis_version:7.0.0``, the redis release whose replies these commands match, so
 clients that pick features by version pick the ones served; ``covet_pipe_version`` says what runs.
@@ -19,7 +19,7 @@ __all__ = ["SERVER_COMMANDS", "REDIS_VERSION"]
 #: the redis release the served commands' replies match
 REDIS_VERSION = "7.0.0"
 _STARTED = time.time()
-_SECTIONS = ("server", "clients", "memory", "keyspace")
+_SECTIONS = ("server", "clients", "memory", "cluster", "keyspace")
 
 
 async def cmd_time(conn: Any, args: list[bytes]) -> bytes:
@@ -41,6 +41,8 @@ async def _section(conn: Any, name: str) -> list[str]:
     if name == "memory":
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
         return ["# Memory", f"used_memory:{rss}", f"used_memory_rss:{rss}", "maxmemory:0"]
+    if name == "cluster":
+        return ["# Cluster", "cluster_enabled:0"]
     keys = len(await conn.storage().keys("*"))
     # expiring keys are not counted: the StoragePlugin contract has no such count
     return ["# Keyspace"] + ([f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else [])
