@@ -146,6 +146,11 @@ async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
     store = conn.storage()
     key = args[1].decode("latin-1")
     old = None
+    if get and not (nx or xx or keepttl) and ttl is None and hasattr(store, "get_set"):
+        try:                            # SET k v GET is GETSET: one atomic engine call
+            return _bulk_or_null(conn, await store.get_set(key, args[2]))
+        except NotImplementedError:
+            pass
     if get:
         old = await store.get(key)
         present = old is not None
