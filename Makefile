@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale typecheck clean debug fuzz-native conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale typecheck clean debug fuzz-native conformance resp-conformance
 
 all: build
 
@@ -52,6 +52,12 @@ test: build redis chromium typecheck
 # into build/ once) against covet_pipe.server.http11:UvicornHTTP; not part of `make test`.
 conformance: build
 	$(PY) tests/conformance/run_uvicorn.py
+
+# redis-py's own string/key command and connection tests (from the sdist of the redis-py installed here,
+# pip-downloaded into build/ once), against a real redis-server and our RESP port over MemoryStorage, in
+# RESP2 and RESP3; every test that passes on redis-server must pass on ours or be listed with its reason.
+resp-conformance: build redis
+	$(PY) tests/conformance/run_redispy.py
 
 # schemathesis (pinned, in a venv of its own under build/ so that its pytest plugin and hypothesis stay out
 # of the test venv) against the admin API served by uvicorn on 127.0.0.1, every check on,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
 
@@ -120,6 +120,9 @@ class AuthPlugin(Plugin):
         """Whether *user* may do *action* on *resource*."""
 
 
+_T = TypeVar("_T")
+
+
 class StoragePlugin(Plugin):
     """A key-value storage engine."""
 
@@ -153,6 +156,66 @@ class StoragePlugin(Plugin):
         """
         raise NotImplementedError(f"storage engine {type(self).__name__} does not support ttl(); "
                                   "implement expire(key, ttl) and ttl(key) to serve EXPIRE and TTL")
+
+    # Read-modify-write operations (optional): each is atomic in the engine, so the RESP commands
+    # built on them (INCR, APPEND, GETSET, GETDEL, MSET, MSETNX, KEYS, FLUSHDB...) are atomic too.
+    # An engine leaves out what it cannot do atomically; the command then answers an error naming
+    # the command and the engine. Values that are not numbers raise storage.errors.NotANumberError.
+
+    async def incr_by(self, key: str, delta: int) -> int:
+        """Add *delta* to the integer stored at *key* (absent: 0) and return the result (64-bit signed)."""
+        raise _unsupported(self, "incr_by(key, delta)", "INCR, INCRBY, DECR and DECRBY")
+
+    async def incr_by_float(self, key: str, delta: bytes) -> bytes:
+        """Add *delta* (a number's text, such as ``b"10.5"``) to the number stored at *key* (absent: 0).
+
+        Returns the new value as stored (text).
+        """
+        raise _unsupported(self, "incr_by_float(key, delta)", "INCRBYFLOAT")
+
+    async def append(self, key: str, value: bytes) -> int:
+        """Append *value* to *key*'s value (absent: empty, no expiry); the new length."""
+        raise _unsupported(self, "append(key, value)", "APPEND")
+
+    async def get_set(self, key: str, value: bytes) -> bytes | None:
+        """Store *value* without expiry and return the old value (None if there was none)."""
+        raise _unsupported(self, "get_set(key, value)", "GETSET and SET ... GET")
+
+    async def get_del(self, key: str) -> bytes | None:
+        """Remove *key* and return its value (None if there was none)."""
+        raise _unsupported(self, "get_del(key)", "GETDEL")
+
+    async def set_many(self, items: list[tuple[str, bytes]], only_new: bool = False) -> bool:
+        """Store every pair without expiry, all at once; with *only_new*, nothing if any key exists.
+
+        True when stored (MSET; MSETNX answers 0 on False).
+        """
+        raise _unsupported(self, "set_many(items, only_new)", "MSET and MSETNX")
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """The live keys matching *pattern* (redis glob: ``*``, ``?``, ``[a-z]``, ``\\`` escapes)."""
+        raise _unsupported(self, "keys(pattern)", "KEYS, SCAN, DBSIZE and INFO's keyspace")
+
+    async def flush(self) -> None:
+        """Remove every key of this engine."""
+        raise _unsupported(self, "flush()", "FLUSHDB and FLUSHALL")
+
+    # Transactions (optional): RESP's MULTI/EXEC and WATCH.
+
+    async def atomic(self, batch: Callable[[], Awaitable[_T]]) -> _T:
+        """Await ``batch()`` (a coroutine making calls on this engine) with no other caller's call in
+        between, and return its result. EXEC runs its queued commands this way."""
+        raise _unsupported(self, "atomic(batch)", "MULTI/EXEC transactions")
+
+    async def key_version(self, key: str) -> object:
+        """A token for *key*'s current value: equal (``==``) tokens mean it was not written in between."""
+        raise _unsupported(self, "key_version(key)", "WATCH")
+
+
+def _unsupported(engine: object, method: str, commands: str) -> NotImplementedError:
+    return NotImplementedError(f"storage engine {type(engine).__name__} does not support {method}, so it "
+                               f"cannot serve {commands}; implement it (see docs/protocols.md) or use "
+                               "MemoryStorage or RedisStorage")
 
 
 class ProtocolPlugin(Plugin):

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from covet_pipe import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.storage.checks import check_key, check_ttl, check_value
+from covet_pipe.storage.memory_ops import MemoryOps
 
 __all__ = ["MemoryStorage", "StorageFullError"]
 
@@ -17,12 +18,13 @@ __all__ = ["MemoryStorage", "StorageFullError"]
 SWEEP_BATCH = 64
 
 
-class MemoryStorage(StoragePlugin):
+class MemoryStorage(MemoryOps, StoragePlugin):
     """Bytes under string keys, in this process, with optional expiry.
 
     Expired keys are dropped when read and, a bounded batch at a time, on every write; no
     background task runs, so nothing outlives ``shutdown()``. Every operation runs without
-    awaiting, so each is atomic on the event loop. Data is lost when the process ends.
+    awaiting, so each is atomic on the event loop (the read-modify-write ones too: INCR, APPEND,
+    GETSET, MSETNX...; they are in :mod:`covet_pipe.storage.memory_ops`). Data is lost when the process ends.
 
     :param max_keys: the most keys held; None for no limit.
     :param evict: when full, drop the least recently used key instead of raising

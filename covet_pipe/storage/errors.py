@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from covet_pipe.errors import PluginError
 
-__all__ = ["StorageError", "StorageUnavailableError"]
+__all__ = ["NotANumberError", "StorageError", "StorageUnavailableError"]
 
 
 class StorageError(PluginError):
@@ -26,3 +26,14 @@ class StorageUnavailableError(StorageError):
     """
 
     http_status = 503
+
+
+class NotANumberError(ValueError):
+    """incr_by/incr_by_float met a value that is not a number, or the result would not fit.
+
+    ``kind`` is ``"integer"`` or ``"float"``; RESP answers redis's own words for each.
+    """
+
+    def __init__(self, message: str, kind: str = "integer") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -22,8 +22,8 @@ from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
 DIFFERENCES = {
     ("SELECT", "1"): (("ResponseError", "DB index is out of range"),
                       "one keyspace, the storage engine's; redis has 16 databases"),
-    ("INCR", "k"): (("ResponseError", "unknown command 'INCR', with args beginning with: 'k' "),
-                    "commands outside the supported set are unknown, whatever redis knows them as"),
+    ("LPUSH", "k", "v"): (("ResponseError", "unknown command 'LPUSH', with args beginning with: 'k' 'v' "),
+                          "commands outside the supported set are unknown, whatever redis knows them as"),
     ("CLIENT", "SETINFO", "LIB-NAME", "x"): (("ok", b"OK"),
                                              "we answer CLIENT SETINFO as redis 7.2+ does; Debian's 7.0 does not"),
     ("CONFIG", "SET", "save", ""): (("ResponseError", "CONFIG SET is not supported: covet-pipe's RESP server "

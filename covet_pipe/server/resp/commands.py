@@ -116,7 +116,8 @@ async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
     i, n = 3, len(args)
     while i < n:                        # options first, as redis parses them; values checked after
         opt = args[i].upper()
-        if opt in (b"EX", b"PX", b"EXAT", b"PXAT") and i + 1 < n and expiry is None and not keepttl:
+        # the same expiry option again is taken (the last one counts), as redis does; another is not
+        if opt in (b"EX", b"PX", b"EXAT", b"PXAT") and i + 1 < n and expiry in (None, opt) and not keepttl:
             expiry, raw = opt, args[i + 1]
             i += 2
             continue
@@ -137,12 +138,19 @@ async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
         if value is None:
             return NOT_INT
         scale = 1000 if expiry in (b"EX", b"EXAT") else 1
-        if value <= 0 or value > _LLONG_MAX // scale:
+        relative = expiry in (b"EX", b"PX")         # redis adds now (ms): that sum must fit too
+        if value <= 0 or value > _LLONG_MAX // scale or \
+                (relative and value * scale > _LLONG_MAX - int(time.time() * 1000)):
             return b"-ERR invalid expire time in 'set' command\r\n"
         ttl = value * scale / 1000 if expiry in (b"EX", b"PX") else value * scale / 1000 - time.time()
     store = conn.storage()
     key = args[1].decode("latin-1")
     old = None
+    if get and not (nx or xx or keepttl) and ttl is None and hasattr(store, "get_set"):
+        try:                            # SET k v GET is GETSET: one atomic engine call
+            return _bulk_or_null(conn, await store.get_set(key, args[2]))
+        except NotImplementedError:
+            pass
     if get:
         old = await store.get(key)
         present = old is not None
@@ -184,35 +192,6 @@ async def cmd_exists(conn: Session, args: list[bytes]) -> bytes:
     return encode_int(count)
 
 
-async def cmd_expire(conn: Session, args: list[bytes]) -> bytes:
-    seconds = _int(args[2])
-    if seconds is None:
-        return NOT_INT
-    flags = {a.upper() for a in args[3:]}
-    for f in flags:
-        if f not in (b"NX", b"XX", b"GT", b"LT"):
-            return encode_error(b"ERR Unsupported option " + _cstr(f))
-    if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
-        return b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
-    if b"GT" in flags and b"LT" in flags:
-        return b"-ERR GT and LT options at the same time are not compatible\r\n"
-    if abs(seconds) > _LLONG_MAX // 1000:
-        return b"-ERR invalid expire time in 'expire' command\r\n"
-    store = conn.storage()
-    key = args[1].decode("latin-1")
-    if flags:
-        left = await store.ttl(key)
-        if left is None:
-            return encode_int(0)
-        if (b"NX" in flags and left != math.inf) or (b"XX" in flags and left == math.inf) \
-                or (b"GT" in flags and (left == math.inf or seconds <= left)) \
-                or (b"LT" in flags and left != math.inf and seconds >= left):
-            return encode_int(0)
-    if seconds <= 0:                    # redis deletes the key at once
-        return encode_int(1 if await store.delete(key) else 0)
-    return encode_int(1 if await store.expire(key, float(seconds)) else 0)
-
-
 async def cmd_ttl(conn: Session, args: list[bytes]) -> bytes:
     return _ttl_reply(await conn.storage().ttl(args[1].decode("latin-1")), 1000)
 
@@ -226,7 +205,7 @@ def _ttl_reply(left: float | None, unit_ms: int) -> bytes:
         return encode_int(-2)
     if left == math.inf:
         return encode_int(-1)
-    ms = max(0, int(left * 1000))
+    ms = min(max(0, int(left * 1000)), _LLONG_MAX)     # clamped to the 64-bit range
     # redis: TTL rounds to the nearest second ((ms + 500) / 1000), PTTL is exact
     return encode_int((ms + 500) // 1000 if unit_ms == 1000 else ms)
 
@@ -385,7 +364,6 @@ COMMANDS: dict[bytes, Command] = {c.name.encode(): c for c in (
     Command("set", -3, cmd_set, key=1),
     Command("del", -2, cmd_del, key=1, multi_key=True),
     Command("exists", -2, cmd_exists, key=1, multi_key=True),
-    Command("expire", -3, cmd_expire, key=1),
     Command("ttl", 2, cmd_ttl, key=1),
     Command("pttl", 2, cmd_pttl, key=1),
     Command("ping", -1, cmd_ping),
@@ -398,6 +376,14 @@ COMMANDS: dict[bytes, Command] = {c.name.encode(): c for c in (
     Command("hello", -1, cmd_hello, local=True),
     Command("quit", -1, cmd_quit, local=True),
 )}
+
+# the commands of their own modules (imported here: they use this module's Command table)
+from covet_pipe.server.resp.cmd_keys import KEY_COMMANDS  # noqa: E402
+from covet_pipe.server.resp.cmd_server import SERVER_COMMANDS  # noqa: E402
+from covet_pipe.server.resp.cmd_strings import STRING_COMMANDS  # noqa: E402
+
+for _name, _arity, _run, _key, _multi in STRING_COMMANDS + KEY_COMMANDS + SERVER_COMMANDS:
+    COMMANDS[_name.encode()] = Command(_name, _arity, _run, key=_key, multi_key=_multi)
 
 _LONGEST = max(len(k) for k in COMMANDS)
 

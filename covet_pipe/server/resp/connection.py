@@ -26,6 +26,7 @@ from covet_pipe.logsafe import logger
 from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
+from covet_pipe.server.resp.transaction import Transaction, intercept
 
 __all__ = ["RespConnection", "handle"]
 
@@ -97,6 +98,9 @@ class RespConnection(asyncio.Protocol):
         self._snap: Any = None              # the chain snapshot _snap_inline was decided for
         self._snap_inline = False
         self._batch_inline: bool | None = None
+        #: MULTI's queued commands (transaction.py), and WATCH's key -> version
+        self.tx: Transaction | None = None
+        self.watched: dict[str, Any] | None = None
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
@@ -193,11 +197,18 @@ class RespConnection(asyncio.Protocol):
 
     def _execute(self, args: list[bytes]) -> bytes | None:
         cmd = COMMANDS.get(args[0].lower())
+        tx: Any = None
+        if cmd is None or self.tx is not None or cmd.run is _TX_RUN:
+            tx = intercept(self, args)      # MULTI and what it queues: transaction.py
+            if isinstance(tx, bytes):
+                return tx
         if cmd is None:
             return unknown_command(args)
         if not cmd.arity_ok(len(args)):
             return wrong_arity(cmd.name)
-        if cmd.local:
+        if cmd.run is _TX_RUN:
+            coro = tx                       # EXEC's or WATCH's coroutine
+        elif cmd.local:
             coro = cmd.run(self, args)
         elif cmd.multi_key and len(args) > 2:
             coro = self._multi(cmd, args)
@@ -266,15 +277,19 @@ class RespConnection(asyncio.Protocol):
         # Every key is checked by the chain before the command touches storage: a plugin that
         # rejects any one of them rejects the command (keys after the first run a check only).
         for key in args[2:]:
-            self._status = 0
-            self._handled = None
-            await self.pipeline(self._scope(None, args, key, cmd.method), _receive, self._sender)
-            reply = self._reply()
+            reply = await self.check_chain(cmd, args, key)
             if reply:
                 return reply
         self._status = 0
         self._handled = None
         await self.pipeline(self._scope(cmd, args, args[1]), _receive, self._sender)
+        return self._reply()
+
+    async def check_chain(self, cmd: Command, args: list[bytes], key: bytes) -> bytes:
+        """Run the chain for *cmd* on *key* without running *cmd* (EXEC's first step): b"" if let through."""
+        self._status = 0
+        self._handled = None
+        await self.pipeline(self._scope(None, args, key, cmd.method), _receive, self._sender)
         return self._reply()
 
     def _scope(self, cmd: Command | None, args: list[bytes], key: bytes,
@@ -377,6 +392,7 @@ class RespConnection(asyncio.Protocol):
 
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+_TX_RUN = COMMANDS[b"exec"].run             # the run of MULTI, EXEC, DISCARD, WATCH, UNWATCH
 
 
 async def _receive() -> dict[str, Any]:

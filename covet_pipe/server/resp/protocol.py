@@ -32,6 +32,8 @@ class RespProtocol(ProtocolPlugin):
     :param max_array_len: the most words in one command.
     :param max_inline_bytes: the longest inline (telnet-style) command.
     :param max_pending: commands parsed ahead of the one running before reading pauses.
+    :param allow_flush: let clients run FLUSHDB and FLUSHALL (every key of the storage engine
+        removed); off by default, when they answer an error that names this switch.
     """
 
     name = "resp"
@@ -42,7 +44,8 @@ class RespProtocol(ProtocolPlugin):
 
     def __init__(self, *, storage: str | None = None, auth_provider: str | None = None,
                  max_bulk_bytes: int = MAX_BULK, max_array_len: int = MAX_ARRAY,
-                 max_inline_bytes: int = MAX_INLINE, max_pending: int = 1024) -> None:
+                 max_inline_bytes: int = MAX_INLINE, max_pending: int = 1024,
+                 allow_flush: bool = False) -> None:
         for field, value in (("max_bulk_bytes", max_bulk_bytes), ("max_array_len", max_array_len),
                              ("max_inline_bytes", max_inline_bytes), ("max_pending", max_pending)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -51,6 +54,9 @@ class RespProtocol(ProtocolPlugin):
             if name is not None and (not isinstance(name, str) or not name):
                 raise ValueError(f"RespProtocol({field}=...): expected a plugin name such as 'memory', "
                                  f"or None; got {name!r}")
+        if not isinstance(allow_flush, bool):
+            raise ValueError(f"RespProtocol(allow_flush=...): expected True or False, got {allow_flush!r}")
+        self.allow_flush = allow_flush
         self.storage = storage
         self.auth_provider_name = auth_provider
         self.max_bulk_bytes = max_bulk_bytes

@@ -1,0 +1,129 @@
+"""``make resp-conformance``: redis-py's own string/key command and connection tests, against our RESP port.
+
+The tests are those of the redis-py installed here: ``pip download`` fetches that version's sdist into
+``build/`` (once), its ``tests/`` are unpacked beside it (the installed redis-py is the one tested).
+The same selection runs against a real redis-server and against our RespProtocol over MemoryStorage
+(``allow_flush=True``: the suite empties the database after each test), in RESP2 and RESP3.
+
+The run passes when every test that passes on redis-server passes on ours, except those in
+``DOES_NOT_APPLY`` (each with its reason); a listed test that passes, or any other failure, fails the
+run. ``python tests/conformance/run_redispy.py [pytest args]``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+sys.path.insert(0, str(ROOT))
+
+from covet_pipe.builtin import RespProtocol  # noqa: E402
+from tests._redis import RealRedis  # noqa: E402
+from tests.server._resp_fixtures import start_ours  # noqa: E402
+
+#: test_commands.py's tests of the string and key families, and what every client calls
+SELECTION = " or ".join([
+    "test_append", "test_strlen", "test_incr", "test_decr", "test_get", "test_set", "test_mget", "test_mset",
+    "test_msetnx", "test_getset", "test_getdel", "test_getex", "test_setex", "test_psetex", "test_setnx",
+    "test_expire", "test_pexpire", "test_persist", "test_ttl", "test_pttl", "test_type", "test_keys",
+    "test_scan", "test_dbsize", "test_flush", "test_exists", "test_delete", "test_time", "test_info",
+    "test_ping", "test_echo", "test_binary", "test_client_setname", "test_client_getname", "test_client_id",
+    "test_dict_", "test_empty_key", "test_watch", "test_multi", "test_transaction", "test_pipeline",
+    "test_connection",                  # the module: every test of tests/test_connection.py
+])
+FILES = ["tests/test_commands.py", "tests/test_connection.py"]
+
+#: tests that pass on redis-server and fail on ours, and why (filled from a run; docs/protocols.md)
+_NOT_STRINGS = "uses lists, sets or hashes: values are strings only (docs/protocols.md)"
+_NOT_SERVED = "a string command outside the served set (GETBIT/SETBIT, GETRANGE/SETRANGE)"
+DOES_NOT_APPLY: dict[str, str] = {
+    "tests.test_commands.TestBinarySave::test_binary_lists": _NOT_STRINGS,
+    "tests.test_commands.TestRedisCommands::test_scan_type": _NOT_STRINGS,
+    "tests.test_commands.TestRedisCommands::test_type": _NOT_STRINGS,
+    "tests.test_commands.TestRedisCommands::test_get_set_bit": _NOT_SERVED,
+    "tests.test_commands.TestRedisCommands::test_getrange": _NOT_SERVED,
+    "tests.test_commands.TestRedisCommands::test_setrange": _NOT_SERVED,
+    "tests.test_commands.TestRedisCommands::test_pexpiretime": "an engine keeps a TTL as time left on a "
+        "monotonic clock: PEXPIRETIME is within a millisecond of the time set, not always equal",
+}
+
+
+def sdist_tests(version: str) -> Path:
+    dest = BUILD / f"redis-{version}"
+    if (dest / "tests" / "test_commands.py").exists():
+        return dest
+    archive = BUILD / f"redis-{version}.tar.gz"
+    if not archive.exists():
+        BUILD.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--no-binary", ":all:", "--no-deps", f"redis=={version}", "-d", str(BUILD)], check=True)
+    prefix = f"redis-{version}/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers()
+                   if m.name.startswith(prefix + "tests/") or m.name == prefix + "pyproject.toml"]
+        tar.extractall(BUILD, members=members, filter="data")
+    return dest
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    result = {}
+    for case in ET.parse(junit).iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            result[name] = "failed"
+        elif case.find("skipped") is not None:
+            result[name] = "skipped"
+        else:
+            result[name] = "passed"
+    return result
+
+
+def run(src: Path, port: int, protocol: int, label: str, args: list[str]) -> dict[str, str]:
+    junit = BUILD / f"redispy-{label}-resp{protocol}.xml"
+    junit.unlink(missing_ok=True)
+    log = BUILD / f"redispy-{label}-resp{protocol}.log"
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-m", "pytest", "-c", str(src / "pyproject.toml"), "--rootdir", str(src),
+                        "-o", "addopts=", "-p", "no:cacheprovider", "-q", "--junitxml", str(junit),
+                        f"--redis-url=redis://127.0.0.1:{port}/0", f"--protocol={protocol}", "-k", SELECTION,
+                        *FILES, *args], cwd=src, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+    if not junit.exists():
+        raise SystemExit(f"pytest wrote no report for {label} (RESP{protocol}); see {log}")
+    return outcomes(junit)
+
+
+def main(args: list[str]) -> int:
+    src = sdist_tests(importlib.metadata.version("redis"))
+    real = RealRedis()
+    ours = start_ours(resp=RespProtocol(allow_flush=True))
+    problems: list[str] = []
+    try:
+        for protocol in (2, 3):
+            theirs = run(src, real.port, protocol, "redis", args)
+            mine = run(src, ours.port, protocol, "ours", args)
+            owed = sorted(n for n, s in theirs.items() if s == "passed")
+            failing = [n for n in owed if mine.get(n) != "passed"]
+            print(f"RESP{protocol}: {len(owed)} tests pass on redis-server; on ours {len(owed) - len(failing)} "
+                  f"pass, {len(failing)} fail")
+            for name in failing:
+                key = f"{name}[resp{protocol}]"
+                reason = DOES_NOT_APPLY.get(name) or DOES_NOT_APPLY.get(key)
+                print(f"  {'known' if reason else 'FAILS'}: {key}" + (f": {reason}" if reason else ""))
+                if reason is None:
+                    problems.append(f"{key} fails")
+    finally:
+        ours.stop()
+        real.stop()
+    for problem in problems:
+        print("problem:", problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
