@@ -82,7 +82,7 @@ typecheck: build
 	$(PY) -m mypy
 	$(PY) -m mypy --strict tests/typing/examples.py
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist tests/typing/stubtest-allowlist.txt \
-		covet_pipe._core covet_pipe.server.http11._http11
+		covet_pipe._core covet_pipe.server.http11._http11 covet_pipe.server.resp._resp
 
 bench: build
 	mkdir -p benchmarks/results
@@ -139,7 +139,8 @@ bench-sandbox: build
 
 clean:
 	rm -rf build covet_pipe/*.so covet_pipe/_core.c covet_pipe/*.html covet_pipe/server/http11/*.so \
-		covet_pipe/server/http11/_http11.c covet_pipe/server/http11/*.html
+		covet_pipe/server/http11/_http11.c covet_pipe/server/http11/*.html \
+		covet_pipe/server/resp/*.so covet_pipe/server/resp/_resp.c covet_pipe/server/resp/*.html
 
 # redis-benchmark -t get,set against the RESP protocol (bare, and behind one no-op plugin) and a real
 # redis-server in the same run (~2 min); writes the "resp" section of docs/benchmarks.md.

@@ -97,6 +97,9 @@ class RespConnection(asyncio.Protocol):
         self._snap: Any = None              # the chain snapshot _snap_inline was decided for
         self._snap_inline = False
         self._batch_inline: bool | None = None
+        self._batch_direct = False          # this batch takes the fast path (_direct)
+        self._direct_snap: Any = None       # the chain snapshot _snap_empty was decided for
+        self._snap_empty = False            # no plugin of that snapshot lists "resp"
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
@@ -144,6 +147,7 @@ class RespConnection(asyncio.Protocol):
     def _run(self) -> None:
         self._engine = None
         self._batch_inline = None
+        self._batch_direct = bool(self._queue) and self._decide_direct()
         out: list[bytes] = []
         size = 0
         queue = self._queue
@@ -199,6 +203,8 @@ class RespConnection(asyncio.Protocol):
             return wrong_arity(cmd.name)
         if cmd.local:
             coro = cmd.run(self, args)
+        elif self._batch_direct:
+            return self._direct(cmd, args)
         elif cmd.multi_key and len(args) > 2:
             coro = self._multi(cmd, args)
         else:
@@ -224,6 +230,43 @@ class RespConnection(asyncio.Protocol):
         self._batch_inline = None
         self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
+
+    def _direct(self, cmd: Command, args: list[bytes]) -> bytes | None:
+        """The fast path: no plugin lists "resp" and the engine never suspends, so the command runs
+        straight against the engine, stepped once; with no plugin, the chain would only call handle()
+        (a multi-key command's per-key checks would pass), so the reply is the same."""
+        coro = cmd.run(self, args)
+        try:
+            yielded = self.context.run(coro.send, None)
+        except StopIteration as stop:
+            reply: bytes = stop.value
+            return reply
+        except Exception as exc:
+            return self.failed(cmd, exc)
+        # the engine waited after all (not as it said): a Task finishes the command
+        self._busy = True
+        self._engine = None
+        self._batch_inline = None
+        self._batch_direct = False
+        self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
+        return None
+
+    def _decide_direct(self) -> bool:
+        """Whether this batch takes the fast path (see _direct); decided once per batch."""
+        pipeline = self.pipeline
+        chain = pipeline.chain
+        if not chain.ready or pipeline.app is not handle:
+            return False
+        snap = chain.current
+        if snap is not self._direct_snap:
+            self._direct_snap = snap
+            self._snap_empty = not snap.segments("resp")
+        if not self._snap_empty:
+            return False
+        try:
+            return not getattr(self.storage(), "suspends", True)
+        except Exception:
+            return False                    # no engine: the command itself says so, from a Task
 
     def _inline(self, cmd: Command) -> bool:
         """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait.
