@@ -103,6 +103,7 @@ class RespConnection(asyncio.Protocol):
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
+        self._in_context = False            # _run is called from a Task that runs in self.context
         #: how often reading was paused because too many commands waited (for tests and stats)
         self.read_pauses = 0
         #: how often the transport asked us to stop writing (a client that does not read)
@@ -220,7 +221,7 @@ class RespConnection(asyncio.Protocol):
             self._task = self.loop.create_task(self._finish(cmd, coro, _FRESH), context=self.context)
             return None
         try:
-            yielded = self.context.run(coro.send, None)
+            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
         except StopIteration as stop:
             return stop.value if stop.value is not None else self._reply()
         except Exception as exc:
@@ -237,7 +238,7 @@ class RespConnection(asyncio.Protocol):
         (a multi-key command's per-key checks would pass), so the reply is the same."""
         coro = cmd.run(self, args)
         try:
-            yielded = self.context.run(coro.send, None)
+            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
         except StopIteration as stop:
             reply: bytes = stop.value
             return reply
@@ -303,7 +304,13 @@ class RespConnection(asyncio.Protocol):
         self._task = None
         if not self._closing:
             self.transport.write(reply)
-        self._run()
+        # this Task runs in self.context already: the commands queued behind it step in it as they are
+        # (entering it again would raise "cannot enter context")
+        self._in_context = True
+        try:
+            self._run()
+        finally:
+            self._in_context = False
 
     async def _multi(self, cmd: Command, args: list[bytes]) -> bytes:
         # Every key is checked by the chain before the command touches storage: a plugin that
