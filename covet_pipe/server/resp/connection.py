@@ -23,7 +23,7 @@ from typing import Any, Awaitable
 
 from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
-from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp.codec import NULL2, NULL3, OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
 
@@ -235,13 +235,24 @@ class RespConnection(asyncio.Protocol):
     def _direct(self, cmd: Command, args: list[bytes]) -> bytes | None:
         """The fast path: no plugin lists "resp" and the engine never suspends, so the command runs
         straight against the engine, stepped once; with no plugin, the chain would only call handle()
-        (a multi-key command's per-key checks would pass), so the reply is the same."""
-        coro = cmd.run(self, args)
+        (a multi-key command's per-key checks would pass), so the reply is the same. GET and a plain
+        SET call the engine themselves (the reply is cmd_get's, cmd_set's)."""
+        kind = 0
+        if cmd is _GET:
+            coro = self._engine.get(args[1].decode("latin-1"))
+            kind = 1
+        elif cmd is _SET and len(args) == 3:
+            coro = self._engine.set(args[1].decode("latin-1"), args[2], None)
+            kind = 2
+        else:
+            coro = cmd.run(self, args)
         try:
             yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
         except StopIteration as stop:
-            reply: bytes = stop.value
-            return reply
+            if kind == 0:
+                reply: bytes = stop.value
+                return reply
+            return _engine_reply(kind, stop.value, self.proto)
         except Exception as exc:
             return self.failed(cmd, exc)
         # the engine waited after all (not as it said): a Task finishes the command
@@ -249,6 +260,9 @@ class RespConnection(asyncio.Protocol):
         self._engine = None
         self._batch_inline = None
         self._batch_direct = False
+        if kind:
+            coro = _engine_call(kind, coro, yielded, self.proto)
+            yielded = _FRESH
         self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
 
@@ -427,6 +441,22 @@ class RespConnection(asyncio.Protocol):
 
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+_GET = COMMANDS[b"get"]
+_SET = COMMANDS[b"set"]
+
+
+def _engine_reply(kind: int, value: Any, proto: int) -> bytes:
+    """The reply of the fast path's own GET (kind 1: the value) or SET (kind 2)."""
+    if kind == 2:
+        return OK
+    if value is None:
+        return NULL3 if proto == 3 else NULL2
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+async def _engine_call(kind: int, coro: Any, yielded: Any, proto: int) -> bytes:
+    """A fast-path engine call that waited after all, finished in a Task."""
+    return _engine_reply(kind, await resume(coro, yielded), proto)
 
 
 async def _receive() -> dict[str, Any]:
