@@ -23,7 +23,8 @@ from typing import Any, Awaitable
 
 from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
-from covet_pipe.server.resp.codec import NULL2, NULL3, OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp import fastpath
+from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
 
@@ -97,7 +98,7 @@ class RespConnection(asyncio.Protocol):
         self._snap: Any = None              # the chain snapshot _snap_inline was decided for
         self._snap_inline = False
         self._batch_inline: bool | None = None
-        self._batch_direct = False          # this batch takes the fast path (_direct)
+        self._batch_direct = False          # this batch takes the fast path (fastpath.py)
         self._direct_snap: Any = None       # the chain snapshot _snap_empty was decided for
         self._snap_empty = False            # no plugin of that snapshot lists "resp"
         #: this connection's contextvars context: its commands share it, other connections don't
@@ -148,7 +149,7 @@ class RespConnection(asyncio.Protocol):
     def _run(self) -> None:
         self._engine = None
         self._batch_inline = None
-        self._batch_direct = bool(self._queue) and self._decide_direct()
+        self._batch_direct = bool(self._queue) and fastpath.decide(self, handle)
         out: list[bytes] = []
         size = 0
         queue = self._queue
@@ -205,7 +206,7 @@ class RespConnection(asyncio.Protocol):
         if cmd.local:
             coro = cmd.run(self, args)
         elif self._batch_direct:
-            return self._direct(cmd, args)
+            return fastpath.run(self, cmd, args, _FRESH)
         elif cmd.multi_key and len(args) > 2:
             coro = self._multi(cmd, args)
         else:
@@ -231,57 +232,6 @@ class RespConnection(asyncio.Protocol):
         self._batch_inline = None
         self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
-
-    def _direct(self, cmd: Command, args: list[bytes]) -> bytes | None:
-        """The fast path: no plugin lists "resp" and the engine never suspends, so the command runs
-        straight against the engine, stepped once; with no plugin, the chain would only call handle()
-        (a multi-key command's per-key checks would pass), so the reply is the same. GET and a plain
-        SET call the engine themselves (the reply is cmd_get's, cmd_set's)."""
-        kind = 0
-        if cmd is _GET:
-            coro = self._engine.get(args[1].decode("latin-1"))
-            kind = 1
-        elif cmd is _SET and len(args) == 3:
-            coro = self._engine.set(args[1].decode("latin-1"), args[2], None)
-            kind = 2
-        else:
-            coro = cmd.run(self, args)
-        try:
-            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
-        except StopIteration as stop:
-            if kind == 0:
-                reply: bytes = stop.value
-                return reply
-            return _engine_reply(kind, stop.value, self.proto)
-        except Exception as exc:
-            return self.failed(cmd, exc)
-        # the engine waited after all (not as it said): a Task finishes the command
-        self._busy = True
-        self._engine = None
-        self._batch_inline = None
-        self._batch_direct = False
-        if kind:
-            coro = _engine_call(kind, coro, yielded, self.proto)
-            yielded = _FRESH
-        self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
-        return None
-
-    def _decide_direct(self) -> bool:
-        """Whether this batch takes the fast path (see _direct); decided once per batch."""
-        pipeline = self.pipeline
-        chain = pipeline.chain
-        if not chain.ready or pipeline.app is not handle:
-            return False
-        snap = chain.current
-        if snap is not self._direct_snap:
-            self._direct_snap = snap
-            self._snap_empty = not snap.segments("resp")
-        if not self._snap_empty:
-            return False
-        try:
-            return not getattr(self.storage(), "suspends", True)
-        except Exception:
-            return False                    # no engine: the command itself says so, from a Task
 
     def _inline(self, cmd: Command) -> bool:
         """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait.
@@ -441,23 +391,6 @@ class RespConnection(asyncio.Protocol):
 
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-_GET = COMMANDS[b"get"]
-_SET = COMMANDS[b"set"]
-
-
-def _engine_reply(kind: int, value: Any, proto: int) -> bytes:
-    """The reply of the fast path's own GET (kind 1: the value) or SET (kind 2)."""
-    if kind == 2:
-        return OK
-    if value is None:
-        return NULL3 if proto == 3 else NULL2
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-async def _engine_call(kind: int, coro: Any, yielded: Any, proto: int) -> bytes:
-    """A fast-path engine call that waited after all, finished in a Task."""
-    return _engine_reply(kind, await resume(coro, yielded), proto)
-
 
 async def _receive() -> dict[str, Any]:
     # A command has no body stream: a plugin that reads one sees the end at once.
