@@ -107,3 +107,16 @@ def test_commands_pipelined_behind_hello_run_after_its_task(ours, chain):
                 break
             got += chunk
     assert got.startswith(b"%7\r\n") and got.endswith(b"+OK\r\n$1\r\n1\r\n_\r\n"), got
+
+
+def test_the_fast_path_still_counts_the_engine_calls(ours):
+    s = ours()
+    before = s.manager.storage_counts().get("memory", {})
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(cmd(b"SET", b"a", b"1") * 3 + cmd(b"GET", b"a") * 2 + cmd(b"GET", b"\xff") +
+                     cmd(b"SET", b"a", b"2", b"EX", b"10"))
+        want = b"+OK\r\n" * 3 + b"$1\r\n1\r\n" * 2 + b"$-1\r\n" + b"+OK\r\n"
+        assert read_exactly(sock, len(want)) == want
+    counts = s.manager.storage_counts()["memory"]
+    assert counts["set"][0] - before.get("set", (0, 0))[0] == 4
+    assert counts["get"][0] - before.get("get", (0, 0))[0] == 3
