@@ -38,6 +38,13 @@ extensions = [
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
     ),
+    # the RESP protocol: the command parser and the reply encoders (covet_pipe.server.resp.codec's front)
+    Extension(
+        "covet_pipe.server.resp._resp",
+        ["covet_pipe/server/resp/_resp.pyx"],
+        extra_compile_args=extra_compile,
+        extra_link_args=extra_link,
+    ),
 ]
 
 setup(

@@ -105,7 +105,7 @@ def test_wheel_ships_every_module_of_the_source_tree(dist: Dist) -> None:
     assert {"covet_pipe.native", "covet_pipe.builtin", "covet_pipe.sandbox.helper_main"} <= shipped
     # what plugin authors build against, and what type checkers read
     for name in ("covet_pipe/include/covet_plugin.h", "covet_pipe/covet_plugin.pxd", "covet_pipe/py.typed",
-                 "covet_pipe/_core.pyi"):
+                 "covet_pipe/_core.pyi", "covet_pipe/server/resp/_resp.pyi"):
         assert name in files, name
     # the admin dashboard's page and the files it loads (package data)
     for name in ("dashboard.html", "dashboard.js", "dashboard.css", "favicon.svg"):
@@ -118,6 +118,7 @@ def test_sdist_ships_the_sources_the_build_needs(dist: Dist) -> None:
         header = tar.getmember(f"{dist.sdist.name.removesuffix('.tar.gz')}/covet_pipe/include/covet_plugin.h")
         assert header.isfile(), "the header must be a file in the sdist, not a link into the checkout"
     for name in ("pyproject.toml", "setup.py", "covet_pipe/_core.pyx", "covet_pipe/server/http11/_http11.pyx",
+                 "covet_pipe/server/resp/_resp.pyx",
                  "covet_pipe/native/loader.py", "covet_pipe/builtin/request_id.py", "native_abi/covet_plugin.h",
                  "native_abi/examples/api_key/api_key.c"):
         assert name in names, name

@@ -23,6 +23,7 @@ from typing import Any, Awaitable
 
 from covet_pipe._core import DONE, resume
 from covet_pipe.logsafe import logger
+from covet_pipe.server.resp import fastpath
 from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
@@ -101,9 +102,13 @@ class RespConnection(asyncio.Protocol):
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None
+        self._batch_direct = False          # this batch takes the fast path (fastpath.py)
+        self._direct_snap: Any = None       # the chain snapshot _snap_empty was decided for
+        self._snap_empty = False            # no plugin of that snapshot lists "resp"
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
+        self._in_context = False            # _run is called from a Task that runs in self.context
         #: how often reading was paused because too many commands waited (for tests and stats)
         self.read_pauses = 0
         #: how often the transport asked us to stop writing (a client that does not read)
@@ -148,6 +153,7 @@ class RespConnection(asyncio.Protocol):
     def _run(self) -> None:
         self._engine = None
         self._batch_inline = None
+        self._batch_direct = bool(self._queue) and fastpath.decide(self, handle)
         out: list[bytes] = []
         size = 0
         queue = self._queue
@@ -210,6 +216,8 @@ class RespConnection(asyncio.Protocol):
             coro = tx                       # EXEC's or WATCH's coroutine
         elif cmd.local:
             coro = cmd.run(self, args)
+        elif self._batch_direct:
+            return fastpath.run(self, cmd, args, _FRESH)
         elif cmd.multi_key and len(args) > 2:
             coro = self._multi(cmd, args)
         else:
@@ -225,7 +233,7 @@ class RespConnection(asyncio.Protocol):
             self._task = self.loop.create_task(self._finish(cmd, coro, _FRESH), context=self.context)
             return None
         try:
-            yielded = self.context.run(coro.send, None)
+            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
         except StopIteration as stop:
             return stop.value if stop.value is not None else self._reply()
         except Exception as exc:
@@ -271,7 +279,13 @@ class RespConnection(asyncio.Protocol):
         self._task = None
         if not self._closing:
             self.transport.write(reply)
-        self._run()
+        # this Task runs in self.context already: the commands queued behind it step in it as they are
+        # (entering it again would raise "cannot enter context")
+        self._in_context = True
+        try:
+            self._run()
+        finally:
+            self._in_context = False
 
     async def _multi(self, cmd: Command, args: list[bytes]) -> bytes:
         # Every key is checked by the chain before the command touches storage: a plugin that

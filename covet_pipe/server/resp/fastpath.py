@@ -1,0 +1,89 @@
+"""The fast path of a RESP connection: commands no plugin wraps run straight against the engine.
+
+When no plugin lists "resp" (the chain for the protocol is empty and ready) and the storage engine
+declares ``suspends = False`` (MemoryStorage), the chain would only call the handler, so a batch of
+commands (one read's) skips it: no scope dict, no pipeline call, no handler coroutine; each command's
+coroutine is stepped once with ``send(None)``. GET and a plain SET call the engine themselves, with the
+replies of ``commands.cmd_get``/``cmd_set``. A multi-key command runs as one (with no plugin, its per-key
+checks would pass). The engine's calls still go through the manager's counting view. A call that waits
+after all (an engine that said it would not) is finished in a Task, in order, as a suspending command is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covet_pipe._core import resume
+from covet_pipe.server.resp.codec import NULL2, NULL3, OK
+from covet_pipe.server.resp.commands import COMMANDS, Command
+
+__all__ = ["decide", "run"]
+
+_GET = COMMANDS[b"get"]
+_SET = COMMANDS[b"set"]
+
+
+def decide(conn: Any, handler: Any) -> bool:
+    """Whether *conn*'s next batch may take the fast path: its pipeline serves *handler* with no plugin
+    on "resp", and its engine never suspends."""
+    pipeline = conn.pipeline
+    chain = pipeline.chain
+    if not chain.ready or pipeline.app is not handler:
+        return False
+    snap = chain.current
+    if snap is not conn._direct_snap:
+        conn._direct_snap = snap
+        conn._snap_empty = not snap.segments("resp")
+    if not conn._snap_empty:
+        return False
+    try:
+        return not getattr(conn.storage(), "suspends", True)
+    except Exception:
+        return False                    # no engine: the command itself says so, from a Task
+
+
+def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
+    """Run *cmd* on the fast path: its reply, or None when it waited and a Task finishes it
+    (*fresh* is the connection's "the coroutine has not started" marker)."""
+    kind = 0
+    if cmd is _GET:
+        coro = conn._engine.get(args[1].decode("latin-1"))
+        kind = 1
+    elif cmd is _SET and len(args) == 3:
+        coro = conn._engine.set(args[1].decode("latin-1"), args[2], None)
+        kind = 2
+    else:
+        coro = cmd.run(conn, args)
+    try:
+        yielded = coro.send(None) if conn._in_context else conn.context.run(coro.send, None)
+    except StopIteration as stop:
+        if kind == 0:
+            reply: bytes = stop.value
+            return reply
+        return _engine_reply(kind, stop.value, conn.proto)
+    except Exception as exc:
+        return conn.failed(cmd, exc)  # type: ignore[no-any-return]
+    # the engine waited after all (not as it said): a Task finishes the command
+    conn._busy = True
+    conn._engine = None
+    conn._batch_inline = None
+    conn._batch_direct = False
+    if kind:
+        coro = _engine_call(kind, coro, yielded, conn.proto)
+        yielded = fresh
+    conn._task = conn.loop.create_task(conn._finish(cmd, coro, yielded), context=conn.context)
+    return None
+
+
+def _engine_reply(kind: int, value: Any, proto: int) -> bytes:
+    """The reply of the fast path's own GET (kind 1: the value) or SET (kind 2)."""
+    if kind == 2:
+        return OK
+    if value is None:
+        return NULL3 if proto == 3 else NULL2
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+async def _engine_call(kind: int, coro: Any, yielded: Any, proto: int) -> bytes:
+    """A fast-path engine call that waited after all, finished in a Task."""
+    return _engine_reply(kind, await resume(coro, yielded), proto)
