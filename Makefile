@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale typecheck clean debug fuzz-native conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale authorkit typecheck clean debug fuzz-native conformance
 
 all: build
 
@@ -147,6 +147,11 @@ clean:
 # against a real redis-server; not part of `make test`.
 scale: build redis
 	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale
+
+# The author kit's slow walk: `covet-pipe new --kind cython` -> build -> check -> its own test -> served
+# (tests/scale/test_authorkit_cython.py, ~30 s); the other kinds walk in the default suite.
+authorkit: build
+	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale/test_authorkit_cython.py
 
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py
