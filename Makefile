@@ -149,9 +149,10 @@ scale: build redis
 	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale
 
 # The author kit's slow walk: `covet-pipe new --kind cython` -> build -> check -> its own test -> served
-# (tests/scale/test_authorkit_cython.py, ~30 s); the other kinds walk in the default suite.
+# (tests/scale/test_authorkit_cython.py, ~30 s; the other kinds walk in the default suite), and `new --package`
+# -> wheel -> a fresh venv with the covet-pipe wheel built from this checkout -> served (minutes: it builds it).
 authorkit: build
-	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale/test_authorkit_cython.py
+	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale/test_authorkit_cython.py tests/scale/test_authorkit_package.py
 
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,38 @@ def test_new_refuses_a_folder_that_holds_files(tmp_path: Path, capsys: pytest.Ca
     assert main(["new", "demo", "--dir", str(tmp_path)]) == 2
     assert "already exists and is not an empty folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_new_package_passes_its_test_checks_and_builds_a_wheel_with_the_entry_point(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "greet"
+    assert main(["new", "greet", "--package", "--dir", str(root)]) == 0
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
+        "README.md", "pyproject.toml", "src/greet/__init__.py", "src/greet/covet-plugin.toml", "src/greet/py.typed",
+        "tests/test_greet.py"]
+    capsys.readouterr()
+    assert main(["check", str(root / "src" / "greet")]) == 0
+    assert "ok: greet 0.1.0 (python)" in capsys.readouterr().out
+    tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
+    # the installed path (a fresh venv, the entry point served) is tests/scale/test_authorkit_package.py
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(root)], capture_output=True, text=True, timeout=300)
+    assert wheel.returncode == 0, wheel.stderr
+    (whl,) = (tmp_path / "dist").glob("covet_pipe_greet-0.1.0-*.whl")
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+        entry_points = z.read("covet_pipe_greet-0.1.0.dist-info/entry_points.txt").decode()
+        metadata = z.read("covet_pipe_greet-0.1.0.dist-info/METADATA").decode()
+    assert {"greet/__init__.py", "greet/covet-plugin.toml", "greet/py.typed"} <= names
+    assert "[covet_pipe.plugins]\ngreet = greet:Greet" in entry_points
+    assert "Requires-Dist: covet-pipe>=" in metadata
+
+
+@pytest.mark.parametrize("kind", ["sandboxed", "c"])
+def test_new_package_of_another_kind_says_why_not(tmp_path: Path, kind: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["new", "demo", "--kind", kind, "--package", "--dir", str(tmp_path / "d")]) == 2
+    assert "--package makes python plugins only" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
