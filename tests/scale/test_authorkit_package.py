@@ -54,8 +54,11 @@ def test_new_package_wheel_installs_and_its_entry_point_is_discovered_and_served
     checked = _run([str(cli), "check", "covet-pipe-greet"], cwd=outside)
     assert "ok: greet 0.1.0 (python)" in checked.stdout and "covet-pipe-greet: no problems" in checked.stdout
     (outside / "app.py").write_text(APP)
+    # serve discovers (files and entry points) when it is given a plugin folder: an empty one here
+    (outside / "plugins").mkdir()
     port = free_port()
-    proc = start_until_ready([str(cli), "serve", "app:app", "--port", str(port), "--strict"], port, outside,
+    proc = start_until_ready([str(cli), "serve", "app:app", "--plugins", "plugins", "--port", str(port), "--strict"],
+                             port, outside,
                              tmp_path / "serve.log")
     try:
         r = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
