@@ -131,3 +131,9 @@ def test_check_what_is_no_plugin_says_what_to_give(tmp_path: Path, what: str, sa
         (tmp_path / name).write_text("x")
     assert main(["check", what]) == 1
     assert says in capsys.readouterr().out
+
+
+def test_plugins_lists_no_installed_plugin_packages_here(capsys: pytest.CaptureFixture[str]) -> None:
+    # the test venv installs none; tests/scale/test_authorkit_package.py lists one in a fresh venv
+    assert main(["plugins"]) == 0
+    assert capsys.readouterr().out.startswith("no installed plugin packages (no 'covet_pipe.plugins' entry points)")

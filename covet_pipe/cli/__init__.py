@@ -18,6 +18,7 @@ from covet_pipe.cli.check import add_check
 from covet_pipe.cli.client import add_client_commands
 from covet_pipe.cli.errors import EXIT_USAGE, CommandError
 from covet_pipe.cli.new import add_new
+from covet_pipe.cli.plugins_list import add_plugins
 from covet_pipe.cli.serve import add_serve
 
 __all__ = ["build_parser", "main"]
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     add_new(sub)
     add_check(sub)
+    add_plugins(sub)
     return parser
 
 
