@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale typecheck clean debug fuzz-native conformance resp-conformance
+.PHONY: all build redis chromium run run-uvicorn test bench bench-native bench-micro bench-e2e bench-gzip bench-sandbox bench-reload bench-serve bench-resp bench-metrics bench-redis scale authorkit typecheck clean debug fuzz-native conformance resp-conformance
 
 all: build
 
@@ -149,14 +149,20 @@ clean:
 		covet_pipe/server/http11/_http11.c covet_pipe/server/http11/*.html \
 		covet_pipe/server/resp/*.so covet_pipe/server/resp/_resp.c covet_pipe/server/resp/*.html
 
-# redis-benchmark -t set,get,incr,mset -n 200000 -c 50, -P 1 and -P 16, against the RESP protocol (bare, behind
-# 1 and behind 10 no-op plugins) and a real redis-server in the same run (~15 min for 3 rounds on a busy 2-core
-# machine; a command ours does not know is "unsupported"); writes the "resp" section of docs/benchmarks.md.
 # The long checks across worker processes and "hosts" (tests/scale: 30 s rate-limit runs, reload storms)
-# against a real redis-server; not part of `make test`.
+# against a real redis-server (and the author kit's walks below); not part of `make test`.
 scale: build redis
 	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale
 
+# The author kit's slow walk: `covet-pipe new --kind cython` -> build -> check -> its own test -> served
+# (tests/scale/test_authorkit_cython.py, ~30 s; the other kinds walk in the default suite), and `new --package`
+# -> wheel -> a fresh venv with the covet-pipe wheel built from this checkout -> served (minutes: it builds it).
+authorkit: build
+	COVET_PIPE_SCALE=1 $(PY) -m pytest -q tests/scale/test_authorkit_cython.py tests/scale/test_authorkit_package.py
+
+# redis-benchmark -t set,get,incr,mset -n 200000 -c 50, -P 1 and -P 16, against the RESP protocol (bare, behind
+# 1 and behind 10 no-op plugins) and a real redis-server in the same run (~15 min for 3 rounds on a busy 2-core
+# machine; a command ours does not know is "unsupported"); writes the "resp" section of docs/benchmarks.md.
 bench-resp: build redis
 	$(PY) benchmarks/bench_resp.py
 

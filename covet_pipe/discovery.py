@@ -24,7 +24,7 @@ from covet_pipe.registry import PluginRecord, validate
 log = logging.getLogger("covet_pipe.discovery")
 
 __all__ = ["LoadReport", "discover", "discovered_by", "load_path", "forget_module", "find_plugin",
-           "read_manifest", "ENTRY_POINT_GROUP"]
+           "read_manifest", "candidates", "entry_point_records", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "covet_pipe.plugins"
 _counter = itertools.count()
@@ -257,7 +257,8 @@ def _apply_manifest(plugin: Any, manifest: dict[str, Any], where: str) -> None:
         plugin.protocols = frozenset(manifest["protocols"])
 
 
-def _candidates(base: Path) -> list[Path]:
+def candidates(base: Path) -> list[Path]:
+    """What discovery loads from *base*: the plugin itself, or a folder's plugin files and packages."""
     if base.is_file() or (base.is_dir() and (base / "__init__.py").is_file()):
         return [base]
     out = []
@@ -271,7 +272,8 @@ def _candidates(base: Path) -> list[Path]:
     return out
 
 
-def _entry_point_records(config: PluginConfig, report: LoadReport, only: str | None = None) -> None:
+def entry_point_records(config: PluginConfig, report: LoadReport, only: str | None = None) -> None:
+    """Load the plugins of the installed entry points (or only the one named *only*) into *report*."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if only is not None and ep.name != only:
             continue
@@ -315,7 +317,7 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
             report.failed[base] = (f"plugin path {base} does not exist; create it or remove it from "
                                    "PluginConfig.plugin_paths")
             continue
-        for cand in _candidates(root):
+        for cand in candidates(root):
             real = os.path.realpath(cand)
             if real in known:
                 continue
@@ -330,7 +332,7 @@ def discover(config: PluginConfig, registry: Any = None) -> LoadReport:
     if config.entry_points:
         known_sources = {r.source for r in registry.records()} if registry is not None else set()
         before = len(report.records)
-        _entry_point_records(config, report)
+        entry_point_records(config, report)
         report.records[before:] = [r for r in report.records[before:] if r.source not in known_sources]
     return report
 
@@ -356,7 +358,7 @@ def find_plugin(name: str, config: PluginConfig) -> PluginRecord | None:
                 except (PluginError, SandboxRequested):
                     continue
     report = LoadReport()
-    _entry_point_records(config, report, only=name)
+    entry_point_records(config, report, only=name)
     for record in report.records:
         if record.name == name:
             return record

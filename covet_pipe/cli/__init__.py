@@ -1,7 +1,8 @@
 """The covet-pipe command line.
 
-``covet-pipe build`` compiles native plugins, ``covet-pipe serve`` serves an app; ``list``, ``health``
-and ``reload`` talk to a running server's admin API; ``bench`` runs the per-layer benchmark suite.
+``covet-pipe new`` scaffolds a plugin, ``check`` validates one without serving it, ``build`` compiles
+native plugins (and checks what it built), ``serve`` serves an app; ``list``, ``health`` and ``reload``
+talk to a running server's admin API; ``bench`` runs the per-layer benchmark suite.
 Each command is a module of this package; the exit codes are :mod:`covet_pipe.cli.errors`'.
 """
 
@@ -13,8 +14,11 @@ from collections.abc import Sequence
 
 from covet_pipe.cli.bench import add_bench
 from covet_pipe.cli.build import add_build
+from covet_pipe.cli.check import add_check
 from covet_pipe.cli.client import add_client_commands
 from covet_pipe.cli.errors import EXIT_USAGE, CommandError
+from covet_pipe.cli.new import add_new
+from covet_pipe.cli.plugins_list import add_plugins
 from covet_pipe.cli.serve import add_serve
 
 __all__ = ["build_parser", "main"]
@@ -37,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_client_commands(sub)
     add_bench(sub)
+    add_new(sub)
+    add_check(sub)
+    add_plugins(sub)
     return parser
 
 

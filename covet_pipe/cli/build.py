@@ -135,6 +135,13 @@ def run_build(args: argparse.Namespace) -> int:
     if out.resolve() == src.resolve():
         raise UsageError(f"-o {out}: that is the source itself; name the .so to write, e.g. -o {src.stem}.so")
     builder(src, out)
+    # The loader's own checks (ELF, entry symbol, ABI, descriptor), in a throwaway process: a library
+    # that compiled but that no server would load is a failed build, and is not left where one looks.
+    from covet_pipe.cli.check import native_problem
+    problem = native_problem(out)
+    if problem is not None:
+        out.unlink(missing_ok=True)
+        raise BuildError(f"{src} compiled, but the result cannot be loaded (removed): {problem}")
     print(f"built {out}")
     return EXIT_OK
 

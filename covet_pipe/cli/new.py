@@ -1,0 +1,148 @@
+"""``covet-pipe new NAME --kind python|sandboxed|c|cython``: scaffold a plugin that passes its own test at once.
+
+The folder ``NAME/`` gets ``plugins/`` (what ``covet-pipe serve --plugins NAME/plugins`` loads: the plugin's
+source, and its manifest where the kind needs one) and ``tests/test_NAME.py`` (a pytest test that builds a
+native plugin with ``covet-pipe build`` when its ``.so`` is missing or older than its source, loads
+``plugins/`` as a server does and checks that a request through it gets the plugin's header).
+With ``--package`` (a python plugin) it writes a pip-installable distribution instead: ``pyproject.toml``
+(setuptools; the entry point ``NAME = "NAME:Class"`` in the ``covet_pipe.plugins`` group), ``README.md``,
+``src/NAME/`` (the plugin, its manifest, ``py.typed``) and the same test, which loads ``src/NAME``.
+The files come from the templates in :mod:`covet_pipe.cli.templates`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from covet_pipe.cli.errors import EXIT_OK, UsageError
+
+__all__ = ["KINDS", "add_new", "run_new", "scaffold"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of plugin is made of: ``(template, file under plugins/)`` pairs, and its source file."""
+
+    files: tuple[tuple[str, str], ...]
+    #: the file ``covet-pipe build`` compiles (None: nothing to build)
+    source: str | None
+    #: the file ``covet-pipe check`` and ``serve`` look at
+    checked: str
+
+
+KINDS: dict[str, Kind] = {
+    "python": Kind((("plugin.py.tmpl", "{name}.py"),), None, "{name}.py"),
+    "sandboxed": Kind((("plugin.py.tmpl", "{name}.py"), ("sandboxed.toml.tmpl", "{name}.covet-plugin.toml")),
+                      None, "{name}.py"),
+    "c": Kind((("plugin.c.tmpl", "{name}.c"),), "{name}.c", "{name}.so"),
+    "cython": Kind((("plugin.pyx.tmpl", "{name}.pyx"),), "{name}.pyx", "{name}.so"),
+}
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files("covet_pipe.cli.templates").joinpath(name).read_text(encoding="utf-8"))
+
+
+def check_name(name: str) -> None:
+    """Refuse a NAME that cannot be a plugin's, module's and C identifier's name at once."""
+    if not _NAME.match(name) or keyword.iskeyword(name):
+        fixed = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("0123456789_") or "my_plugin"
+        raise UsageError(f"{name!r} cannot name a plugin: it is its module's and its C symbols' name too, so use "
+                         f"lower-case letters, digits and '_', starting with a letter (e.g. {fixed})")
+
+
+#: ``--package``: (template, file under NAME/) pairs of a pip-installable distribution (a python plugin)
+PACKAGE_FILES = (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
+                 ("plugin.py.tmpl", "src/{name}/__init__.py"),
+                 ("package.toml.tmpl", "src/{name}/covet-plugin.toml"))
+
+
+def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list[Path]:
+    """Write plugin *name* of *kind* into the folder *dest* (which must not exist, or be empty); the files written.
+
+    :param package: a pip-installable distribution instead (``src/NAME/``, ``pyproject.toml`` with the entry point).
+    """
+    check_name(name)
+    spec = KINDS[kind]
+    if package and kind != "python":
+        why = ("an entry point's plugin is imported by the server, so it cannot run sandboxed"
+               if kind == "sandboxed" else "a native plugin's package build is not written yet")
+        raise UsageError(f"--package makes python plugins only ({why}); use --kind python --package, or drop "
+                         "--package and share the plugin's files")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"{dest} already exists and is not an empty folder; pick another NAME or --dir, "
+                         "or remove it first")
+    from covet_pipe import __version__
+    words = {"name": name, "cls": "".join(p.capitalize() for p in name.split("_") if p) or "Plugin",
+             "header": "x-" + name.replace("_", "-"),
+             "source": repr(spec.source.format(name=name)) if spec.source else "None",
+             "plugin_dir": f"src/{name}" if package else "plugins",
+             "dist": "covet-pipe-" + name.replace("_", "-"),
+             "covet_version": ".".join(__version__.split(".")[:2])}
+    files = [(t, f.format(name=name)) for t, f in PACKAGE_FILES] if package else \
+        [(t, "plugins/" + f.format(name=name)) for t, f in spec.files]
+    written = []
+    for template, target in files:
+        path = dest / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_template(template).substitute(words), encoding="utf-8")
+        written.append(path)
+    if package:
+        typed = dest / "src" / name / "py.typed"
+        typed.write_text("")
+        written.append(typed)
+    (dest / "tests").mkdir(exist_ok=True)
+    test = dest / "tests" / f"test_{name}.py"
+    test.write_text(_template("test_plugin.py.tmpl").substitute(words), encoding="utf-8")
+    written.append(test)
+    return written
+
+
+def run_new(args: argparse.Namespace) -> int:
+    dest = Path(args.dir if args.dir is not None else args.name)
+    written = scaffold(args.name, args.kind, dest, package=args.package)
+    spec = KINDS[args.kind]
+    for path in written:
+        print(f"wrote {path}")
+    if args.package:
+        # a bare name is a requirement to pip, not a folder: ./NAME
+        where = dest if dest.is_absolute() or str(dest).startswith(".") else f"./{dest}"
+        print(f"next: python -m pytest {dest / 'tests'}; covet-pipe check {dest / 'src' / args.name}; "
+              f"pip wheel --no-deps -w dist {where}; pip install dist/*.whl; covet-pipe serve APP")
+        return EXIT_OK
+    plugins = dest / "plugins"
+    steps = []
+    if spec.source:
+        steps.append(f"covet-pipe build {plugins / spec.source.format(name=args.name)}")
+    steps += [f"covet-pipe check {plugins / spec.checked.format(name=args.name)}",
+              f"python -m pytest {dest / 'tests'}",
+              f"covet-pipe serve APP --plugins {plugins}"]
+    print("next: " + "; ".join(steps))
+    return EXIT_OK
+
+
+def add_new(sub: Any) -> None:
+    """The ``new`` subcommand."""
+    new = sub.add_parser(
+        "new", help="scaffold a plugin (python, sandboxed, c or cython) with its test",
+        description="Write NAME/plugins/ (the plugin, and its manifest where its kind needs one) and "
+                    "NAME/tests/test_NAME.py, a pytest test that passes as written. See docs/authoring.md.",
+    )
+    new.add_argument("name", help="the plugin's name: lower-case letters, digits and '_'")
+    new.add_argument("--kind", choices=sorted(KINDS), default="python",
+                     help="python (in-process), sandboxed (a confined helper process), c or cython (native); "
+                          "default python")
+    new.add_argument("--dir", metavar="DIR", help="the folder to write (default: NAME); it must not exist or be empty")
+    new.add_argument("--package", action="store_true",
+                     help="a pip-installable distribution (pyproject.toml, an entry point in the covet_pipe.plugins "
+                          "group, manifest, README, test); python plugins only")
+    new.set_defaults(run=run_new)
