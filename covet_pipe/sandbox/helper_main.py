@@ -51,6 +51,13 @@ class Helper:
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(value)
 
+    def close(self) -> None:
+        """The helper ends: close its event loop here (left to the interpreter's exit, its finaliser can
+        find its self-pipe closed first and print a traceback to the host's log)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.close()
+        self.loop = None
+
     # -- calls -------------------------------------------------------------------------------
 
     def op_init(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fd = int(args[0])
     close_inherited(keep=(0, 1, 2, fd))
-    return Helper(HelperChannel(fd)).serve()
+    helper = Helper(HelperChannel(fd))
+    try:
+        return helper.serve()
+    finally:
+        helper.close()
 
 
 def close_inherited(keep: tuple[int, ...]) -> None:
