@@ -31,8 +31,8 @@ STEP = 240
 #: seconds for one compile of the core (the wheel's, the sdist install's): two run side by side, and on a
 #: machine busy with other work one took 345 s
 COMPILE = 600
-# The session fixture (a build, then two installs side by side) runs in the first test's setup: its own
-# bounds are STEP each, so the suite's 120 s (pyproject.toml) would cut it short on a loaded machine.
+# The session fixture (the sdist, two compiles side by side, the wheel's install) runs in the first test's
+# setup: its own bounds are STEP and COMPILE, so the suite's 120 s (pyproject.toml) would cut it short.
 pytestmark = pytest.mark.timeout(COMPILE + 2 * STEP)
 
 
