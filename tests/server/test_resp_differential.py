@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.server._resp_reader import ReplyReader
 from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
@@ -55,9 +57,13 @@ def outcome(client: redis.Redis, *args: Any) -> Any:
 
 
 def both(servers: tuple[int, int], protocol: int, commands: list[tuple], *, wait: dict | None = None) -> None:
-    """Run *commands* on both servers with redis-py; every reply must be equal."""
-    real_c = redis.Redis(port=servers[0], protocol=protocol, socket_timeout=10)
-    ours_c = redis.Redis(port=servers[1], protocol=protocol, socket_timeout=10)
+    """Run *commands* on both servers with redis-py; every reply must be equal.
+
+    redis-py retries an AuthenticationError (a ConnectionError) three times with backoff by default:
+    3 s a refused AUTH on either server; the clients here answer each command once.
+    """
+    real_c = redis.Redis(port=servers[0], protocol=protocol, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+    ours_c = redis.Redis(port=servers[1], protocol=protocol, socket_timeout=10, retry=Retry(NoBackoff(), 0))
     try:
         for i, args in enumerate(commands):
             if wait and i in wait:
