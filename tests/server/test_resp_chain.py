@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from covet_pipe import AuthPlugin, MiddlewareAction, MiddlewarePlugin, PluginManager, Response, StoragePlugin
 from covet_pipe.builtin import AuthGuard, MemoryStorage, RespProtocol
@@ -60,7 +62,8 @@ def test_auth_accepted_password_lets_commands_through_the_guard(ours, protocol):
 @pytest.mark.parametrize("protocol", [2, 3], ids=["AUTH", "HELLO-AUTH"])
 def test_auth_wrong_password_is_wrongpass(ours, protocol):
     s = guarded(ours)
-    c = redis.Redis(port=s.port, password="nope", protocol=protocol)
+    # no retries: redis-py retries an AuthenticationError three times with backoff by default (3 s)
+    c = redis.Redis(port=s.port, password="nope", protocol=protocol, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair"):
         c.ping()
     c.close()
