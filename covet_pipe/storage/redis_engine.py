@@ -20,6 +20,7 @@ from covet_pipe.plugin import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.storage.checks import check_key, check_ttl, check_value
 from covet_pipe.storage.errors import StorageError, StorageUnavailableError
+from covet_pipe.storage.redis_batch import RedisBatch
 from covet_pipe.storage.redis_ops import RedisOps
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ MAX_TTL_MS = 2 ** 62
 _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "BUSY", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "NOAUTH")
 
 
-class RedisStorage(RedisOps, StoragePlugin):
+class RedisStorage(RedisBatch, RedisOps, StoragePlugin):
     """Bytes under string keys in Redis, with optional expiry; shared by every worker and host using it.
 
     :param url: ``redis://[user:password@]host:port/db``, ``rediss://...`` (TLS) or ``unix:///path.sock``.

@@ -1,0 +1,381 @@
+"""RedisStorage's transactions and compound operations: each engine call as the one Redis command that does it.
+
+``atomic(ops)`` queues every op's command on one connection between ``MULTI`` and ``EXEC`` (a redis-py
+transaction pipeline), so Redis runs them with no other client's command in between, and each op's
+reply, or its error (``WRONGTYPE``, not an integer...), is that op's result: the others still run.
+
+``watch(keys)`` is Redis's own ``WATCH``, sent on a connection taken from the pool and pinned for that
+RESP client's transaction; ``atomic(ops, watch)`` sends ``MULTI``...``EXEC`` on that connection, so a
+write by any client of that Redis (through covet-pipe or not, on any host) makes ``EXEC`` run nothing.
+The pinned connection holds one of the engine's ``max_connections`` until EXEC, UNWATCH, DISCARD or
+the client's disconnection gives it back.
+
+The compound operations (``set_with``, ``get_ex``, ``expire_with``...) outside a transaction send the
+same one command: ``SET`` with its flags, ``GETEX``, ``PEXPIRE`` with ``NX``/``XX``/``GT``/``LT``, ``DEL``
+of many keys, ``SCAN`` with ``MATCH``/``COUNT``/``TYPE`` (the cursor is Redis's own, the pattern put
+under ``key_prefix``), never a read then a write from Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, Callable
+
+from covet_pipe.storage.checks import check_value
+from covet_pipe.storage_compound import StorageOp
+
+__all__ = ["RedisBatch", "RedisWatch", "escape_glob"]
+
+_INCRBYFLOAT = "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])"
+#: FLUSHDB under a key_prefix: this engine's keys only, in one atomic step
+_DEL_MATCHING = ("local ks = redis.call('KEYS', ARGV[1]) for i = 1, #ks, 1000 do "
+                 "redis.call('DEL', unpack(ks, i, math.min(i + 999, #ks))) end return #ks")
+#: DBSIZE / INFO keyspace under a key_prefix: {keys, keys with an expiry}
+_COUNT_MATCHING = ("local n, e = 0, 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + 1 "
+                   "if redis.call('PTTL', k) >= 0 then e = e + 1 end end return {n, e}")
+
+Convert = Callable[[list[Any]], Any]
+
+
+def escape_glob(text: str) -> str:
+    """*text* as a Redis glob that matches only itself."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class RedisWatch:
+    """A Redis WATCH on a pinned connection (a redis-py pipeline in watching mode) and the pool slot it holds."""
+
+    __slots__ = ("pipe", "_slots", "_done")
+
+    def __init__(self, pipe: Any, slots: asyncio.Semaphore) -> None:
+        self.pipe = pipe
+        self._slots = slots
+        self._done = False
+
+    async def close(self) -> None:
+        """UNWATCH, and the connection back to the pool (again: nothing)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            await self.pipe.reset()
+        finally:
+            self._slots.release()
+
+
+class RedisBatch:
+    """Mixed into RedisStorage: its client, ``timeout``, ``_slots``, ``key_prefix``, ``_key``, ``_ms``..."""
+
+    key_prefix: str
+    timeout: float | None
+    _client: Any
+    _slots: Any
+    _connected: bool | None
+    _key: Callable[[str], bytes]
+    _ms: Callable[[str, str, Any], int | None]
+    _not_started: Callable[[], Any]
+    _reached: Callable[[], None]
+    _failed: Callable[[str, BaseException], Exception]
+    _error: Callable[[str, BaseException], Exception]
+
+    # -- transactions --------------------------------------------------------------------------
+
+    async def atomic(self, ops: list[StorageOp], watch: object | None = None) -> list[object] | None:
+        """Every op in one Redis MULTI/EXEC; None, running nothing, if a key of *watch* was written since."""
+        from redis.exceptions import WatchError
+
+        client = self._client or self._not_started()
+        if watch is not None and not isinstance(watch, RedisWatch):
+            raise TypeError(f"RedisStorage.atomic(ops, watch=...): expected what RedisStorage.watch() returned, "
+                            f"got {type(watch).__name__}")
+        results: list[object] = [None] * len(ops)
+        try:
+            async with asyncio.timeout(self.timeout):
+                if watch is None:
+                    async with self._slots:
+                        async with client.pipeline(transaction=True) as pipe:
+                            spans = self._queue(pipe, ops, results)
+                            replies = await pipe.execute(raise_on_error=False)
+                else:
+                    pipe = watch.pipe
+                    pipe.multi()
+                    spans = self._queue(pipe, ops, results)
+                    replies = await pipe.execute(raise_on_error=False)
+        except WatchError as exc:
+            if "changed" in str(exc):       # EXEC's null: a watched key was written
+                return None
+            raise self._failed("atomic", exc) from exc     # the pinned connection broke
+        except Exception as exc:
+            raise self._failed("atomic", exc) from exc
+        finally:
+            if watch is not None:
+                await watch.close()
+        if self._connected is not True:
+            self._reached()
+        for i, method, start, end, convert in spans:
+            results[i] = self._converted(method, replies[start:end], convert)
+        return results
+
+    async def watch(self, keys: list[str], held: object | None = None) -> object:
+        """Redis's WATCH of *keys* on a connection pinned for this transaction (*held*'s, if given)."""
+        client = self._client or self._not_started()
+        handle = held if isinstance(held, RedisWatch) else None
+        fresh = handle is None
+        names = [self._key(k) for k in keys]
+        try:
+            async with asyncio.timeout(self.timeout):
+                if handle is None:
+                    await self._slots.acquire()
+                    handle = RedisWatch(client.pipeline(transaction=True), self._slots)
+                await handle.pipe.watch(*names)
+        except Exception as exc:
+            if fresh and handle is not None:
+                await handle.close()
+            raise self._failed("watch", exc) from exc
+        if self._connected is not True:
+            self._reached()
+        return handle
+
+    async def unwatch(self, held: object) -> None:
+        """UNWATCH, and the pinned connection back to the pool."""
+        if isinstance(held, RedisWatch):
+            await held.close()
+
+    def _queue(self, pipe: Any, ops: list[StorageOp], results: list[object]) -> list[tuple[Any, ...]]:
+        """Queue each op's commands on *pipe*; (op index, method, first reply, end, convert) for each queued."""
+        spans = []
+        for i, op in enumerate(ops):
+            plan = _PLANS.get(op.method)
+            start = len(pipe.command_stack)
+            if plan is None:
+                results[i] = NotImplementedError(f"RedisStorage cannot run {op.method}() in a transaction")
+                continue
+            try:
+                convert = plan(self, pipe, *op.args, **op.kwargs)
+            except Exception as exc:        # a bad argument: that op's error, nothing queued
+                del pipe.command_stack[start:]
+                results[i] = exc
+                continue
+            spans.append((i, op.method, start, len(pipe.command_stack), convert))
+        return spans
+
+    def _converted(self, method: str, replies: list[Any], convert: Convert) -> object:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                return self._error(method, reply)
+        return convert(replies)
+
+    async def _single(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One op, outside a transaction: its one command."""
+        client = self._client or self._not_started()
+        pipe = client.pipeline(transaction=False)
+        convert = _PLANS[method](self, pipe, *args, **kwargs)       # bad arguments raise here
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._slots:
+                    async with pipe:
+                        replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            raise self._error(method, exc) from exc
+        if self._connected is not True:
+            self._reached()
+        result = self._converted(method, replies, convert)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # -- the compound operations, one command each -----------------------------------------------
+
+    async def set_with(self, key: str, value: bytes, *, px: int | None = None, pxat: int | None = None,
+                       keep_ttl: bool = False, only_new: bool = False, only_existing: bool = False,
+                       get: bool = False) -> tuple[bool, bytes | None]:
+        """``SET key value`` with the same flags."""
+        result: tuple[bool, bytes | None] = await self._single(
+            "set_with", key, value, px=px, pxat=pxat, keep_ttl=keep_ttl, only_new=only_new,
+            only_existing=only_existing, get=get)
+        return result
+
+    async def get_ex(self, key: str, *, px: int | None = None, pxat: int | None = None,
+                     persist: bool = False) -> bytes | None:
+        """``GETEX key [PX|PXAT|PERSIST]``."""
+        result: bytes | None = await self._single("get_ex", key, px=px, pxat=pxat, persist=persist)
+        return result
+
+    async def expire_with(self, key: str, *, px: int | None = None, pxat: int | None = None,
+                          flags: frozenset[str] = frozenset()) -> bool:
+        """``PEXPIRE`` / ``PEXPIREAT`` with the flags."""
+        return bool(await self._single("expire_with", key, px=px, pxat=pxat, flags=flags))
+
+    async def persist(self, key: str) -> bool:
+        """``PERSIST key``."""
+        return bool(await self._single("persist", key))
+
+    async def delete_many(self, keys: list[str]) -> int:
+        """``DEL key...``."""
+        return int(await self._single("delete_many", keys))
+
+    async def exists_many(self, keys: list[str]) -> int:
+        """``EXISTS key...``."""
+        return int(await self._single("exists_many", keys))
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """``MGET key...``."""
+        result: list[bytes | None] = await self._single("get_many", keys)
+        return result
+
+    async def scan(self, cursor: int, pattern: str = "*", count: int = 10,
+                   kind: str | None = None) -> tuple[int, list[str]]:
+        """Redis's ``SCAN cursor MATCH <key_prefix><pattern> COUNT count [TYPE kind]``, the prefix taken off."""
+        result: tuple[int, list[str]] = await self._single("scan", cursor, pattern, count, kind)
+        return result
+
+    async def key_count(self) -> tuple[int, int]:
+        """(keys, keys with an expiry): INFO keyspace's, or under a key_prefix, a script counting them."""
+        result: tuple[int, int] = await self._single("key_count")
+        return result
+
+
+# -- each engine call as Redis commands: queue them on the pipeline, return how to read their replies --
+
+def _names(engine: Any, found: list[bytes]) -> list[str]:
+    cut = len(engine.key_prefix)
+    return [k.decode("utf-8", "surrogatepass")[cut:] for k in found]
+
+
+def _match(engine: Any, pattern: str) -> bytes:
+    return (escape_glob(engine.key_prefix) + pattern).encode("utf-8", "surrogatepass")
+
+
+def _ttl_of(ms: int) -> float | None:
+    if ms == -2:
+        return None
+    return math.inf if ms == -1 else max(0.0, ms / 1000)
+
+
+def _set(e: Any, p: Any, key: str, value: bytes, ttl: float | None = None) -> Convert:
+    k, data, ms = e._key(key), check_value("RedisStorage", key, value), e._ms("set", key, ttl)
+    p.set(k, data, px=ms)
+    return lambda r: None
+
+
+def _expire(e: Any, p: Any, key: str, ttl: float | None) -> Convert:
+    k, ms = e._key(key), e._ms("expire", key, ttl)
+    if ms is not None:
+        p.pexpire(k, ms)
+    else:                               # PERSIST answers 0 for "no key" and "no expiry" alike
+        p.exists(k)
+        p.persist(k)
+    return lambda r: bool(r[0])
+
+
+def _set_many(e: Any, p: Any, items: list[tuple[str, bytes]], only_new: bool = False) -> Convert:
+    mapping = {e._key(k): check_value("RedisStorage", k, v) for k, v in items}
+    if only_new:
+        p.msetnx(mapping)
+        return lambda r: bool(r[0])
+    p.mset(mapping)
+    return lambda r: True
+
+
+def _flush(e: Any, p: Any) -> Convert:
+    if e.key_prefix:
+        p.eval(_DEL_MATCHING, 0, _match(e, "*"))
+    else:
+        p.flushdb()
+    return lambda r: None
+
+
+def _set_with(e: Any, p: Any, key: str, value: bytes, *, px: int | None = None, pxat: int | None = None,
+              keep_ttl: bool = False, only_new: bool = False, only_existing: bool = False,
+              get: bool = False) -> Convert:
+    p.set(e._key(key), check_value("RedisStorage", key, value), px=px, pxat=pxat, keepttl=keep_ttl,
+          nx=only_new, xx=only_existing, get=get)
+    if not get:
+        return lambda r: (bool(r[0]), None)
+
+    def with_old(r: list[Any]) -> tuple[bool, bytes | None]:
+        old = r[0]
+        return (old is None if only_new else old is not None if only_existing else True), old
+    return with_old
+
+
+def _expire_with(e: Any, p: Any, key: str, *, px: int | None = None, pxat: int | None = None,
+                 flags: frozenset[str] = frozenset()) -> Convert:
+    options = {f.lower(): True for f in flags if f in ("NX", "XX", "GT", "LT")}
+    if pxat is not None:
+        p.pexpireat(e._key(key), pxat, **options)
+    elif px is not None:
+        p.pexpire(e._key(key), px, **options)
+    else:
+        raise ValueError("RedisStorage.expire_with(key, px=... or pxat=...): give one of them")
+    return lambda r: bool(r[0])
+
+
+def _scan(e: Any, p: Any, cursor: int, pattern: str = "*", count: int = 10, kind: str | None = None) -> Convert:
+    p.scan(cursor, match=_match(e, pattern), count=count, _type=kind)
+    return lambda r: (int(r[0][0]), _names(e, r[0][1]))
+
+
+def _key_count(e: Any, p: Any) -> Convert:
+    if e.key_prefix:
+        p.eval(_COUNT_MATCHING, 0, _match(e, "*"))
+        return lambda r: (int(r[0][0]), int(r[0][1]))
+    db = "db%d" % int(e._client.connection_pool.connection_kwargs.get("db") or 0)
+    p.info("keyspace")
+
+    def counts(r: list[Any]) -> tuple[int, int]:
+        line = r[0].get(db) or {}
+        return int(line.get("keys", 0)), int(line.get("expires", 0))
+    return counts
+
+
+def _then(queued: Any, convert: Convert) -> Convert:
+    """After queuing a command (*queued*: the pipeline, unused), read its reply with *convert*."""
+    return convert
+
+
+def _first(r: list[Any]) -> Any:
+    return r[0]
+
+
+def _flag(r: list[Any]) -> bool:
+    return bool(r[0])
+
+
+def _count(r: list[Any]) -> int:
+    return int(r[0])
+
+
+def _value(e: Any, key: str, value: bytes) -> bytes:
+    return check_value("RedisStorage", key, value)
+
+
+_PLANS: dict[str, Callable[..., Convert]] = {
+    "get": lambda e, p, key: _then(p.get(e._key(key)), _first),
+    "set": _set,
+    "delete": lambda e, p, key: _then(p.delete(e._key(key)), _flag),
+    "exists": lambda e, p, key: _then(p.exists(e._key(key)), _flag),
+    "expire": _expire,
+    "ttl": lambda e, p, key: _then(p.pttl(e._key(key)), lambda r: _ttl_of(int(r[0]))),
+    "incr_by": lambda e, p, key, delta: _then(p.incrby(e._key(key), delta), _count),
+    # a script: redis-py turns INCRBYFLOAT's reply into a float, losing redis's own text
+    "incr_by_float": lambda e, p, key, delta: _then(p.eval(_INCRBYFLOAT, 1, e._key(key), delta),
+                                                    lambda r: bytes(r[0])),
+    "append": lambda e, p, key, value: _then(p.append(e._key(key), _value(e, key, value)), _count),
+    "get_set": lambda e, p, key, value: _then(p.set(e._key(key), _value(e, key, value), get=True), _first),
+    "get_del": lambda e, p, key: _then(p.getdel(e._key(key)), _first),
+    "set_many": _set_many,
+    "keys": lambda e, p, pattern="*": _then(p.keys(_match(e, pattern)), lambda r: _names(e, r[0])),
+    "flush": _flush,
+    "set_with": _set_with,
+    "get_ex": lambda e, p, key, px=None, pxat=None, persist=False: _then(
+        p.getex(e._key(key), px=px, pxat=pxat, persist=persist), _first),
+    "expire_with": _expire_with,
+    "persist": lambda e, p, key: _then(p.persist(e._key(key)), _flag),
+    "delete_many": lambda e, p, keys: _then(p.delete(*[e._key(k) for k in keys]), _count),
+    "exists_many": lambda e, p, keys: _then(p.exists(*[e._key(k) for k in keys]), _count),
+    "get_many": lambda e, p, keys: _then(p.mget([e._key(k) for k in keys]), lambda r: list(r[0])),
+    "scan": _scan,
+    "key_count": _key_count,
+}
