@@ -125,6 +125,10 @@ class CompoundOps:
             return False
         return bool(await self.expire(key, None))
 
+    async def key_type(self, key: str) -> str:
+        """``TYPE key``: ``"string"``, or ``"none"`` if absent (an engine holding other types names them)."""
+        return "string" if await self.exists(key) else "none"
+
     async def delete_many(self, keys: list[str]) -> int:
         """``DEL key...``: how many there were."""
         return sum([1 for k in keys if await self.delete(k)])

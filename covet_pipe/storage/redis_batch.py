@@ -211,6 +211,10 @@ class RedisBatch:
         """``PERSIST key``."""
         return bool(await self._single("persist", key))
 
+    async def key_type(self, key: str) -> str:
+        """``TYPE key`` (a list or hash another client wrote under the prefix is named as Redis names it)."""
+        return str(await self._single("key_type", key))
+
     async def delete_many(self, keys: list[str]) -> int:
         """``DEL key...``."""
         return int(await self._single("delete_many", keys))
@@ -347,6 +351,10 @@ def _count(r: list[Any]) -> int:
     return int(r[0])
 
 
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def _value(e: Any, key: str, value: bytes) -> bytes:
     return check_value("RedisStorage", key, value)
 
@@ -373,6 +381,7 @@ _PLANS: dict[str, Callable[..., Convert]] = {
         p.getex(e._key(key), px=px, pxat=pxat, persist=persist), _first),
     "expire_with": _expire_with,
     "persist": lambda e, p, key: _then(p.persist(e._key(key)), _flag),
+    "key_type": lambda e, p, key: _then(p.type(e._key(key)), lambda r: _text(r[0])),
     "delete_many": lambda e, p, keys: _then(p.delete(*[e._key(k) for k in keys]), _count),
     "exists_many": lambda e, p, keys: _then(p.exists(*[e._key(k) for k in keys]), _count),
     "get_many": lambda e, p, keys: _then(p.mget([e._key(k) for k in keys]), lambda r: list(r[0])),

@@ -19,7 +19,7 @@ from covet_pipe.logsafe import logger, printable
 from covet_pipe.plugin import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.storage.checks import check_key, check_ttl, check_value
-from covet_pipe.storage.errors import StorageError, StorageUnavailableError
+from covet_pipe.storage.errors import StorageError, StorageUnavailableError, WrongTypeError
 from covet_pipe.storage.redis_batch import RedisBatch
 from covet_pipe.storage.redis_ops import RedisOps
 
@@ -330,6 +330,12 @@ class RedisStorage(RedisBatch, RedisOps, StoragePlugin):
             return StorageFullError(f"RedisStorage ({redis_url.describe(self.url)}) is full: {call} refused "
                                     f"({self._scrub(exc)}); raise Redis's maxmemory, set a ttl, or pick an "
                                     "eviction policy (maxmemory-policy)")
+        elif isinstance(exc, rx.ResponseError) and str(exc).startswith("WRONGTYPE"):
+            self._last_error = message = (f"{where}: Redis refused it ({self._scrub(exc)}); a key of another type "
+                                          "(written by another client): use key_prefix to keep covet-pipe's keys apart")
+            wrong = WrongTypeError(message, plugin_name=self.name)
+            wrong.reply = str(exc)
+            return wrong
         elif isinstance(exc, rx.ResponseError) and str(exc).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
             what = f"Redis cannot serve it now ({self._scrub(exc)})"
         elif isinstance(exc, rx.ResponseError):

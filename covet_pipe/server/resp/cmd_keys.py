@@ -102,8 +102,7 @@ async def cmd_pexpiretime(conn: Any, args: list[bytes]) -> bytes:
 
 
 async def cmd_type(conn: Any, args: list[bytes]) -> bytes:
-    # every value an engine holds is a string
-    return b"+string\r\n" if await conn.storage().exists(args[1].decode("latin-1")) else b"+none\r\n"
+    return b"+%s\r\n" % (await conn.storage().key_type(args[1].decode("latin-1"))).encode()
 
 
 def _names(keys: list[str]) -> bytes:

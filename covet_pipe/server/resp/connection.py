@@ -353,6 +353,9 @@ class RespConnection(asyncio.Protocol):
         from covet_pipe.errors import PluginError
         if isinstance(exc, StorageFullError):  # redis's answer when maxmemory is reached
             return encode_error(f"OOM {exc}")
+        from covet_pipe.storage.errors import WrongTypeError
+        if isinstance(exc, WrongTypeError):    # Redis's own words (a key of another type, in Redis)
+            return encode_error(exc.reply)
         if isinstance(exc, (PluginError, NotImplementedError)):
             # no storage engine, a failed provider, an engine without TTLs: say so
             return encode_error(f"ERR {name}: {exc}")
