@@ -184,6 +184,11 @@ def test_scan_pages_through_redis_under_the_prefix(servers, proto):
             assert not any(k.startswith(b"scan:outside") for k in seen[1][0])
         cursor, page = ours.scan(0, match="scan:*", count=7)
         assert cursor != 0, "paging: a first page of 7 slots over ~100 keys is not the last"
+        # the cursor is Redis's own: the backing Redis's SCAN under the prefix gives the same page
+        direct_cursor, direct_page = backing.scan(0, match=PREFIX + "scan:*", count=7)
+        assert (cursor, sorted(page)) == (direct_cursor, sorted(k[len(PREFIX):] for k in direct_page))
+        assert ours.scan(cursor, match="scan:*", count=7)[0] == backing.scan(cursor, match=PREFIX + "scan:*",
+                                                                             count=7)[0]
         assert sorted(ref.keys("scan:1*")) == sorted(ours.keys("scan:1*"))
     finally:
         for c in (ref, ours, backing):

@@ -164,12 +164,18 @@ def _bulk_or_null(conn: Session, value: bytes | None) -> bytes:
 
 
 async def cmd_del(conn: Session, args: list[bytes]) -> bytes:
-    return encode_int(await conn.storage().delete_many([k.decode("latin-1") for k in args[1:]]))
+    store = conn.storage()
+    if len(args) == 2:
+        return encode_int(1 if await store.delete(args[1].decode("latin-1")) else 0)
+    return encode_int(await store.delete_many([k.decode("latin-1") for k in args[1:]]))
 
 
 async def cmd_exists(conn: Session, args: list[bytes]) -> bytes:
+    store = conn.storage()
+    if len(args) == 2:
+        return encode_int(1 if await store.exists(args[1].decode("latin-1")) else 0)
     # a key named twice counts twice, as in redis
-    return encode_int(await conn.storage().exists_many([k.decode("latin-1") for k in args[1:]]))
+    return encode_int(await store.exists_many([k.decode("latin-1") for k in args[1:]]))
 
 
 async def cmd_ttl(conn: Session, args: list[bytes]) -> bytes:
