@@ -5,6 +5,10 @@ One client with its own connection pool per engine, made by :func:`covet_pipe.re
 connection included). A call that cannot reach Redis raises :class:`StorageUnavailableError` (HTTP 503
 when a plugin hook lets it through; ``-ERR`` on the RESP front); the pool reconnects on a later call,
 so the engine recovers by itself when Redis is back.
+
+Every call is one Redis command (the read-modify-write ones in ``redis_ops.py``, the compound ones and
+transactions in ``redis_batch.py``): ``atomic(ops)`` is one Redis MULTI/EXEC, and ``watch(keys)`` is
+Redis's own WATCH on a connection pinned for the transaction, so it sees writers that bypass covet-pipe.
 """
 
 from __future__ import annotations
