@@ -125,6 +125,16 @@ class CompoundOps:
             return False
         return bool(await self.expire(key, None))
 
+    async def expire_time(self, key: str) -> float | None:
+        """``PEXPIRETIME key``: the unix time in ms *key* expires at; None if absent, ``math.inf`` if never.
+
+        This default reckons it from :meth:`ttl` (within a millisecond of the time set).
+        """
+        left: float | None = await self.ttl(key)
+        if left is None or left == math.inf:
+            return left
+        return round(time.time() * 1000 + left * 1000)
+
     async def key_type(self, key: str) -> str:
         """``TYPE key``: ``"string"``, or ``"none"`` if absent (an engine holding other types names them)."""
         return "string" if await self.exists(key) else "none"

@@ -211,6 +211,11 @@ class RedisBatch:
         """``PERSIST key``."""
         return bool(await self._single("persist", key))
 
+    async def expire_time(self, key: str) -> float | None:
+        """``PEXPIRETIME key``: Redis's own, to the millisecond."""
+        result: float | None = await self._single("expire_time", key)
+        return result
+
     async def key_type(self, key: str) -> str:
         """``TYPE key`` (a list or hash another client wrote under the prefix is named as Redis names it)."""
         return str(await self._single("key_type", key))
@@ -255,6 +260,12 @@ def _ttl_of(ms: int) -> float | None:
     if ms == -2:
         return None
     return math.inf if ms == -1 else max(0.0, ms / 1000)
+
+
+def _time_of(ms: int) -> float | None:
+    if ms == -2:
+        return None
+    return math.inf if ms == -1 else ms
 
 
 def _set(e: Any, p: Any, key: str, value: bytes, ttl: float | None = None) -> Convert:
@@ -381,6 +392,7 @@ _PLANS: dict[str, Callable[..., Convert]] = {
         p.getex(e._key(key), px=px, pxat=pxat, persist=persist), _first),
     "expire_with": _expire_with,
     "persist": lambda e, p, key: _then(p.persist(e._key(key)), _flag),
+    "expire_time": lambda e, p, key: _then(p.pexpiretime(e._key(key)), lambda r: _time_of(int(r[0]))),
     "key_type": lambda e, p, key: _then(p.type(e._key(key)), lambda r: _text(r[0])),
     "delete_many": lambda e, p, keys: _then(p.delete(*[e._key(k) for k in keys]), _count),
     "exists_many": lambda e, p, keys: _then(p.exists(*[e._key(k) for k in keys]), _count),

@@ -71,7 +71,11 @@ async def test_get_ex_expire_with_and_persist(store):
     assert await store.expire_with("g", px=90_000, flags=frozenset({"GT"})) is True
     assert await store.expire_with("g", px=95_000, flags=frozenset({"LT"})) is False
     assert 89 < await store.ttl("g") <= 90
+    at = int(time.time() * 1000) + 300_123
+    assert await store.expire_with("g", pxat=at) is True and abs(await store.expire_time("g") - at) <= 1
+    assert await store.expire_time("none") is None
     assert await store.persist("g") is True and await store.persist("g") is False
+    assert await store.expire_time("g") == math.inf
     assert await store.expire_with("g", pxat=1) is True and await store.exists("g") is False
     assert await store.expire_with("none", px=1000) is False and await store.persist("none") is False
 

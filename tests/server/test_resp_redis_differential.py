@@ -100,7 +100,7 @@ def test_set_getex_and_expire_flags_in_and_out_of_multi(servers, proto):
         ("SET", "s", "1", "NX"), ("SET", "s", "2", "NX"), ("SET", "s", "3", "XX", "GET"),
         ("SET", "t", "1", "XX"), ("SET", "t", "1", "NX", "GET"), ("SET", "t", "2", "NX", "GET"),
         ("SET", "s", "4", "EX", "100", "GET"), ("TTL", "s"), ("SET", "s", "5", "KEEPTTL"), ("TTL", "s"),
-        ("SET", "s", "6", "XX", "KEEPTTL", "GET"), ("TTL", "s"), ("SET", "s", "7", "EXAT", at), ("EXPIRETIME", "s"),
+        ("SET", "s", "6", "XX", "KEEPTTL", "GET"), ("TTL", "s"), ("SET", "s", "7", "EXAT", at), ("EXPIRETIME", "s"), ("PEXPIRETIME", "s"),
         ("SET", "s", "8", "PXAT", at + "000", "NX"), ("SET", "s", "9", "PXAT", "1", "GET"), ("EXISTS", "s"),
         ("SET", "g", "v"), ("GETEX", "g", "EX", "100"), ("TTL", "g"), ("GETEX", "g", "PERSIST"), ("TTL", "g"),
         ("GETEX", "g", "PX", "200000"), ("TTL", "g"), ("GETEX", "g", "EXAT", at), ("EXPIRETIME", "g"),
@@ -108,7 +108,7 @@ def test_set_getex_and_expire_flags_in_and_out_of_multi(servers, proto):
         ("SET", "e", "v"), ("EXPIRE", "e", "100", "XX"), ("EXPIRE", "e", "100", "NX"), ("TTL", "e"),
         ("EXPIRE", "e", "50", "NX"), ("EXPIRE", "e", "500", "GT"), ("TTL", "e"), ("EXPIRE", "e", "50", "GT"),
         ("EXPIRE", "e", "60", "LT"), ("TTL", "e"), ("PEXPIRE", "e", "70000", "XX", "GT"), ("TTL", "e"),
-        ("EXPIREAT", "e", at, "LT"), ("EXPIRETIME", "e"), ("PEXPIREAT", "e", at + "000", "GT"),
+        ("EXPIREAT", "e", at, "LT"), ("EXPIRETIME", "e"), ("PEXPIREAT", "e", at + "123", "GT"), ("PEXPIRETIME", "e"),
         ("PERSIST", "e"), ("EXPIRE", "e", "5", "LT"), ("TTL", "e"), ("PERSIST", "e"), ("PERSIST", "e"),
         ("EXPIRE", "none", "5", "NX"), ("EXPIRE", "e", "-1", "XX"), ("EXPIRE", "e", "-1"), ("EXISTS", "e"),
     ]

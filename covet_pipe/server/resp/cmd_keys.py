@@ -84,13 +84,13 @@ async def cmd_persist(conn: Any, args: list[bytes]) -> bytes:
 
 
 async def _expiretime(conn: Any, args: list[bytes], unit_ms: int) -> bytes:
-    left = await conn.storage().ttl(args[1].decode("latin-1"))
-    if left is None:
+    at = await conn.storage().expire_time(args[1].decode("latin-1"))
+    if at is None:
         return encode_int(-2)
-    if left == math.inf:
+    if at == math.inf:
         return encode_int(-1)
-    at = round(time.time() * 1000 + left * 1000)    # from the engine's TTL: within a millisecond
-    return encode_int(clamp((at + 500) // 1000 if unit_ms == 1000 else at))
+    ms = int(at)                        # RedisStorage: Redis's own; the default: from the TTL, within a ms
+    return encode_int(clamp((ms + 500) // 1000 if unit_ms == 1000 else ms))
 
 
 async def cmd_expiretime(conn: Any, args: list[bytes]) -> bytes:
