@@ -26,11 +26,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Generator
 
+from covet_pipe.logsafe import logger
 from covet_pipe.server.resp.codec import OK, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.storage_compound import StorageOp
 
 __all__ = ["Transaction", "intercept", "release"]
+
+log = logger("covet_pipe.resp")
 
 QUEUED = b"+QUEUED\r\n"
 EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
@@ -125,12 +128,19 @@ def release(conn: Any) -> None:
     """The connection is gone: give its watch back to the engine (a Redis connection it pins)."""
     watched, conn.watched = conn.watched, None
     if watched is not None:
-        task = asyncio.get_running_loop().create_task(watched[0].unwatch(watched[1]))
+        task = asyncio.get_running_loop().create_task(_give_back(*watched))
         _RELEASING.add(task)
         task.add_done_callback(_RELEASING.discard)
 
 
 _RELEASING: set[Any] = set()
+
+
+async def _give_back(engine: Any, held: Any) -> None:
+    try:
+        await engine.unwatch(held)
+    except Exception:                       # the engine is gone or down: its pool drops the connection
+        log.warning("RESP: %s could not end a departed client's WATCH", type(engine).__name__, exc_info=True)
 
 
 class _Call:
