@@ -113,6 +113,13 @@ def test_the_backing_redis_stopping_is_an_error_reply_naming_the_engine_and_it_r
             name = command[0].lower()
             assert text.startswith(f"{name}: RedisStorage ({s.backing.url}): "), text
             assert "cannot reach Redis" in text and "Traceback" not in text
+        with pytest.raises(redis.exceptions.ResponseError, match=r"^watch: RedisStorage .*cannot reach Redis"):
+            c.execute_command("WATCH", "k")
+        assert c.execute_command("MULTI") == b"OK"
+        c.execute_command("SET", "k", "x")                      # +QUEUED (redis-py's SET reads it as False)
+        with pytest.raises(redis.exceptions.ResponseError) as info:
+            c.execute_command("EXEC")
+        assert str(info.value).startswith(f"exec: RedisStorage ({s.backing.url}): atomic: cannot reach Redis")
         assert c.ping() is True and c.client_id() == conn_id     # our connection stays open and serving
         s.backing.start()                                          # the same port, empty
         assert c.get("k") is None
