@@ -14,6 +14,7 @@ import redis.asyncio as redis_asyncio
 from covet_pipe.plugin import StorageOp
 from covet_pipe.builtin import RedisStorage
 from covet_pipe.storage.errors import NotANumberError
+from tests._redis import real_redis  # noqa: F401  (a fixture)
 from tests.builtin.test_storage_contract import managed, redis_server, store  # noqa: F401  (fixtures)
 
 
@@ -118,5 +119,20 @@ async def test_redis_watch_sees_a_write_that_bypasses_covet_pipe_and_gives_its_c
             assert await engine.get("n") == b"3"
             with pytest.raises(TypeError, match="RedisStorage.watch"):
                 await engine.atomic([], {"w": 1})
+        finally:
+            await raw.aclose()
+
+
+async def test_redis_without_a_prefix_counts_flushes_and_scans_the_whole_database(real_redis):
+    raw = redis_asyncio.Redis.from_url(real_redis.url)
+    async with RedisStorage(real_redis.url) as engine:
+        try:
+            await raw.set("plain", b"1")
+            await raw.set("expiring", b"2", ex=100)
+            assert await engine.key_count() == (2, 1)
+            assert sorted((await engine.scan(0, "*", 100))[1]) == ["expiring", "plain"]
+            results = await engine.atomic([StorageOp("key_count"), StorageOp("flush"), StorageOp("key_count")])
+            assert results == [(2, 1), None, (0, 0)]
+            assert await raw.dbsize() == 0
         finally:
             await raw.aclose()
