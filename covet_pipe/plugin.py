@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from covet_pipe._core import MiddlewareAction, Request, RequestContext, Response
+from covet_pipe.storage_compound import CompoundOps, StorageOp
 
 if TYPE_CHECKING:
     from covet_pipe.context import PluginContext
@@ -16,6 +17,7 @@ __all__ = [
     "MiddlewarePlugin",
     "AuthPlugin",
     "StoragePlugin",
+    "StorageOp",
     "ProtocolPlugin",
     "MiddlewareAction",
     "plugin_kinds",
@@ -120,11 +122,13 @@ class AuthPlugin(Plugin):
         """Whether *user* may do *action* on *resource*."""
 
 
-_T = TypeVar("_T")
+class StoragePlugin(CompoundOps, Plugin):
+    """A key-value storage engine.
 
-
-class StoragePlugin(Plugin):
-    """A key-value storage engine."""
+    Required: ``get``, ``set``, ``delete``, ``exists``. The rest is optional; the compound operations
+    (``set_with``, ``get_ex``, ``expire_with``, ``scan``...) have defaults built from the basic calls, in
+    :mod:`covet_pipe.storage_compound`.
+    """
 
     #: False when no call ever waits (an in-process engine): protocols may then run it inline
     suspends: bool = True
@@ -202,10 +206,28 @@ class StoragePlugin(Plugin):
 
     # Transactions (optional): RESP's MULTI/EXEC and WATCH.
 
-    async def atomic(self, batch: Callable[[], Awaitable[_T]]) -> _T:
-        """Await ``batch()`` (a coroutine making calls on this engine) with no other caller's call in
-        between, and return its result. EXEC runs its queued commands this way."""
-        raise _unsupported(self, "atomic(batch)", "MULTI/EXEC transactions")
+    async def atomic(self, ops: list[StorageOp], watch: object | None = None) -> list[object] | None:
+        """Run every op (``getattr(self, op.method)(*op.args, **op.kwargs)``) with no other writer's call
+        in between, and return each one's result, or the exception it raised, in order.
+
+        With *watch* (what :meth:`watch` returned): None, running nothing, if a watched key was written
+        since; the watch is used up either way. EXEC runs its queued commands this way.
+        """
+        raise _unsupported(self, "atomic(ops, watch)", "MULTI/EXEC transactions")
+
+    async def watch(self, keys: list[str], held: object | None = None) -> object:
+        """Start watching *keys* (adding them to *held*, a watch this returned before); the watch.
+
+        This default records each key's :meth:`key_version`; :meth:`atomic` compares them.
+        """
+        versions: dict[str, object] = dict(held) if isinstance(held, dict) else {}
+        for key in keys:
+            if key not in versions:
+                versions[key] = await self.key_version(key)
+        return versions
+
+    async def unwatch(self, held: object) -> None:
+        """Give up a watch that :meth:`atomic` will not use (UNWATCH, DISCARD, the client gone)."""
 
     async def key_version(self, key: str) -> object:
         """A token for *key*'s current value: equal (``==``) tokens mean it was not written in between."""

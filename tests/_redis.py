@@ -87,3 +87,41 @@ def real_redis() -> Iterator[RealRedis]:
         yield r
     finally:
         r.stop()
+
+
+class RedisBacked:
+    """A *reference* redis-server, a *backing* one, and our RESP port over RedisStorage on the backing one.
+
+    The differential tests send the same commands to the reference and to our port; a client of the
+    backing Redis (``direct()``) writes as another application would, under the engine's ``prefix``.
+    """
+
+    def __init__(self, prefix: str = "resp:", timeout: float = 2.0, allow_flush: bool = False) -> None:
+        from covet_pipe.builtin import RedisStorage, RespProtocol
+        from tests.server._resp_fixtures import start_ours
+
+        self.prefix = prefix
+        self.reference = RealRedis()
+        self.backing = RealRedis()
+        try:
+            self.storage = RedisStorage(self.backing.url, key_prefix=prefix, timeout=timeout)
+            self.ours = start_ours(storage=self.storage, resp=RespProtocol(allow_flush=allow_flush))
+        except BaseException:
+            self.reference.stop()
+            self.backing.stop()
+            raise
+
+    def stop(self) -> None:
+        self.ours.stop()
+        self.reference.stop()
+        self.backing.stop()
+
+
+def redis_backed(**options: object) -> Iterator[RedisBacked]:
+    """The body of a fixture yielding a :class:`RedisBacked` (``yield from redis_backed(...)``)."""
+    need_redis()
+    servers = RedisBacked(**options)  # type: ignore[arg-type]
+    try:
+        yield servers
+    finally:
+        servers.stop()

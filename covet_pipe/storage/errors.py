@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from covet_pipe.errors import PluginError
 
-__all__ = ["NotANumberError", "StorageError", "StorageUnavailableError"]
+__all__ = ["NotANumberError", "StorageError", "StorageUnavailableError", "WrongTypeError"]
 
 
 class StorageError(PluginError):
@@ -26,6 +26,18 @@ class StorageUnavailableError(StorageError):
     """
 
     http_status = 503
+
+
+class WrongTypeError(StorageError):
+    """The key holds a value of another type (a list, a hash: written by another client of that Redis).
+
+    ``reply`` is Redis's own error (``WRONGTYPE Operation against a key holding the wrong kind of value``),
+    which RESP answers as Redis does; the message adds what to do (``key_prefix`` keeps covet-pipe's
+    keys apart from other applications').
+    """
+
+    #: Redis's own words, as the RESP front answers them
+    reply = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 
 class NotANumberError(ValueError):

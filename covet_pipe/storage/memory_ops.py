@@ -9,14 +9,24 @@ import fnmatch
 import re
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable
 
 from covet_pipe.storage.checks import check_key, check_value
 from covet_pipe.storage.numbers import add_float, add_int
+from covet_pipe.storage_compound import StorageOp
 
 __all__ = ["MemoryOps", "glob_regex"]
 
-_T = TypeVar("_T")
+
+def _now(coro: Any) -> Any:
+    """The result of a MemoryStorage call's coroutine, which never suspends."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("MemoryStorage.atomic(): a call awaited something that suspends (another engine, a "
+                       "network call); only MemoryStorage's own calls may run in it")
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -132,20 +142,31 @@ class MemoryOps:
         """Remove every key."""
         await self.clear()                  # type: ignore[attr-defined]
 
-    async def atomic(self, batch: Callable[[], Awaitable[_T]]) -> _T:
-        """Run ``batch()`` to its end without yielding to the event loop: nothing else runs meanwhile.
+    async def atomic(self, ops: list[StorageOp], watch: object | None = None) -> list[object] | None:
+        """Run every op to its end without yielding to the event loop: nothing else runs meanwhile.
 
-        The batch may await this engine's calls only (they never suspend).
+        Each op's result, or the exception it raised; None, running nothing, if a key of *watch*
+        (what :meth:`watch` returned: the keys' :meth:`key_version`) was written since.
         """
-        coro: Any = batch()
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            result: _T = stop.value
-            return result
-        coro.close()
-        raise RuntimeError("MemoryStorage.atomic(): the batch awaited something that suspends (another "
-                           "engine, a network call); only MemoryStorage's own calls may run in it")
+        if isinstance(watch, dict):
+            for key, version in watch.items():
+                if _now(self.key_version(key)) != version:
+                    return None
+        results: list[object] = []
+        for op in ops:
+            if op.method.startswith("_"):
+                raise ValueError(f"MemoryStorage.atomic(): {op.method!r} is not an engine call")
+            try:
+                results.append(_now(getattr(self, op.method)(*op.args, **op.kwargs)))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def key_count(self) -> tuple[int, int]:
+        """(live keys, those of them with an expiry)."""
+        now = time.monotonic()
+        live = [d for _, d in self._data.values() if d is None or d > now]
+        return len(live), sum(1 for d in live if d is not None)
 
     async def key_version(self, key: str) -> object:
         """A token that changes whenever *key* is written, expires or is removed (WATCH)."""

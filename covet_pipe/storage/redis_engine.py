@@ -5,6 +5,10 @@ One client with its own connection pool per engine, made by :func:`covet_pipe.re
 connection included). A call that cannot reach Redis raises :class:`StorageUnavailableError` (HTTP 503
 when a plugin hook lets it through; ``-ERR`` on the RESP front); the pool reconnects on a later call,
 so the engine recovers by itself when Redis is back.
+
+Every call is one Redis command (the read-modify-write ones in ``redis_ops.py``, the compound ones and
+transactions in ``redis_batch.py``): ``atomic(ops)`` is one Redis MULTI/EXEC, and ``watch(keys)`` is
+Redis's own WATCH on a connection pinned for the transaction, so it sees writers that bypass covet-pipe.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from covet_pipe.logsafe import logger, printable
 from covet_pipe.plugin import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.storage.checks import check_key, check_ttl, check_value
-from covet_pipe.storage.errors import StorageError, StorageUnavailableError
+from covet_pipe.storage.errors import StorageError, StorageUnavailableError, WrongTypeError
+from covet_pipe.storage.redis_batch import RedisBatch
 from covet_pipe.storage.redis_ops import RedisOps
 
 if TYPE_CHECKING:
@@ -35,7 +40,7 @@ MAX_TTL_MS = 2 ** 62
 _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "BUSY", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "NOAUTH")
 
 
-class RedisStorage(RedisOps, StoragePlugin):
+class RedisStorage(RedisBatch, RedisOps, StoragePlugin):
     """Bytes under string keys in Redis, with optional expiry; shared by every worker and host using it.
 
     :param url: ``redis://[user:password@]host:port/db``, ``rediss://...`` (TLS) or ``unix:///path.sock``.
@@ -329,6 +334,12 @@ class RedisStorage(RedisOps, StoragePlugin):
             return StorageFullError(f"RedisStorage ({redis_url.describe(self.url)}) is full: {call} refused "
                                     f"({self._scrub(exc)}); raise Redis's maxmemory, set a ttl, or pick an "
                                     "eviction policy (maxmemory-policy)")
+        elif isinstance(exc, rx.ResponseError) and str(exc).startswith("WRONGTYPE"):
+            self._last_error = message = (f"{where}: Redis refused it ({self._scrub(exc)}); a key of another type "
+                                          "(written by another client): use key_prefix to keep covet-pipe's keys apart")
+            wrong = WrongTypeError(message, plugin_name=self.name)
+            wrong.reply = str(exc)
+            return wrong
         elif isinstance(exc, rx.ResponseError) and str(exc).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
             what = f"Redis cannot serve it now ({self._scrub(exc)})"
         elif isinstance(exc, rx.ResponseError):

@@ -41,16 +41,22 @@ class RedisOps:
                 async with self._slots:
                     result = await fn(client)
         except Exception as exc:
-            from redis import exceptions as rx
-            if isinstance(exc, rx.ResponseError):
-                text = str(exc).removeprefix("ERR ")
-                for known, kind in _NUMBER_REPLIES.items():    # a script's error has more after it
-                    if text.startswith(known):
-                        raise NotANumberError(known, kind) from exc
-            raise self._failed(call, exc) from exc
+            raise self._error(call, exc) from exc
         if self._connected is not True:
             self._reached()
         return result
+
+    def _error(self, call: str, exc: BaseException) -> Exception:
+        """What *call* raises for *exc*: NotANumberError for redis's number errors, else ``_failed``'s."""
+        from redis import exceptions as rx
+        if isinstance(exc, rx.ResponseError):
+            text = str(exc).removeprefix("ERR ")
+            for known, kind in _NUMBER_REPLIES.items():    # a script's error has more after it
+                if text.startswith(known):
+                    error = NotANumberError(known, kind)
+                    error.__cause__ = exc
+                    return error
+        return self._failed(call, exc)
 
     async def incr_by(self, key: str, delta: int) -> int:
         """INCRBY: add *delta* to the integer at *key*."""

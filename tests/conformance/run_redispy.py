@@ -7,7 +7,8 @@ The same selection runs against a real redis-server and against our RespProtocol
 
 The run passes when every test that passes on redis-server passes on ours, except those in
 ``DOES_NOT_APPLY`` (each with its reason); a listed test that passes, or any other failure, fails the
-run. ``python tests/conformance/run_redispy.py [pytest args]``.
+run. ``python tests/conformance/run_redispy.py [--engine=redis] [pytest args]``: with ``--engine=redis``
+our port runs over RedisStorage (key prefix ``c:``) on a second redis-server instead.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from covet_pipe.builtin import RespProtocol  # noqa: E402
+from covet_pipe.builtin import RedisStorage, RespProtocol  # noqa: E402
 from tests._redis import RealRedis  # noqa: E402
 from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
 from tests.server._resp_fixtures import start_ours  # noqa: E402
@@ -68,8 +69,13 @@ def run(src: Path, port: int, protocol: int, label: str, args: list[str]) -> dic
 
 def main(args: list[str]) -> int:
     src = sdist_tests("redis", importlib.metadata.version("redis"), "tests/test_commands.py")
+    engine = "memory"
+    if args and args[0].startswith("--engine="):
+        engine, args = args[0].split("=", 1)[1], args[1:]
     real = RealRedis()
-    ours = start_ours(resp=RespProtocol(allow_flush=True))
+    backing = RealRedis() if engine == "redis" else None
+    storage = RedisStorage(backing.url, key_prefix="c:", timeout=5.0) if backing is not None else None
+    ours = start_ours(resp=RespProtocol(allow_flush=True), storage=storage)
     problems: list[str] = []
     try:
         for protocol in (2, 3):
@@ -77,7 +83,7 @@ def main(args: list[str]) -> int:
             mine = run(src, ours.port, protocol, "ours", args)
             owed = sorted(n for n, s in theirs.items() if s == "passed")
             failing = [n for n in owed if mine.get(n) != "passed"]
-            print(f"RESP{protocol}: {len(owed)} tests pass on redis-server; on ours {len(owed) - len(failing)} "
+            print(f"RESP{protocol}: {len(owed)} tests pass on redis-server; on ours ({engine}) {len(owed) - len(failing)} "
                   f"pass, {len(failing)} fail")
             for name in failing:
                 key = f"{name}[resp{protocol}]"
@@ -88,6 +94,8 @@ def main(args: list[str]) -> int:
     finally:
         ours.stop()
         real.stop()
+        if backing is not None:
+            backing.stop()
     for problem in problems:
         print("problem:", problem, file=sys.stderr)
     return 1 if problems else 0

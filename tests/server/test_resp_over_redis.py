@@ -11,33 +11,15 @@ from typing import Any, Iterator
 import pytest
 import redis
 
-from covet_pipe.builtin import RedisStorage
-from tests.server._resp_fixtures import OurResp, RealRedis, need_redis, start_ours
+from tests._redis import RedisBacked, need_redis, redis_backed
 
 PREFIX = "resp:"
 WAIT = 1.0
 
 
-class Servers:
-    def __init__(self) -> None:
-        self.reference = RealRedis()
-        self.backing = RealRedis()
-        self.ours: OurResp = start_ours(storage=RedisStorage(self.backing.url, key_prefix=PREFIX, timeout=2.0))
-
-    def stop(self) -> None:
-        self.ours.stop()
-        self.reference.stop()
-        self.backing.stop()
-
-
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    need_redis()
-    s = Servers()
-    try:
-        yield s
-    finally:
-        s.stop()
+def servers() -> Iterator[RedisBacked]:
+    yield from redis_backed(prefix=PREFIX, timeout=2.0)
 
 
 def outcome(client: redis.Redis, *args: Any) -> Any:
@@ -47,7 +29,7 @@ def outcome(client: redis.Redis, *args: Any) -> Any:
         return (type(exc).__name__, str(exc))
 
 
-def both(servers: Servers, protocol: int, commands: list[tuple], *, wait: dict[int, float] | None = None) -> None:
+def both(servers: RedisBacked, protocol: int, commands: list[tuple], *, wait: dict[int, float] | None = None) -> None:
     ref = redis.Redis(port=servers.reference.port, protocol=protocol, socket_timeout=10)
     ours = redis.Redis(port=servers.ours.port, protocol=protocol, socket_timeout=10)
     try:
@@ -117,7 +99,7 @@ def test_commands_pipelined_over_redis_storage_are_answered_in_order(servers):
 
 def test_the_backing_redis_stopping_is_an_error_reply_naming_the_engine_and_it_recovers():
     need_redis()
-    s = Servers()
+    s = RedisBacked(prefix=PREFIX, timeout=2.0)
     try:
         c = redis.Redis(port=s.ours.port, protocol=3, single_connection_client=True, socket_timeout=10)
         conn_id = c.client_id()
@@ -131,6 +113,13 @@ def test_the_backing_redis_stopping_is_an_error_reply_naming_the_engine_and_it_r
             name = command[0].lower()
             assert text.startswith(f"{name}: RedisStorage ({s.backing.url}): "), text
             assert "cannot reach Redis" in text and "Traceback" not in text
+        with pytest.raises(redis.exceptions.ResponseError, match=r"^watch: RedisStorage .*cannot reach Redis"):
+            c.execute_command("WATCH", "k")
+        assert c.execute_command("MULTI") == b"OK"
+        c.execute_command("SET", "k", "x")                      # +QUEUED (redis-py's SET reads it as False)
+        with pytest.raises(redis.exceptions.ResponseError) as info:
+            c.execute_command("EXEC")
+        assert str(info.value).startswith(f"exec: RedisStorage ({s.backing.url}): atomic: cannot reach Redis")
         assert c.ping() is True and c.client_id() == conn_id     # our connection stays open and serving
         s.backing.start()                                          # the same port, empty
         assert c.get("k") is None

@@ -1,6 +1,6 @@
 """MULTI/EXEC/DISCARD/WATCH byte for byte against a real redis-server (RESP2 and RESP3), redis-py's
 pipeline(), atomicity under many clients, a guard refusing one queued command, and an engine
-without transactions (RedisStorage today): EXEC runs nothing and says so."""
+without transactions: EXEC runs nothing and says so. (Over RedisStorage: test_resp_redis_differential.py.)"""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 import redis
 
 from covet_pipe import MiddlewareAction, MiddlewarePlugin
-from covet_pipe.builtin import RedisStorage
 from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
-from tests.server.test_resp_commands import Raw
+from tests.server.test_resp_commands import Raw, _GetSetOnly
 
 
 @pytest.fixture(scope="module")
@@ -162,20 +161,17 @@ def test_a_guard_refuses_one_queued_command_and_the_others_run():
 
 
 def test_an_engine_without_transactions_runs_nothing_and_names_itself():
-    need_redis()
-    backing = RealRedis()
-    server = start_ours(storage=RedisStorage(backing.url, key_prefix="t:", timeout=5.0))
+    server = start_ours(storage=_GetSetOnly())
     try:
         c = redis.Redis(port=server.port)
-        with pytest.raises(redis.exceptions.ExecAbortError, match="discarded: .*RedisStorage.*atomic"):
+        with pytest.raises(redis.exceptions.ExecAbortError, match="discarded: .*_GetSetOnly.*atomic"):
             with c.pipeline() as pipe:
-                pipe.set("k", "1").incr("k")
+                pipe.set("k", "1").set("j", "2")
                 pipe.execute()
         assert c.get("k") is None, "a queued write landed although EXEC failed"
-        with pytest.raises(redis.ResponseError, match="watch: .*RedisStorage.*version"):
+        with pytest.raises(redis.ResponseError, match="watch: .*_GetSetOnly.*key_version"):
             c.execute_command("WATCH", "k")
         assert c.set("k", "2") and c.get("k") == b"2"      # it keeps serving
         c.close()
     finally:
         server.stop()
-        backing.stop()

@@ -49,23 +49,16 @@ async def _expire(conn: Any, args: list[bytes], name: str, scale: int, absolute:
     base = 0 if absolute else now
     if when > LLONG_MAX - base:
         return invalid
-    when += base                        # unix time in ms
     store = conn.storage()
     key = args[1].decode("latin-1")
-    if flags:
-        left = await store.ttl(key)
-        if left is None:
-            return encode_int(0)
-        current = None if left == math.inf else now + int(left * 1000)
-        if (b"NX" in flags and current is not None) or (b"XX" in flags and current is None) \
-                or (b"GT" in flags and (current is None or when <= current)) \
-                or (b"LT" in flags and current is not None and when >= current):
-            return encode_int(0)
-    if when <= now:                     # redis deletes the key at once
-        return encode_int(1 if await store.delete(key) else 0)
+    # one engine call (PEXPIRE / PEXPIREAT with the same flags over RedisStorage)
+    options = frozenset(f.decode() for f in flags)
     try:
-        found = await store.expire(key, (when - now) / 1000)
-    except ValueError:                  # longer than the engine keeps (RedisStorage: 2**62 ms)
+        if absolute:
+            found = await store.expire_with(key, pxat=when, flags=options)
+        else:
+            found = await store.expire_with(key, px=when, flags=options)
+    except ValueError:                  # longer than the engine keeps
         return invalid
     return encode_int(1 if found else 0)
 
@@ -87,22 +80,17 @@ async def cmd_pexpireat(conn: Any, args: list[bytes]) -> bytes:
 
 
 async def cmd_persist(conn: Any, args: list[bytes]) -> bytes:
-    store = conn.storage()
-    key = args[1].decode("latin-1")
-    left = await store.ttl(key)
-    if left is None or left == math.inf:
-        return encode_int(0)
-    return encode_int(1 if await store.expire(key, None) else 0)
+    return encode_int(1 if await conn.storage().persist(args[1].decode("latin-1")) else 0)
 
 
 async def _expiretime(conn: Any, args: list[bytes], unit_ms: int) -> bytes:
-    left = await conn.storage().ttl(args[1].decode("latin-1"))
-    if left is None:
+    at = await conn.storage().expire_time(args[1].decode("latin-1"))
+    if at is None:
         return encode_int(-2)
-    if left == math.inf:
+    if at == math.inf:
         return encode_int(-1)
-    at = round(time.time() * 1000 + left * 1000)    # from the engine's TTL: within a millisecond
-    return encode_int(clamp((at + 500) // 1000 if unit_ms == 1000 else at))
+    ms = int(at)                        # RedisStorage: Redis's own; the default: from the TTL, within a ms
+    return encode_int(clamp((ms + 500) // 1000 if unit_ms == 1000 else ms))
 
 
 async def cmd_expiretime(conn: Any, args: list[bytes]) -> bytes:
@@ -114,8 +102,7 @@ async def cmd_pexpiretime(conn: Any, args: list[bytes]) -> bytes:
 
 
 async def cmd_type(conn: Any, args: list[bytes]) -> bytes:
-    # every value an engine holds is a string
-    return b"+string\r\n" if await conn.storage().exists(args[1].decode("latin-1")) else b"+none\r\n"
+    return b"+%s\r\n" % (await conn.storage().key_type(args[1].decode("latin-1"))).encode()
 
 
 def _names(keys: list[str]) -> bytes:
@@ -127,11 +114,11 @@ async def cmd_keys(conn: Any, args: list[bytes]) -> bytes:
 
 
 async def cmd_scan(conn: Any, args: list[bytes]) -> bytes:
-    """SCAN cursor [MATCH p] [COUNT n] [TYPE t]: one pass answers every key (COUNT is a hint), cursor 0."""
+    """SCAN cursor [MATCH p] [COUNT n] [TYPE t]: the engine's paging (Redis's own over RedisStorage)."""
     cursor = args[1]
     if not cursor.isdigit() or int(cursor) > 2 ** 64 - 1:
         return b"-ERR invalid cursor\r\n"
-    pattern, kind = "*", None
+    pattern, kind, count = "*", None, 10
     i, n = 2, len(args)
     while i < n:
         opt = args[i].upper()
@@ -140,23 +127,23 @@ async def cmd_scan(conn: Any, args: list[bytes]) -> bytes:
         if opt == b"MATCH":
             pattern = args[i + 1].decode("latin-1")
         elif opt == b"COUNT":
-            count = parse_int(args[i + 1])
-            if count is None:
+            number = parse_int(args[i + 1])
+            if number is None:
                 return NOT_INT
-            if count < 1:
+            if number < 1:
                 return SYNTAX
+            count = number
         elif opt == b"TYPE":
-            kind = args[i + 1].lower()
+            kind = args[i + 1].decode("latin-1").lower()
         else:
             return SYNTAX
         i += 2
-    keys = [] if int(cursor) != 0 or kind not in (None, b"string") else \
-        await conn.storage().keys(pattern)
-    return b"*2\r\n$1\r\n0\r\n" + _names(keys)
+    after, keys = await conn.storage().scan(int(cursor), pattern, count, kind)
+    return b"*2\r\n" + encode_bulk(b"%d" % after) + _names(keys)
 
 
 async def cmd_dbsize(conn: Any, args: list[bytes]) -> bytes:
-    return encode_int(len(await conn.storage().keys("*")))
+    return encode_int((await conn.storage().key_count())[0])
 
 
 async def _flush(conn: Any, args: list[bytes], name: str) -> bytes:

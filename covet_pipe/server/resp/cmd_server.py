@@ -43,9 +43,8 @@ async def _section(conn: Any, name: str) -> list[str]:
         return ["# Memory", f"used_memory:{rss}", f"used_memory_rss:{rss}", "maxmemory:0"]
     if name == "cluster":
         return ["# Cluster", "cluster_enabled:0"]
-    keys = len(await conn.storage().keys("*"))
-    # expiring keys are not counted: the StoragePlugin contract has no such count
-    return ["# Keyspace"] + ([f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else [])
+    keys, expires = await conn.storage().key_count()
+    return ["# Keyspace"] + ([f"db0:keys={keys},expires={expires},avg_ttl=0"] if keys else [])
 
 
 async def cmd_info(conn: Any, args: list[bytes]) -> bytes:

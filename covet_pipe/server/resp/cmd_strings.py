@@ -145,28 +145,24 @@ async def cmd_getex(conn: Any, args: list[bytes]) -> bytes:
             i += 1
         else:
             return SYNTAX
-    ms: int | bytes | None = None
+    px = pxat = None
     if option in _GETEX:
-        ms = expiry_ms("getex", raw, *_GETEX[option])
+        scale, absolute = _GETEX[option]
+        ms = expiry_ms("getex", raw, scale, absolute)
         if isinstance(ms, bytes):
             return ms
-    store = conn.storage()
-    key = _key(args)
-    value = await store.get(key)
-    if value is None or option is None:
-        return _bulk_or_null(conn, value)
-    if option == b"PERSIST":
-        await store.expire(key, None)
-    elif isinstance(ms, int) and ms <= 0:
-        await store.delete(key)
-    elif isinstance(ms, int):
-        await store.expire(key, ms / 1000)
-    return encode_bulk(value)
+        if absolute:
+            pxat = (parse_int(raw) or 0) * scale
+        else:
+            px = ms
+    # one engine call (one Redis GETEX over RedisStorage)
+    return _bulk_or_null(conn, await conn.storage().get_ex(_key(args), px=px, pxat=pxat,
+                                                           persist=option == b"PERSIST"))
 
 
 async def cmd_mget(conn: Any, args: list[bytes]) -> bytes:
-    store = conn.storage()
-    return encode_array([_bulk_or_null(conn, await store.get(k.decode("latin-1"))) for k in args[1:]])
+    values = await conn.storage().get_many([k.decode("latin-1") for k in args[1:]])
+    return encode_array([_bulk_or_null(conn, v) for v in values])
 
 
 def _pairs(args: list[bytes]) -> list[tuple[str, bytes]] | None:

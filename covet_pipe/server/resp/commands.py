@@ -132,7 +132,7 @@ async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
         else:
             return SYNTAX
         i += 1
-    ttl: float | None = None
+    px = pxat = None
     if expiry is not None:
         value = _int(raw)
         if value is None:
@@ -142,32 +142,21 @@ async def cmd_set(conn: Session, args: list[bytes]) -> bytes:
         if value <= 0 or value > _LLONG_MAX // scale or \
                 (relative and value * scale > _LLONG_MAX - int(time.time() * 1000)):
             return b"-ERR invalid expire time in 'set' command\r\n"
-        ttl = value * scale / 1000 if expiry in (b"EX", b"PX") else value * scale / 1000 - time.time()
+        if relative:
+            px = value * scale
+        else:
+            pxat = value * scale
     store = conn.storage()
     key = args[1].decode("latin-1")
-    old = None
-    if get and not (nx or xx or keepttl) and ttl is None and hasattr(store, "get_set"):
-        try:                            # SET k v GET is GETSET: one atomic engine call
-            return _bulk_or_null(conn, await store.get_set(key, args[2]))
-        except NotImplementedError:
-            pass
+    if not (nx or xx or get or keepttl or pxat is not None):
+        await store.set(key, args[2], None if px is None else px / 1000)
+        return OK
+    # one engine call, atomic in the engine (one Redis SET with the same flags over RedisStorage)
+    stored, old = await store.set_with(key, args[2], px=px, pxat=pxat, keep_ttl=keepttl, only_new=nx,
+                                       only_existing=xx, get=get)
     if get:
-        old = await store.get(key)
-        present = old is not None
-    elif nx or xx:
-        present = await store.exists(key)
-    else:
-        present = False
-    if (nx and present) or (xx and not present):
-        return _bulk_or_null(conn, old) if get else _null(conn)
-    if keepttl:
-        left = await store.ttl(key)
-        ttl = left if left is not None and left != math.inf and left > 0 else None
-    if ttl is not None and ttl <= 0:      # EXAT/PXAT in the past: set, and gone at once
-        await store.delete(key)
-    else:
-        await store.set(key, args[2], ttl)
-    return _bulk_or_null(conn, old) if get else OK
+        return _bulk_or_null(conn, old)
+    return OK if stored else _null(conn)
 
 
 def _bulk_or_null(conn: Session, value: bytes | None) -> bytes:
@@ -176,20 +165,17 @@ def _bulk_or_null(conn: Session, value: bytes | None) -> bytes:
 
 async def cmd_del(conn: Session, args: list[bytes]) -> bytes:
     store = conn.storage()
-    count = 0
-    for k in args[1:]:
-        if await store.delete(k.decode("latin-1")):
-            count += 1
-    return encode_int(count)
+    if len(args) == 2:
+        return encode_int(1 if await store.delete(args[1].decode("latin-1")) else 0)
+    return encode_int(await store.delete_many([k.decode("latin-1") for k in args[1:]]))
 
 
 async def cmd_exists(conn: Session, args: list[bytes]) -> bytes:
     store = conn.storage()
-    count = 0
-    for k in args[1:]:                  # a key named twice counts twice, as in redis
-        if await store.exists(k.decode("latin-1")):
-            count += 1
-    return encode_int(count)
+    if len(args) == 2:
+        return encode_int(1 if await store.exists(args[1].decode("latin-1")) else 0)
+    # a key named twice counts twice, as in redis
+    return encode_int(await store.exists_many([k.decode("latin-1") for k in args[1:]]))
 
 
 async def cmd_ttl(conn: Session, args: list[bytes]) -> bytes:

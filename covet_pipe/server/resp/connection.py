@@ -27,7 +27,7 @@ from covet_pipe.server.resp import fastpath
 from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
-from covet_pipe.server.resp.transaction import Transaction, intercept
+from covet_pipe.server.resp.transaction import Transaction, intercept, release
 
 __all__ = ["RespConnection", "handle"]
 
@@ -125,6 +125,8 @@ class RespConnection(asyncio.Protocol):
         self._closing = True
         self._queue.clear()
         self.server.connections.discard(self)
+        if self.watched is not None:
+            release(self)                   # a watch may pin a connection of the engine
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -351,6 +353,9 @@ class RespConnection(asyncio.Protocol):
         from covet_pipe.errors import PluginError
         if isinstance(exc, StorageFullError):  # redis's answer when maxmemory is reached
             return encode_error(f"OOM {exc}")
+        from covet_pipe.storage.errors import WrongTypeError
+        if isinstance(exc, WrongTypeError):    # Redis's own words (a key of another type, in Redis)
+            return encode_error(exc.reply)
         if isinstance(exc, (PluginError, NotImplementedError)):
             # no storage engine, a failed provider, an engine without TTLs: say so
             return encode_error(f"ERR {name}: {exc}")
