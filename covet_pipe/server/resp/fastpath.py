@@ -17,29 +17,40 @@ from covet_pipe._core import resume
 from covet_pipe.server.resp.codec import NULL2, NULL3, OK
 from covet_pipe.server.resp.commands import COMMANDS, Command
 
-__all__ = ["decide", "run"]
+__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run"]
 
 _GET = COMMANDS[b"get"]
 _SET = COMMANDS[b"set"]
 
 
-def decide(conn: Any, handler: Any) -> bool:
-    """Whether *conn*'s next batch may take the fast path: its pipeline serves *handler* with no plugin
-    on "resp", and its engine never suspends."""
+#: how a batch (one read's commands) runs: each command in a Task, stepped inline through the chain, or
+#: straight against the engine (the fast path)
+TASK, INLINE, DIRECT = 0, 1, 2
+
+
+def batch_mode(conn: Any, handler: Any) -> int:
+    """How *conn*'s next batch runs: DIRECT when its pipeline serves *handler* with no plugin on "resp",
+    INLINE when no hook on "resp" can wait, else TASK; TASK too when the engine may suspend (or is missing).
+
+    What the chain snapshot allows is decided once per snapshot (cached on *conn*); the engine per batch.
+    """
     pipeline = conn.pipeline
     chain = pipeline.chain
-    if not chain.ready or pipeline.app is not handler:
-        return False
     snap = chain.current
-    if snap is not conn._direct_snap:
-        conn._direct_snap = snap
-        conn._snap_empty = not snap.segments("resp")
-    if not conn._snap_empty:
-        return False
+    if snap is not conn._snap:
+        conn._snap = snap
+        conn._snap_mode = (DIRECT if not snap.segments("resp")
+                           else TASK if snap.may_suspend("resp") else INLINE)
+    mode: int = conn._snap_mode
+    if mode == TASK:
+        return TASK
+    if mode == DIRECT and (not chain.ready or pipeline.app is not handler):
+        mode = INLINE
     try:
-        return not getattr(conn.storage(), "suspends", True)
+        suspends = getattr(conn.storage(), "suspends", True)
     except Exception:
-        return False                    # no engine: the command itself says so, from a Task
+        return TASK                     # no engine: the command itself says so, from a Task
+    return TASK if suspends else mode
 
 
 def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
@@ -66,8 +77,7 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     # the engine waited after all (not as it said): a Task finishes the command
     conn._busy = True
     conn._engine = None
-    conn._batch_inline = None
-    conn._batch_direct = False
+    conn._mode = TASK
     if kind:
         coro = _engine_call(kind, coro, yielded, conn.proto)
         yielded = fresh
