@@ -78,13 +78,15 @@ class RespConnection(ChainCall, asyncio.Protocol):
         self._snap: Any = None              # the chain snapshot _snap_mode was decided for
         self._snap_mode = fastpath.TASK     # what that snapshot allows (fastpath.batch_mode)
         self._mode = fastpath.TASK          # how the current batch runs
+        self._core_of: Any = None           # the engine _core was decided for
+        self._core = False                  # it has a synchronous core (fastpath.py)
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
-        self._in_context = False            # _run is called from a Task that runs in self.context
+        self._in_context = False            # self.context is entered (by _run, or _finish's Task)
         #: how often reading was paused because too many commands waited (for tests and stats)
         self.read_pauses = 0
         #: how often the transport asked us to stop writing (a client that does not read)
@@ -127,6 +129,17 @@ class RespConnection(ChainCall, asyncio.Protocol):
     # -- the command loop ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Run what is queued: the batch steps in this connection's context, entered once for it."""
+        if self._in_context:
+            self._batch()
+            return
+        self._in_context = True
+        try:
+            self.context.run(self._batch)
+        finally:
+            self._in_context = False
+
+    def _batch(self) -> None:
         self._engine = None
         self._mode = fastpath.batch_mode(self, handle) if self._queue else fastpath.TASK
         out: list[bytes] = []
@@ -207,7 +220,7 @@ class RespConnection(ChainCall, asyncio.Protocol):
             self._task = self.loop.create_task(self._finish(cmd, coro, _FRESH), context=self.context)
             return None
         try:
-            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
+            yielded = coro.send(None)           # in self.context: _run entered it
         except StopIteration as stop:
             return stop.value if stop.value is not None else self._reply()
         except Exception as exc:

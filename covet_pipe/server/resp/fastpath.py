@@ -4,7 +4,8 @@ When no plugin lists "resp" (the chain for the protocol is empty and ready) and 
 declares ``suspends = False`` (MemoryStorage), the chain would only call the handler, so a batch of
 commands (one read's) skips it: no scope dict, no pipeline call, no handler coroutine; each command's
 coroutine is stepped once with ``send(None)``. GET and a plain SET call the engine themselves, with the
-replies of ``commands.cmd_get``/``cmd_set``. A multi-key command runs as one (with no plugin, its per-key
+replies of ``commands.cmd_get``/``cmd_set``; when the engine has a synchronous core (``sync_core``:
+MemoryStorage's ``get_now``/``set_now``) they call that, with no coroutine. A multi-key command runs as one (with no plugin, its per-key
 checks would pass). The engine's calls still go through the manager's counting view. A call that waits
 after all (an engine that said it would not) is finished in a Task, in order, as a suspending command is.
 """
@@ -47,10 +48,16 @@ def batch_mode(conn: Any, handler: Any) -> int:
     if mode == DIRECT and (not chain.ready or pipeline.app is not handler):
         mode = INLINE
     try:
-        suspends = getattr(conn.storage(), "suspends", True)
+        engine = conn.storage()
+        suspends = getattr(engine, "suspends", True)
     except Exception:
         return TASK                     # no engine: the command itself says so, from a Task
-    return TASK if suspends else mode
+    if suspends:
+        return TASK
+    if mode == DIRECT and engine is not conn._core_of:
+        conn._core_of = engine
+        conn._core = getattr(engine, "sync_core", False) is True
+    return mode
 
 
 def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
@@ -58,15 +65,26 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     (*fresh* is the connection's "the coroutine has not started" marker)."""
     kind = 0
     if cmd is _GET:
+        if conn._core:                  # the engine's synchronous core: no coroutine at all
+            try:
+                return _engine_reply(1, conn._engine.get_now(args[1].decode("latin-1")), conn.proto)
+            except Exception as exc:
+                return conn.failed(cmd, exc)  # type: ignore[no-any-return]
         coro = conn._engine.get(args[1].decode("latin-1"))
         kind = 1
     elif cmd is _SET and len(args) == 3:
+        if conn._core:
+            try:
+                conn._engine.set_now(args[1].decode("latin-1"), args[2], None)
+            except Exception as exc:
+                return conn.failed(cmd, exc)  # type: ignore[no-any-return]
+            return OK
         coro = conn._engine.set(args[1].decode("latin-1"), args[2], None)
         kind = 2
     else:
         coro = cmd.run(conn, args)
     try:
-        yielded = coro.send(None) if conn._in_context else conn.context.run(coro.send, None)
+        yielded = coro.send(None)           # in conn.context: the batch runs in it
     except StopIteration as stop:
         if kind == 0:
             reply: bytes = stop.value
