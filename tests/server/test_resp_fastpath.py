@@ -157,3 +157,21 @@ def test_a_full_engine_on_the_fast_path_answers_oom_and_counts_the_error(ours):
     assert lines[2:5] == [b"$1", b"1", b"$-1"], got
     counts = s.manager.storage_counts()["memory"]
     assert counts["set"] == (2, 1) and counts["get"] == (2, 0)
+
+
+def test_plain_gets_and_sets_around_other_commands_in_one_read(ours):
+    # the compiled loop answers runs of plain GET/SET (any case); MULTI's queued ones are queued, not run;
+    # what it does not know (arity, other commands) goes the usual way, in order
+    s = ours()
+    batch = (cmd(b"sEt", b"a", b"1") + cmd(b"get", b"a") + cmd(b"MULTI") + cmd(b"SET", b"a", b"2")
+             + cmd(b"GET", b"a") + cmd(b"EXEC") + cmd(b"GET", b"a") + cmd(b"GET", b"a", b"b")
+             + cmd(b"SET", b"a") + cmd(b"GETS", b"a") + cmd(b"SET", b"b", b"3", b"NX") + cmd(b"Get", b"b"))
+    want = (b"+OK\r\n$1\r\n1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n2\r\n$1\r\n2\r\n"
+            b"-ERR wrong number of arguments for 'get' command\r\n"
+            b"-ERR wrong number of arguments for 'set' command\r\n"
+            b"-ERR unknown command 'GETS', with args beginning with: 'a' \r\n+OK\r\n$1\r\n3\r\n")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(batch)
+        assert read_exactly(sock, len(want)) == want
+    counts = s.manager.storage_counts()["memory"]
+    assert counts["get"][0] == 4 and counts["set"][0] >= 2

@@ -145,12 +145,17 @@ class RespConnection(ChainCall, asyncio.Protocol):
         out: list[bytes] = []
         size = 0
         queue = self._queue
+        plain = self._mode == fastpath.DIRECT and self._core
         while queue and not self._busy and not self._write_paused and not self._closing:
-            reply = self._execute(queue.popleft())
-            if reply is None:               # it suspended; its Task writes it and resumes us
-                break
-            out.append(reply)
-            size += len(reply)
+            added = fastpath.run_plain(self, queue, out, FLUSH_BYTES - size) if plain and self.tx is None else 0
+            if added:                       # plain GETs and SETs, answered by the compiled loop
+                size += added
+            else:
+                reply = self._execute(queue.popleft())
+                if reply is None:           # it suspended; its Task writes it and resumes us
+                    break
+                out.append(reply)
+                size += len(reply)
             if self._quit:                  # QUIT answers, then closes: what came after it is dropped
                 queue.clear()
             elif size >= FLUSH_BYTES:       # write now, so that pause_writing() can stop us

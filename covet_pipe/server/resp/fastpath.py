@@ -5,7 +5,9 @@ declares ``suspends = False`` (MemoryStorage), the chain would only call the han
 commands (one read's) skips it: no scope dict, no pipeline call, no handler coroutine; each command's
 coroutine is stepped once with ``send(None)``. GET and a plain SET call the engine themselves, with the
 replies of ``commands.cmd_get``/``cmd_set``; when the engine has a synchronous core (``sync_core``:
-MemoryStorage's ``get_now``/``set_now``) they call that, with no coroutine. A multi-key command runs as one (with no plugin, its per-key
+MemoryStorage's ``get_now``/``set_now``) they call that, with no coroutine, and a run of them in a batch
+is answered by a compiled loop (``_resp_direct.pxi``: name, key and reply in C, one call into the engine
+each). A multi-key command runs as one (with no plugin, its per-key
 checks would pass). The engine's calls still go through the manager's counting view. A call that waits
 after all (an engine that said it would not) is finished in a Task, in order, as a suspending command is.
 """
@@ -15,10 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from covet_pipe._core import resume
+from covet_pipe.server.resp._resp import run_plain as _run_plain
 from covet_pipe.server.resp.codec import NULL2, NULL3, OK
 from covet_pipe.server.resp.commands import COMMANDS, Command
 
-__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run"]
+__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run", "run_plain"]
 
 _GET = COMMANDS[b"get"]
 _SET = COMMANDS[b"set"]
@@ -101,6 +104,13 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
         yielded = fresh
     conn._task = conn.loop.create_task(conn._finish(cmd, coro, yielded), context=conn.context)
     return None
+
+
+def run_plain(conn: Any, queue: Any, out: list[bytes], limit: int) -> int:
+    """The plain GETs and SETs at the head of *queue*, answered by the compiled loop from the engine's
+    synchronous core (``_resp.run_plain``), their replies appended to *out*: the bytes added, 0 when the
+    next command is another one."""
+    return _run_plain(queue, out, conn._engine, conn.proto, conn.failed, _GET, _SET, limit)
 
 
 def _engine_reply(kind: int, value: Any, proto: int) -> bytes:
