@@ -175,3 +175,20 @@ def test_plain_gets_and_sets_around_other_commands_in_one_read(ours):
         assert read_exactly(sock, len(want)) == want
     counts = s.manager.storage_counts()["memory"]
     assert counts["get"][0] == 4 and counts["set"][0] >= 2
+
+
+@pytest.mark.parametrize("storage", ["memory", "shouting"])
+def test_through_the_chain_plain_get_and_set_use_the_engine_as_it_is(ours, storage):
+    # a sync no-op plugin on "resp": GET and SET pass it, then run on the engine's synchronous core when it
+    # has one (counted as its calls), and on the subclass's own get when it overrides it
+    passer = Passer()
+    seen = []
+    passer.process_request = lambda request, ctx: seen.append((request.method, request.path))  # type: ignore
+    s = ours(passer, storage=Shouting() if storage == "shouting" else None)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(cmd(b"SET", b"a", b"abc") + cmd(b"GET", b"a") + cmd(b"GET", b"zz"))
+        want = b"+OK\r\n$3\r\n%s\r\n$-1\r\n" % (b"ABC" if storage == "shouting" else b"abc")
+        assert read_exactly(sock, len(want)) == want
+    assert seen == [("SET", "a"), ("GET", "a"), ("GET", "zz")]
+    counts = s.manager.storage_counts()[storage]
+    assert counts["set"] == (1, 0) and counts["get"] == (2, 0)

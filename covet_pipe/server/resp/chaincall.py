@@ -16,6 +16,7 @@ from covet_pipe._core import DONE
 from covet_pipe.logsafe import logger
 from covet_pipe.server.resp.codec import encode_bulk, encode_error
 from covet_pipe.server.resp.commands import Command
+from covet_pipe.server.resp.fastpath import answer_now
 
 __all__ = ["ChainCall", "handle", "INTERNAL", "NOAUTH"]
 
@@ -29,9 +30,8 @@ _ASGI = {"version": "3.0", "spec_version": "2.3"}
 async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The ASGI-shaped handler behind the chain: run the command, answer with http.response messages."""
     conn, cmd, args = scope["resp"]
-    if cmd is None:                          # a multi-key command's check of one more key
-        body = b""
-    else:
+    body: bytes | None = b""                 # cmd None: a multi-key command's check of one more key
+    if cmd is not None and (body := answer_now(conn, cmd, args)) is None:   # not a plain GET/SET on a sync core
         try:
             body = await cmd.run(conn, args)
         except Exception as exc:

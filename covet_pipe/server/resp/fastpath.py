@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from covet_pipe._core import resume
-from covet_pipe.server.resp._resp import run_plain as _run_plain
+from covet_pipe.server.resp._resp import answer_plain as _answer_plain, run_plain as _run_plain
 from covet_pipe.server.resp.codec import NULL2, NULL3, OK
 from covet_pipe.server.resp.commands import COMMANDS, Command
 
-__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run", "run_plain"]
+__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run", "run_plain", "answer_now"]
 
 _GET = COMMANDS[b"get"]
 _SET = COMMANDS[b"set"]
@@ -57,7 +57,7 @@ def batch_mode(conn: Any, handler: Any) -> int:
         return TASK                     # no engine: the command itself says so, from a Task
     if suspends:
         return TASK
-    if mode == DIRECT and engine is not conn._core_of:
+    if engine is not conn._core_of:
         conn._core_of = engine
         conn._core = getattr(engine, "sync_core", False) is True
     return mode
@@ -67,21 +67,10 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     """Run *cmd* on the fast path: its reply, or None when it waited and a Task finishes it
     (*fresh* is the connection's "the coroutine has not started" marker)."""
     kind = 0
-    if cmd is _GET:
-        if conn._core:                  # the engine's synchronous core: no coroutine at all
-            try:
-                return _engine_reply(1, conn._engine.get_now(args[1].decode("latin-1")), conn.proto)
-            except Exception as exc:
-                return conn.failed(cmd, exc)  # type: ignore[no-any-return]
+    if cmd is _GET:                     # (with a synchronous core, run_plain took it already)
         coro = conn._engine.get(args[1].decode("latin-1"))
         kind = 1
     elif cmd is _SET and len(args) == 3:
-        if conn._core:
-            try:
-                conn._engine.set_now(args[1].decode("latin-1"), args[2], None)
-            except Exception as exc:
-                return conn.failed(cmd, exc)  # type: ignore[no-any-return]
-            return OK
         coro = conn._engine.set(args[1].decode("latin-1"), args[2], None)
         kind = 2
     else:
@@ -103,6 +92,14 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
         coro = _engine_call(kind, coro, yielded, conn.proto)
         yielded = fresh
     conn._task = conn.loop.create_task(conn._finish(cmd, coro, yielded), context=conn.context)
+    return None
+
+
+def answer_now(conn: Any, cmd: Command, args: list[bytes]) -> bytes | None:
+    """The reply of *cmd* (reached through the chain, in a batch stepped inline) straight from the engine's
+    synchronous core when it is a plain GET or SET (``_resp.answer_plain``), else None."""
+    if (cmd is _GET or cmd is _SET) and conn._core and conn._mode != TASK:
+        return _answer_plain(args, conn._engine, conn.proto, conn.failed, _GET, _SET)
     return None
 
 
