@@ -58,7 +58,7 @@ class ChainCall:
     async def _multi(self, cmd: Command, args: list[bytes]) -> bytes:
         # Every key is checked by the chain before the command touches storage: a plugin that
         # rejects any one of them rejects the command (keys after the first run a check only).
-        for key in args[2:]:
+        for key in cmd.keys(args)[1:]:
             reply = await self.check_chain(cmd, args, key)
             if reply:
                 return reply

@@ -211,7 +211,7 @@ class RespConnection(ChainCall, asyncio.Protocol):
             coro = cmd.run(self, args)
         elif self._mode == fastpath.DIRECT:
             return fastpath.run(self, cmd, args, _FRESH)
-        elif cmd.multi_key and len(args) > 2:
+        elif cmd.multi_key and len(args) > 1 + cmd.key_step:
             coro = self._multi(cmd, args)
         else:
             coro = self._call(cmd, args, args[cmd.key] if cmd.key else b"")
