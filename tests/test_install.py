@@ -136,7 +136,7 @@ def test_sdist_ships_the_sources_the_build_needs(dist: Dist) -> None:
         header = tar.getmember(f"{dist.sdist.name.removesuffix('.tar.gz')}/covet_pipe/include/covet_plugin.h")
         assert header.isfile(), "the header must be a file in the sdist, not a link into the checkout"
     for name in ("pyproject.toml", "setup.py", "covet_pipe/_core.pyx", "covet_pipe/server/http11/_http11.pyx",
-                 "covet_pipe/server/resp/_resp.pyx",
+                 "covet_pipe/server/resp/_resp.pyx", "covet_pipe/server/resp/_resp_direct.pxi",
                  "covet_pipe/native/loader.py", "covet_pipe/builtin/request_id.py", "native_abi/covet_plugin.h",
                  "native_abi/examples/api_key/api_key.c"):
         assert name in names, name

@@ -50,6 +50,10 @@ class MemoryStorage(MemoryOps, StoragePlugin):
 
     async def get(self, key: str) -> bytes | None:
         """The value of *key*, or None if absent or expired."""
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> bytes | None:
+        """:meth:`get` without a coroutine (the RESP fast path calls it, see :attr:`sync_core`)."""
         item = self._live(check_key("MemoryStorage", key))
         if item is None:
             return None
@@ -63,6 +67,10 @@ class MemoryStorage(MemoryOps, StoragePlugin):
         :raises ValueError: if *ttl* is not a positive number of seconds.
         :raises StorageFullError: if ``max_keys`` keys are held and ``evict`` is off.
         """
+        self.set_now(key, value, ttl)
+
+    def set_now(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """:meth:`set` without a coroutine (the RESP fast path calls it, see :attr:`sync_core`)."""
         check_key("MemoryStorage", key)
         data = check_value("MemoryStorage", key, value)
         seconds = check_ttl("MemoryStorage", "set", key, ttl)
@@ -112,6 +120,13 @@ class MemoryStorage(MemoryOps, StoragePlugin):
         if item[1] is None:
             return math.inf
         return max(0.0, item[1] - time.monotonic())
+
+    @property
+    def sync_core(self) -> bool:
+        """Whether :meth:`get_now` and :meth:`set_now` are this engine's get and set (not when a subclass
+        overrides those): then a caller that never awaits may call them, with no coroutine."""
+        cls = type(self)
+        return cls.get is MemoryStorage.get and cls.set is MemoryStorage.set
 
     def __len__(self) -> int:
         """How many keys are held, counting expired keys not yet dropped."""

@@ -104,6 +104,28 @@ def test_multi_key_command_is_rejected_before_touching_storage_if_any_key_is_for
     bob.close()
 
 
+@pytest.mark.parametrize("how", ["MSET", "MSETNX", "MULTI MSET"])
+def test_mset_is_refused_if_the_guard_refuses_any_of_its_keys(ours, how):
+    # the chain checks every key of MSET/MSETNX (not their values): bob may not write "secret", even second
+    s = guarded(ours)
+    c = redis.Redis(port=s.port, password="alice-pw")
+    bob = redis.Redis(port=s.port, password="bob-pw")
+    command = "MSETNX" if how == "MSETNX" else "MSET"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        if how == "MULTI MSET":
+            with bob.pipeline(transaction=True) as p:
+                p.mset({"a": "1", "secret": "2"})
+                p.execute()
+        else:
+            bob.execute_command(command, "a", "1", "secret", "2")
+    assert c.exists("a", "secret") == 0        # nothing was written
+    # a value that names the forbidden key is a value, not a key: let through
+    assert bob.execute_command(command, "a", "secret", "b", "2") in (True, 1)
+    assert c.mget("a", "b") == [b"secret", b"2"]
+    c.close()
+    bob.close()
+
+
 class Recorder(MiddlewarePlugin):
     name = "recorder"
     version = "1.0.0"

@@ -361,3 +361,6 @@ def encode(value, proto=2):
     if isinstance(value, dict):
         return encode_map([(encode(k, proto), encode(v, proto)) for k, v in value.items()], proto)
     raise TypeError(f"encode(): no RESP form for {type(value).__name__} ({value!r})")
+
+
+include "_resp_direct.pxi"

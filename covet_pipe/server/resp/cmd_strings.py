@@ -186,8 +186,9 @@ async def cmd_msetnx(conn: Any, args: list[bytes]) -> bytes:
     return encode_int(1 if await conn.storage().set_many(pairs, True) else 0)
 
 
-#: (name, arity, handler, key position, every word after the name a key)
-STRING_COMMANDS: list[tuple[str, int, Any, int, bool]] = [
+#: (name, arity, handler, key position, multi-key: every word after the name a key (True), or every other
+#: word, the keys of key value pairs (2))
+STRING_COMMANDS: list[tuple[str, int, Any, int, bool | int]] = [
     ("incr", 2, cmd_incr, 1, False),
     ("decr", 2, cmd_decr, 1, False),
     ("incrby", 3, cmd_incrby, 1, False),
@@ -202,6 +203,6 @@ STRING_COMMANDS: list[tuple[str, int, Any, int, bool]] = [
     ("psetex", 4, cmd_psetex, 1, False),
     ("setnx", 3, cmd_setnx, 1, False),
     ("mget", -2, cmd_mget, 1, True),
-    ("mset", -3, cmd_mset, 1, False),
-    ("msetnx", -3, cmd_msetnx, 1, False),
+    ("mset", -3, cmd_mset, 1, 2),
+    ("msetnx", -3, cmd_msetnx, 1, 2),
 ]

@@ -46,9 +46,9 @@ _LLONG_MAX = 2 ** 63 - 1
 class Command:
     """One command: name, arity, key position and how to run it."""
 
-    __slots__ = ("name", "method", "arity", "key", "multi_key", "local", "run")
+    __slots__ = ("name", "method", "arity", "key", "multi_key", "key_step", "local", "run")
 
-    def __init__(self, name: str, arity: int, run: Run, *, key: int = 0, multi_key: bool = False,
+    def __init__(self, name: str, arity: int, run: Run, *, key: int = 0, multi_key: bool | int = False,
                  local: bool = False) -> None:
         #: lower-case, as redis names it in errors
         self.name = name
@@ -57,13 +57,21 @@ class Command:
         self.arity = arity
         #: index of the key in the command's words (the Request's path); 0 for none
         self.key = key
-        #: every word after the name is a key (DEL, EXISTS): the chain checks each one
-        self.multi_key = multi_key
+        #: every word after the name is a key (DEL, EXISTS; multi_key=True), or every other one (MSET's
+        #: key value pairs; multi_key=2): the chain checks each one
+        self.multi_key = bool(multi_key)
+        self.key_step = int(multi_key) or 1
         self.local = local
         self.run = run
 
     def arity_ok(self, n: int) -> bool:
         return n == self.arity if self.arity > 0 else n >= -self.arity
+
+    def keys(self, args: list[bytes]) -> list[bytes]:
+        """The keys of *args* the chain checks: each key of a multi-key command, else its key (b"" for none)."""
+        if self.multi_key:
+            return args[1::self.key_step]
+        return [args[self.key] if self.key else b""]
 
 
 def wrong_arity(name: str) -> bytes:

@@ -1,9 +1,8 @@
 """One RESP connection: commands in, the middleware chain and the storage engine, replies out in order.
 
 Commands are answered one at a time, in the order they arrived (pipelining keeps its order). Each
-runs as ``pipeline(scope, receive, send)`` with ``scope["type"] == "resp"``: the plugins that list
-"resp" see it as a Request (method = command, path = key), then :func:`handle` runs the command.
-The coroutine is driven with ``send(None)``: when the chain and the storage complete without
+runs through the middleware chain (chaincall.py), or straight against the engine when no plugin wraps
+it (fastpath.py). The coroutine is driven with ``send(None)``: when the chain and the storage complete without
 suspending (the common case: sync hooks, an in-process store) no Task is made and the replies of one
 read go out in one write; a command that suspends gets a Task and the commands after it wait.
 
@@ -17,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import json
 from collections import deque
-from typing import Any, Awaitable
+from typing import Any
 
-from covet_pipe._core import DONE, resume
+from covet_pipe._core import resume
 from covet_pipe.logsafe import logger
 from covet_pipe.server.resp import fastpath
-from covet_pipe.server.resp.codec import OK, CommandParser, encode_bulk, encode_error
+from covet_pipe.server.resp.chaincall import INTERNAL, ChainCall, handle
+from covet_pipe.server.resp.codec import OK, CommandParser, encode_error
 from covet_pipe.server.resp.commands import COMMANDS, Command, unknown_command, wrong_arity
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.server.resp.transaction import Transaction, intercept, release
@@ -38,35 +37,15 @@ _ids = itertools.count(1)
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 NO_PASSWORD = (b"-ERR AUTH <password> called without any password configured for the default user. "
                b"Are you sure your configuration is correct?\r\n")
-NOAUTH = b"-NOAUTH Authentication required.\r\n"
 #: replies of one read are joined into one write up to this many bytes
 FLUSH_BYTES = 64 * 1024
-INTERNAL = b"-ERR internal error while running the command (logged by the server)\r\n"
 
 
 #: _finish's "the coroutine has not started" marker
 _FRESH = object()
 
 
-async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The ASGI-shaped handler behind the chain: run the command, answer with http.response messages."""
-    conn, cmd, args = scope["resp"]
-    if cmd is None:                          # a multi-key command's check of one more key
-        body = b""
-    else:
-        try:
-            body = await cmd.run(conn, args)
-        except Exception as exc:
-            body = conn.failed(cmd, exc)
-    conn._handled = body
-    if send is conn._sender:                 # nothing wraps our send: no response hook to run
-        conn._status = 200
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-class RespConnection(asyncio.Protocol):
+class RespConnection(ChainCall, asyncio.Protocol):
     """The asyncio.Protocol of one RESP connection (made by RespProtocol.connection_protocol)."""
 
     def __init__(self, plugin: Any, conn: Any, server: Any, pipeline: Any) -> None:
@@ -96,19 +75,18 @@ class RespConnection(asyncio.Protocol):
         self._handled: bytes | None = None
         self._task: asyncio.Task[None] | None = None
         self._engine: Any = None            # the storage engine of the current batch
-        self._snap: Any = None              # the chain snapshot _snap_inline was decided for
-        self._snap_inline = False
-        self._batch_inline: bool | None = None
+        self._snap: Any = None              # the chain snapshot _snap_mode was decided for
+        self._snap_mode = fastpath.TASK     # what that snapshot allows (fastpath.batch_mode)
+        self._mode = fastpath.TASK          # how the current batch runs
+        self._core_of: Any = None           # the engine _core was decided for
+        self._core = False                  # it has a synchronous core (fastpath.py)
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None
-        self._batch_direct = False          # this batch takes the fast path (fastpath.py)
-        self._direct_snap: Any = None       # the chain snapshot _snap_empty was decided for
-        self._snap_empty = False            # no plugin of that snapshot lists "resp"
         #: this connection's contextvars context: its commands share it, other connections don't
         self.context = contextvars.copy_context()
         self._sender = self._send           # the send handed to the chain (one bound method)
-        self._in_context = False            # _run is called from a Task that runs in self.context
+        self._in_context = False            # self.context is entered (by _run, or _finish's Task)
         #: how often reading was paused because too many commands waited (for tests and stats)
         self.read_pauses = 0
         #: how often the transport asked us to stop writing (a client that does not read)
@@ -153,18 +131,33 @@ class RespConnection(asyncio.Protocol):
     # -- the command loop ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Run what is queued: the batch steps in this connection's context, entered once for it."""
+        if self._in_context:
+            self._batch()
+            return
+        self._in_context = True
+        try:
+            self.context.run(self._batch)
+        finally:
+            self._in_context = False
+
+    def _batch(self) -> None:
         self._engine = None
-        self._batch_inline = None
-        self._batch_direct = bool(self._queue) and fastpath.decide(self, handle)
+        self._mode = fastpath.batch_mode(self, handle) if self._queue else fastpath.TASK
         out: list[bytes] = []
         size = 0
         queue = self._queue
+        plain = self._mode == fastpath.DIRECT and self._core
         while queue and not self._busy and not self._write_paused and not self._closing:
-            reply = self._execute(queue.popleft())
-            if reply is None:               # it suspended; its Task writes it and resumes us
-                break
-            out.append(reply)
-            size += len(reply)
+            added = fastpath.run_plain(self, queue, out, FLUSH_BYTES - size) if plain and self.tx is None else 0
+            if added:                       # plain GETs and SETs, answered by the compiled loop
+                size += added
+            else:
+                reply = self._execute(queue.popleft())
+                if reply is None:           # it suspended; its Task writes it and resumes us
+                    break
+                out.append(reply)
+                size += len(reply)
             if self._quit:                  # QUIT answers, then closes: what came after it is dropped
                 queue.clear()
             elif size >= FLUSH_BYTES:       # write now, so that pause_writing() can stop us
@@ -218,13 +211,12 @@ class RespConnection(asyncio.Protocol):
             coro = tx                       # EXEC's or WATCH's coroutine
         elif cmd.local:
             coro = cmd.run(self, args)
-        elif self._batch_direct:
+        elif self._mode == fastpath.DIRECT:
             return fastpath.run(self, cmd, args, _FRESH)
-        elif cmd.multi_key and len(args) > 2:
+        elif cmd.multi_key and len(args) > 1 + cmd.key_step:
             coro = self._multi(cmd, args)
         else:
-            coro = self.pipeline(self._scope(cmd, args, args[cmd.key] if cmd.key else b""),
-                                 _receive, self._sender)
+            coro = self._call(cmd, args, args[cmd.key] if cmd.key else b"")
         self._status = 0
         self._handled = None
         if not self._inline(cmd):
@@ -235,40 +227,23 @@ class RespConnection(asyncio.Protocol):
             self._task = self.loop.create_task(self._finish(cmd, coro, _FRESH), context=self.context)
             return None
         try:
-            yielded = coro.send(None) if self._in_context else self.context.run(coro.send, None)
+            yielded = coro.send(None)           # in self.context: _run entered it
         except StopIteration as stop:
             return stop.value if stop.value is not None else self._reply()
         except Exception as exc:
             return self.failed(cmd, exc)
         self._busy = True
         self._engine = None                 # the loop runs other code before this command goes on
-        self._batch_inline = None
+        self._mode = fastpath.TASK
         self._task = self.loop.create_task(self._finish(cmd, coro, yielded), context=self.context)
         return None
 
     def _inline(self, cmd: Command) -> bool:
-        """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait.
-
-        Decided once per batch (one read's commands), like the engine lookup.
-        """
+        """Whether *cmd* may be stepped inline: no hook of the chain and not the engine can wait
+        (decided once per batch, fastpath.batch_mode)."""
         if cmd.local:
             return cmd.name not in ("auth", "hello")        # they call the auth provider
-        inline = self._batch_inline
-        if inline is None:
-            inline = self._batch_inline = self._decide_inline()
-        return inline
-
-    def _decide_inline(self) -> bool:
-        snap = self.pipeline.chain.current
-        if snap is not self._snap:
-            self._snap = snap
-            self._snap_inline = not snap.may_suspend("resp")
-        if not self._snap_inline:
-            return False
-        try:
-            return not getattr(self.storage(), "suspends", True)
-        except Exception:
-            return False                    # no engine: the command itself says so, from a Task
+        return self._mode != fastpath.TASK
 
     async def _finish(self, cmd: Command, coro: Any, yielded: Any) -> None:
         try:
@@ -288,64 +263,6 @@ class RespConnection(asyncio.Protocol):
             self._run()
         finally:
             self._in_context = False
-
-    async def _multi(self, cmd: Command, args: list[bytes]) -> bytes:
-        # Every key is checked by the chain before the command touches storage: a plugin that
-        # rejects any one of them rejects the command (keys after the first run a check only).
-        for key in args[2:]:
-            reply = await self.check_chain(cmd, args, key)
-            if reply:
-                return reply
-        self._status = 0
-        self._handled = None
-        await self.pipeline(self._scope(cmd, args, args[1]), _receive, self._sender)
-        return self._reply()
-
-    async def check_chain(self, cmd: Command, args: list[bytes], key: bytes) -> bytes:
-        """Run the chain for *cmd* on *key* without running *cmd* (EXEC's first step): b"" if let through."""
-        self._status = 0
-        self._handled = None
-        await self.pipeline(self._scope(None, args, key, cmd.method), _receive, self._sender)
-        return self._reply()
-
-    def _scope(self, cmd: Command | None, args: list[bytes], key: bytes,
-               method: str | None = None) -> dict[str, Any]:
-        info = self.info
-        return {
-            # union-attr: cmd is None only for a multi-key check, which passes its method
-            "type": "resp", "asgi": _ASGI, "method": method or cmd.method,  # type: ignore[union-attr]
-            "path": key.decode("latin-1"), "raw_path": key, "query_string": b"", "root_path": "",
-            "headers": [self._auth] if self._auth is not None else [],
-            "client": info.client, "server": info.server, "scheme": "redis",
-            "resp": (self, cmd, args),
-        }
-
-    def _send(self, message: dict[str, Any]) -> Awaitable[None]:
-        t = message["type"]
-        if t == "http.response.start":
-            self._status = message.get("status", 200)
-            self._body = b""
-        elif t == "http.response.body":
-            self._body += message.get("body", b"")
-        return DONE                          # no coroutine per message
-
-    def _reply(self) -> bytes:
-        """The reply to the command just run: the handler's, or a plugin's answer turned into RESP."""
-        status = self._status
-        if status == 0:
-            log.error("RESP command got no response from the chain")
-            return INTERNAL
-        if status < 400:
-            if self._handled is not None:
-                return self._handled
-            return encode_bulk(self._body)       # a plugin answered for the command
-        if status == 401:
-            return NOAUTH
-        # a response hook changed the status of our own reply: its body is RESP, not a reason
-        reason = "" if self._body == self._handled else _reason(self._body)
-        if status == 403:
-            return encode_error("NOPERM " + (reason or "this user has no permissions to run this command"))
-        return encode_error(f"ERR {status} {reason}".rstrip())
 
     def failed(self, cmd: Command | None, exc: BaseException) -> bytes:
         """An exception while running *cmd*: logged with its traceback, a plain error to the client."""
@@ -410,24 +327,5 @@ class RespConnection(asyncio.Protocol):
         self._run()
 
 
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
 _TX_RUN = COMMANDS[b"exec"].run             # the run of MULTI, EXEC, DISCARD, WATCH, UNWATCH
-
-
-async def _receive() -> dict[str, Any]:
-    # A command has no body stream: a plugin that reads one sees the end at once.
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-def _reason(body: bytes) -> str:
-    """The text of an error body: the ``error`` field of a JSON body, else the body (200 chars)."""
-    if body[:1] == b"{":
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        error = data.get("error") if isinstance(data, dict) else None
-        if isinstance(error, str):
-            return error[:200]
-    return body[:200].decode("utf-8", "replace")
 

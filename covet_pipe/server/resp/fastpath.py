@@ -4,7 +4,10 @@ When no plugin lists "resp" (the chain for the protocol is empty and ready) and 
 declares ``suspends = False`` (MemoryStorage), the chain would only call the handler, so a batch of
 commands (one read's) skips it: no scope dict, no pipeline call, no handler coroutine; each command's
 coroutine is stepped once with ``send(None)``. GET and a plain SET call the engine themselves, with the
-replies of ``commands.cmd_get``/``cmd_set``. A multi-key command runs as one (with no plugin, its per-key
+replies of ``commands.cmd_get``/``cmd_set``; when the engine has a synchronous core (``sync_core``:
+MemoryStorage's ``get_now``/``set_now``) they call that, with no coroutine, and a run of them in a batch
+is answered by a compiled loop (``_resp_direct.pxi``: name, key and reply in C, one call into the engine
+each). A multi-key command runs as one (with no plugin, its per-key
 checks would pass). The engine's calls still go through the manager's counting view. A call that waits
 after all (an engine that said it would not) is finished in a Task, in order, as a suspending command is.
 """
@@ -14,39 +17,57 @@ from __future__ import annotations
 from typing import Any
 
 from covet_pipe._core import resume
+from covet_pipe.server.resp._resp import answer_plain as _answer_plain, run_plain as _run_plain
 from covet_pipe.server.resp.codec import NULL2, NULL3, OK
 from covet_pipe.server.resp.commands import COMMANDS, Command
 
-__all__ = ["decide", "run"]
+__all__ = ["TASK", "INLINE", "DIRECT", "batch_mode", "run", "run_plain", "answer_now"]
 
 _GET = COMMANDS[b"get"]
 _SET = COMMANDS[b"set"]
 
 
-def decide(conn: Any, handler: Any) -> bool:
-    """Whether *conn*'s next batch may take the fast path: its pipeline serves *handler* with no plugin
-    on "resp", and its engine never suspends."""
+#: how a batch (one read's commands) runs: each command in a Task, stepped inline through the chain, or
+#: straight against the engine (the fast path)
+TASK, INLINE, DIRECT = 0, 1, 2
+
+
+def batch_mode(conn: Any, handler: Any) -> int:
+    """How *conn*'s next batch runs: DIRECT when its pipeline serves *handler* with no plugin on "resp",
+    INLINE when no hook on "resp" can wait, else TASK; TASK too when the engine may suspend (or is missing).
+
+    What the chain snapshot allows is decided once per snapshot (cached on *conn*); the engine per batch.
+    """
     pipeline = conn.pipeline
     chain = pipeline.chain
-    if not chain.ready or pipeline.app is not handler:
-        return False
     snap = chain.current
-    if snap is not conn._direct_snap:
-        conn._direct_snap = snap
-        conn._snap_empty = not snap.segments("resp")
-    if not conn._snap_empty:
-        return False
+    if snap is not conn._snap:
+        conn._snap = snap
+        conn._snap_mode = (DIRECT if not snap.segments("resp")
+                           else TASK if snap.may_suspend("resp") else INLINE)
+    mode: int = conn._snap_mode
+    if mode == TASK:
+        return TASK
+    if mode == DIRECT and (not chain.ready or pipeline.app is not handler):
+        mode = INLINE
     try:
-        return not getattr(conn.storage(), "suspends", True)
+        engine = conn.storage()
+        suspends = getattr(engine, "suspends", True)
     except Exception:
-        return False                    # no engine: the command itself says so, from a Task
+        return TASK                     # no engine: the command itself says so, from a Task
+    if suspends:
+        return TASK
+    if engine is not conn._core_of:
+        conn._core_of = engine
+        conn._core = getattr(engine, "sync_core", False) is True
+    return mode
 
 
 def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     """Run *cmd* on the fast path: its reply, or None when it waited and a Task finishes it
     (*fresh* is the connection's "the coroutine has not started" marker)."""
     kind = 0
-    if cmd is _GET:
+    if cmd is _GET:                     # (with a synchronous core, run_plain took it already)
         coro = conn._engine.get(args[1].decode("latin-1"))
         kind = 1
     elif cmd is _SET and len(args) == 3:
@@ -55,7 +76,7 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     else:
         coro = cmd.run(conn, args)
     try:
-        yielded = coro.send(None) if conn._in_context else conn.context.run(coro.send, None)
+        yielded = coro.send(None)           # in conn.context: the batch runs in it
     except StopIteration as stop:
         if kind == 0:
             reply: bytes = stop.value
@@ -66,13 +87,27 @@ def run(conn: Any, cmd: Command, args: list[bytes], fresh: Any) -> bytes | None:
     # the engine waited after all (not as it said): a Task finishes the command
     conn._busy = True
     conn._engine = None
-    conn._batch_inline = None
-    conn._batch_direct = False
+    conn._mode = TASK
     if kind:
         coro = _engine_call(kind, coro, yielded, conn.proto)
         yielded = fresh
     conn._task = conn.loop.create_task(conn._finish(cmd, coro, yielded), context=conn.context)
     return None
+
+
+def answer_now(conn: Any, cmd: Command, args: list[bytes]) -> bytes | None:
+    """The reply of *cmd* (reached through the chain, in a batch stepped inline) straight from the engine's
+    synchronous core when it is a plain GET or SET (``_resp.answer_plain``), else None."""
+    if (cmd is _GET or cmd is _SET) and conn._core and conn._mode != TASK:
+        return _answer_plain(args, conn._engine, conn.proto, conn.failed, _GET, _SET)
+    return None
+
+
+def run_plain(conn: Any, queue: Any, out: list[bytes], limit: int) -> int:
+    """The plain GETs and SETs at the head of *queue*, answered by the compiled loop from the engine's
+    synchronous core (``_resp.run_plain``), their replies appended to *out*: the bytes added, 0 when the
+    next command is another one."""
+    return _run_plain(queue, out, conn._engine, conn.proto, conn.failed, _GET, _SET, limit)
 
 
 def _engine_reply(kind: int, value: Any, proto: int) -> bytes:

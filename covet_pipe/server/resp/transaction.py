@@ -198,7 +198,7 @@ async def _exec(conn: Any, tx: Transaction, watched: tuple[Any, Any] | None) -> 
     try:
         replies: list[bytes | None] = []
         for cmd, args in tx.queued:           # 1. the chain, key by key: a refusal takes the slot
-            keys = args[1:] if cmd.multi_key else [args[cmd.key] if cmd.key else b""]
+            keys = cmd.keys(args)
             refused = None
             for key in keys:
                 refused = await conn.check_chain(cmd, args, key) or None
