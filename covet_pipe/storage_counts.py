@@ -109,6 +109,23 @@ class CountedStorage:
             n[1] += 1
             raise
 
+    async def atomic(self, ops: list[Any], watch: object | None = None) -> Any:
+        """A transaction's calls (EXEC's), each counted as its operation when it ran; a failed one as an error."""
+        results = await self._engine.atomic(ops, watch)
+        if results is not None:
+            for op, result in zip(ops, results):
+                n = self._by_name(op.method)
+                if n is not None:
+                    n[0] += 1
+                    if isinstance(result, BaseException):
+                        n[1] += 1
+        return results
+
+    def _by_name(self, method: str) -> list[int] | None:
+        if method in OPERATIONS:
+            return self._counts[OPERATIONS.index(method)]
+        return None
+
 
 def is_counted(obj: Any) -> bool:
     """Whether *obj* is a counting view (``obj._engine`` is then the engine)."""
