@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 import uvicorn
+from tests._dist import dist  # noqa: F401  (the session's built and installed covet-pipe)
 from tests._helpers import lifespan
 
 #: tests/scale holds the long cross-process checks of `make scale` (COVET_PIPE_SCALE=1); not collected otherwise
