@@ -118,9 +118,13 @@ def run_serve(args: argparse.Namespace) -> int:
         manager.config.failure_policies[name] = "open"
     if args.fleet is not None:
         _join_fleet(manager.config, args)
+    if not args.entry_points:
+        manager.config.entry_points = False
+    # a list (even an empty one) discovers: the --plugins folders and the installed plugin packages;
+    # --no-entry-points without --plugins loads none here
+    dirs = [os.path.abspath(p) for p in args.plugins]
     try:
-        run(app, manager, config,
-            plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+        run(app, manager, config, plugin_dirs=dirs if dirs or args.entry_points else None)
     except CovetPipeError as exc:
         raise StartError(f"{'--strict: ' if args.strict else ''}{exc}") from None
     except StrictRefused as exc:      # --workers N: the worker printed every reason
@@ -192,6 +196,10 @@ def add_serve(sub: Any) -> None:
     serve.add_argument("app", help="the app as module:attribute (e.g. myapp:app)")
     serve.add_argument("--plugins", action="append", default=[], metavar="DIR",
                        help="a folder of plugins to load (repeatable)")
+    serve.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=True,
+                       help="load the installed plugin packages (the covet_pipe.plugins entry points, see "
+                            "`covet-pipe plugins`) into every worker; --no-entry-points serves only the "
+                            "--plugins folders and the app's own plugins (default: on)")
     serve.add_argument("--reload", action="store_true",
                        help="reload plugins in place when their files change (hot_reload and reload_on_change)")
     serve.add_argument("--strict", action="store_true",
