@@ -1,7 +1,9 @@
 """Plugins as packages, installed into a fresh venv beside covet-pipe's wheel and used from outside the repo.
 
 ``covet-pipe serve`` discovers the installed plugin packages (entry points) without ``--plugins``, in one
-process or several (``--no-entry-points`` turns that off).
+process or several (``--no-entry-points`` turns that off); ``covet-pipe install`` enables a package only
+when the covet-pipe and ABI ranges it declares fit (and discovery refuses one that does not, however it
+was installed); ``--pin`` loads a package only with the content hash ``covet-pipe plugins --hash`` printed.
 """
 
 from __future__ import annotations
@@ -74,3 +76,93 @@ def test_serve_discovers_an_installed_plugin_package_without_plugins_flag(
         # --no-entry-points: the installed package is not loaded
         answers, _ = served(plugin_venv, outside, "--workers", workers, "--no-entry-points")
         assert (answers[0].status_code, answers[0].headers.get("x-stamp")) == (200, None)
+
+
+def test_install_enables_only_what_fits_and_discovery_refuses_the_rest(
+        plugin_venv: Path, tmp_path: Path, outside: Path) -> None:
+    py = plugin_venv / "bin" / "python"
+    index = tmp_path / "wheels"     # a local folder index: pip install --no-index --find-links DIR
+    plugin_wheel(tmp_path, py, "fits", requires="covet-pipe>=0.1,<1", abi=">=1.0,<2")
+    plugin_wheel(tmp_path, py, "oldabi", abi=">=2,<3")
+    plugin_wheel(tmp_path, py, "future", requires="covet-pipe>=99")
+    abi = subprocess.run([str(py), "-c", "from covet_pipe._core import ABI_MAJOR, ABI_MINOR; "
+                          "print(f'{ABI_MAJOR}.{ABI_MINOR}')"], capture_output=True, text=True).stdout.strip()
+    with installed(plugin_venv, "covet-pipe-fits", "covet-pipe-oldabi", "covet-pipe-future"):
+        ok = cli(plugin_venv, "install", "covet-pipe-fits", "--no-index", "--find-links", str(index), cwd=outside)
+        assert ok.returncode == 0, ok.stderr
+        assert "installed covet-pipe-fits 1.0.0 (plugins: fits)" in ok.stdout
+        assert "covet-pipe serve loads it" in ok.stdout
+        refused = cli(plugin_venv, "install", "covet-pipe-oldabi", "--no-index", "--find-links", str(index), cwd=outside)
+        assert refused.returncode == 1, refused
+        assert "covet-pipe-oldabi 1.0.0 is installed but not enabled" in refused.stderr
+        assert f"built for the native ABI >=2,<3, but this covet-pipe has ABI {abi}" in refused.stderr
+        assert "pip uninstall covet-pipe-oldabi" in refused.stderr
+        # pip is held to the running covet-pipe: a package that wants another one is not installed at all
+        kept = cli(plugin_venv, "install", "covet-pipe-future", "--no-index", "--find-links", str(index), cwd=outside)
+        assert kept.returncode == 1 and "nothing was enabled" in kept.stderr, kept
+        listed = subprocess.run([str(py), "-m", "pip", "show", "covet-pipe-future"], capture_output=True, text=True)
+        assert listed.returncode != 0
+        # ... and one installed past pip's check (--no-deps) is refused by the check after it
+        forced = cli(plugin_venv, "install", "covet-pipe-future", "--no-deps", "--no-index", "--find-links",
+                     str(index), cwd=outside)
+        assert forced.returncode == 1, forced
+        assert "covet-pipe-future 1.0.0 requires covet-pipe>=99, but this is covet-pipe 0.1.0" in forced.stderr
+
+        table = cli(plugin_venv, "plugins", cwd=outside).stdout.splitlines()
+        assert table[0].split() == ["NAME", "TARGET", "PACKAGE", "VERSION", "REQUIRES", "ABI", "COMPATIBLE"]
+        rows = {line.split()[0]: line.split() for line in table[1:4]}
+        assert rows["fits"][2:] == ["covet-pipe-fits", "1.0.0", "covet-pipe<1,>=0.1", ">=1.0,<2", "yes"]
+        assert rows["oldabi"][2:] == ["covet-pipe-oldabi", "1.0.0", "covet-pipe>=0.1", ">=2,<3", "NO"]
+        assert rows["future"][2:] == ["covet-pipe-future", "1.0.0", "covet-pipe>=99", "-", "NO"]
+        assert cli(plugin_venv, "plugins", "--check", cwd=outside).returncode == 1
+
+        # serve loads the one that fits; the others are refused before their code runs, and said so
+        answers, output = served(plugin_venv, outside)
+        assert (answers[0].status_code, answers[0].headers.get("x-fits")) == (200, "1.0.0")
+        assert answers[0].headers.get("x-oldabi") is None and answers[0].headers.get("x-future") is None
+        assert "entry point oldabi = covet_pipe_oldabi:Oldabi: not loaded: covet-pipe-oldabi 1.0.0 is built for " \
+               "the native ABI >=2,<3" in output
+        assert "covet-pipe-future 1.0.0 requires covet-pipe>=99" in output
+        strict = subprocess.run([str(plugin_venv / "bin" / "covet-pipe"), "serve", "app:app", "--port",
+                                 str(free_port()), "--strict"], cwd=outside, capture_output=True, text=True,
+                                timeout=STEP)
+        assert strict.returncode == 1 and "is built for the native ABI >=2,<3" in strict.stderr, strict
+
+
+def test_a_pinned_package_loads_only_with_its_hash(plugin_venv: Path, tmp_path: Path, outside: Path) -> None:
+    wheel = plugin_wheel(tmp_path, plugin_venv / "bin" / "python", "pinned", "2.0.0")
+    plugins = outside / "plugins"
+    plugins.mkdir()
+    (plugins / "other.py").write_text(
+        "from covet_pipe import MiddlewarePlugin\n\nclass Other(MiddlewarePlugin):\n    name = 'other'\n    version = '1.0'\n\n"
+        "    def process_response(self, response, ctx):\n        response.headers.set('x-other', 'yes')\n\n"
+        "plugin = Other()\n")
+    with installed(plugin_venv, "covet-pipe-pinned"):
+        pip_install(plugin_venv, wheel)
+        table = cli(plugin_venv, "plugins", "--hash", cwd=outside).stdout.splitlines()
+        assert table[0].split()[-1] == "HASH"
+        digest = next(line.split()[-1] for line in table[1:] if line.startswith("pinned "))
+        assert digest.startswith("sha256:") and len(digest) == 71
+        # the same wheel installed again has the same hash (nothing of the install itself is hashed)
+        pip_install(plugin_venv, wheel, "--force-reinstall", "--no-deps")
+        again = cli(plugin_venv, "plugins", "--hash", cwd=outside).stdout
+        assert digest in again
+
+        answers, _ = served(plugin_venv, outside, "--plugins", "plugins", "--pin", f"covet-pipe-pinned={digest}")
+        assert answers[0].headers.get("x-pinned") == "2.0.0" and answers[0].headers.get("x-other") == "yes"
+
+        # the installed package changes under the pin: refused, the rest serves
+        init = next((plugin_venv / "lib").glob("python3.*/site-packages/covet_pipe_pinned/__init__.py"))
+        init.write_text(init.read_text().replace('"2.0.0")', '"evil")'))
+        answers, output = served(plugin_venv, outside, "--plugins", "plugins", "--pin", f"pinned={digest}")
+        assert (answers[0].status_code, answers[0].headers.get("x-pinned"), answers[0].headers.get("x-other")) \
+            == (200, None, "yes")
+        changed = next(line.split()[-1] for line in
+                       cli(plugin_venv, "plugins", "--hash", cwd=outside).stdout.splitlines() if line.startswith("pinned "))
+        assert changed != digest
+        assert (f"its content hash is {changed}, but plugin_hashes pins 'pinned' to {digest}; it was not loaded"
+                in output), output
+        assert f"--pin pinned={changed}" in output
+
+        bad = cli(plugin_venv, "serve", "app:app", "--pin", "pinned=md5:abc", cwd=outside)
+        assert bad.returncode == 2 and "--pin pinned=md5:abc: expected NAME=sha256:HEX" in bad.stderr
