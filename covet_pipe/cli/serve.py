@@ -94,6 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for folder in args.plugins:
         if not os.path.isdir(folder):
             raise UsageError(f"--plugins {folder}: no such folder; give a folder of plugin files")
+    pins = _pins(args.pin)
     config = serve_config(args)
     if config.admin is not None:
         from covet_pipe.server.admin_port import admin_token
@@ -120,7 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
         _join_fleet(manager.config, args)
     if not args.entry_points:
         manager.config.entry_points = False
-    manager.config.plugin_hashes.update(_pins(args.pin))
+    manager.config.plugin_hashes.update(pins)
     # a list (even an empty one) discovers: the --plugins folders and the installed plugin packages;
     # --no-entry-points without --plugins loads none here
     dirs = [os.path.abspath(p) for p in args.plugins]
