@@ -287,10 +287,18 @@ def entry_point_records(config: PluginConfig, report: LoadReport, only: str | No
             if not fit.ok:
                 report.failed[where] = f"{where}: not loaded: {'; '.join(fit.problems)}"
                 continue
-        try:
-            pin = pin_for_distribution(config.plugin_hashes, ep.name, ep.dist)
-            if pin is not None:
+        pin = pin_for_distribution(config.plugin_hashes, ep.name, ep.dist)
+        if pin is not None:
+            try:
                 check_pin(pin, distribution_hash(ep.dist) if ep.dist is not None else "sha256:-", where)
+            except PluginError as exc:
+                # pinned, the operator relies on it: it fails closed as a plugin file does (a 503 in its place,
+                # unless its failure policy is open)
+                report.failed[where] = str(exc)
+                folder = ep.dist.locate_file(ep.module.split(".")[0]) if ep.dist is not None else ep.name
+                report.stand_ins.append(stand_in(str(folder), str(exc), config, {"name": ep.name}))
+                continue
+        try:
             _refuse_sandbox(where, None, config)
             target = ep.load()
         except PluginError as exc:

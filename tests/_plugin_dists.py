@@ -1,6 +1,6 @@
 """Tiny plugin distributions built in a test's folder: a pyproject with an entry point, a module, a manifest.
 
-``plugin_wheel(...)`` builds one into a wheel with the venv's own setuptools (no build isolation, no
+``plugin_wheel(...)`` builds one into a wheel with the test run's setuptools (no build isolation, no
 index); ``plugin_venv`` (session) is a fresh venv with covet-pipe's wheel from :mod:`tests._dist`, into
 which the tests pip-install these and uninstall them again (:func:`installed`).
 """
@@ -53,11 +53,12 @@ class {cls}(MiddlewarePlugin):
 '''
 
 
-def plugin_wheel(where: Path, python: Path, name: str, version: str = "1.0.0", *,
+def plugin_wheel(where: Path, name: str, version: str = "1.0.0", *,
                  requires: str | None = "covet-pipe>=0.1", abi: str | None = None) -> Path:
     """Write the distribution ``covet-pipe-NAME`` under *where* and build its wheel into ``where/wheels``.
 
-    The plugin stamps ``x-NAME: VERSION`` on every response; *requires* is its Requires-Dist on covet-pipe,
+    Built with this test run's setuptools (a fresh venv has no ``wheel`` for its old setuptools), the way an
+    author builds it before it is installed elsewhere. The plugin stamps ``x-NAME: VERSION`` on every response; *requires* is its Requires-Dist on covet-pipe,
     *abi* the ``abi`` of the manifest it ships.
     """
     module, cls = f"covet_pipe_{name}", name.capitalize()
@@ -68,7 +69,7 @@ def plugin_wheel(where: Path, python: Path, name: str, version: str = "1.0.0", *
         requires=f'"{requires}"' if requires else ""))
     (root / module / "__init__.py").write_text(textwrap.dedent(MODULE.format(cls=cls, name=name, version=version)))
     (root / module / "covet-plugin.toml").write_text(f'name = "{name}"\n' + (f'abi = "{abi}"\n' if abi else ""))
-    run([str(python), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(where / "wheels"),
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(where / "wheels"),
          str(root)], cwd=where)
     (wheel,) = (where / "wheels").glob(f"covet_pipe_{name}-{version}-*.whl")
     return wheel

@@ -67,7 +67,7 @@ def outside(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_discovers_an_installed_plugin_package_without_plugins_flag(
         plugin_venv: Path, tmp_path: Path, outside: Path, workers: str) -> None:
-    wheel = plugin_wheel(tmp_path, plugin_venv / "bin" / "python", "stamp", "1.2.0")
+    wheel = plugin_wheel(tmp_path, "stamp", "1.2.0")
     with installed(plugin_venv, "covet-pipe-stamp"):
         pip_install(plugin_venv, wheel)
         answers, output = served(plugin_venv, outside, "--workers", workers, "--strict", requests=4)
@@ -82,9 +82,9 @@ def test_install_enables_only_what_fits_and_discovery_refuses_the_rest(
         plugin_venv: Path, tmp_path: Path, outside: Path) -> None:
     py = plugin_venv / "bin" / "python"
     index = tmp_path / "wheels"     # a local folder index: pip install --no-index --find-links DIR
-    plugin_wheel(tmp_path, py, "fits", requires="covet-pipe>=0.1,<1", abi=">=1.0,<2")
-    plugin_wheel(tmp_path, py, "oldabi", abi=">=2,<3")
-    plugin_wheel(tmp_path, py, "future", requires="covet-pipe>=99")
+    plugin_wheel(tmp_path, "fits", requires="covet-pipe>=0.1,<1", abi=">=1.0,<2")
+    plugin_wheel(tmp_path, "oldabi", abi=">=2,<3")
+    plugin_wheel(tmp_path, "future", requires="covet-pipe>=99")
     abi = subprocess.run([str(py), "-c", "from covet_pipe._core import ABI_MAJOR, ABI_MINOR; "
                           "print(f'{ABI_MAJOR}.{ABI_MINOR}')"], capture_output=True, text=True).stdout.strip()
     with installed(plugin_venv, "covet-pipe-fits", "covet-pipe-oldabi", "covet-pipe-future"):
@@ -130,7 +130,7 @@ def test_install_enables_only_what_fits_and_discovery_refuses_the_rest(
 
 
 def test_a_pinned_package_loads_only_with_its_hash(plugin_venv: Path, tmp_path: Path, outside: Path) -> None:
-    wheel = plugin_wheel(tmp_path, plugin_venv / "bin" / "python", "pinned", "2.0.0")
+    wheel = plugin_wheel(tmp_path, "pinned", "2.0.0")
     plugins = outside / "plugins"
     plugins.mkdir()
     (plugins / "other.py").write_text(
@@ -151,11 +151,16 @@ def test_a_pinned_package_loads_only_with_its_hash(plugin_venv: Path, tmp_path: 
         answers, _ = served(plugin_venv, outside, "--plugins", "plugins", "--pin", f"covet-pipe-pinned={digest}")
         assert answers[0].headers.get("x-pinned") == "2.0.0" and answers[0].headers.get("x-other") == "yes"
 
-        # the installed package changes under the pin: refused, the rest serves
+        # the installed package changes under the pin: refused before its code runs; pinned, the operator relies
+        # on it, so it fails closed as a plugin file does (503 in its place) ...
         init = next((plugin_venv / "lib").glob("python3.*/site-packages/covet_pipe_pinned/__init__.py"))
         init.write_text(init.read_text().replace('"2.0.0")', '"evil")'))
         answers, output = served(plugin_venv, outside, "--plugins", "plugins", "--pin", f"pinned={digest}")
-        assert (answers[0].status_code, answers[0].headers.get("x-pinned"), answers[0].headers.get("x-other")) \
+        assert (answers[0].status_code, answers[0].headers.get("x-pinned")) == (503, None)
+        # ... or, with its failure policy open, the rest serves without it
+        opened, _ = served(plugin_venv, outside, "--plugins", "plugins", "--pin", f"pinned={digest}",
+                           "--fail-open", "pinned")
+        assert (opened[0].status_code, opened[0].headers.get("x-pinned"), opened[0].headers.get("x-other")) \
             == (200, None, "yes")
         changed = next(line.split()[-1] for line in
                        cli(plugin_venv, "plugins", "--hash", cwd=outside).stdout.splitlines() if line.startswith("pinned "))

@@ -167,8 +167,10 @@ class Listener:
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         config = self.manager.config
-        if self.plugin_dirs or (self.discover and config.entry_points and not config.auto_resolve_dependencies):
-            # (with auto_resolve_dependencies, missing dependencies are looked for one by one instead)
+        # a manager that discovered already (an app's, at import) has its entry points; with
+        # auto_resolve_dependencies, missing dependencies are looked for one by one instead
+        if self.plugin_dirs or (self.discover and config.entry_points and not config.auto_resolve_dependencies
+                                and not getattr(self.manager, "_discovered", False)):
             config.plugin_paths.extend(d for d in self.plugin_dirs if d not in config.plugin_paths)
             await self.manager.load_plugins()
         ctx = ServerContext(self.pipeline, self.manager, self.config, loop)
