@@ -9,12 +9,13 @@ was installed); ``--pin`` loads a package only with the content hash ``covet-pip
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests._dist import STEP
+from tests._dist import STEP, run
 from tests._plugin_dists import installed, plugin_wheel
 from tests._process import free_port, start_until_ready, stop
 
@@ -87,7 +88,7 @@ def test_install_enables_only_what_fits_and_discovery_refuses_the_rest(
     plugin_wheel(tmp_path, "future", requires="covet-pipe>=99")
     abi = subprocess.run([str(py), "-c", "from covet_pipe._core import ABI_MAJOR, ABI_MINOR; "
                           "print(f'{ABI_MAJOR}.{ABI_MINOR}')"], capture_output=True, text=True).stdout.strip()
-    with installed(plugin_venv, "covet-pipe-fits", "covet-pipe-oldabi", "covet-pipe-future"):
+    with installed(plugin_venv, "covet-pipe-fits", "covet-pipe-oldabi", "covet-pipe-future", "covet-pipe-plain"):
         ok = cli(plugin_venv, "install", "covet-pipe-fits", "--no-index", "--find-links", str(index), cwd=outside)
         assert ok.returncode == 0, ok.stderr
         assert "installed covet-pipe-fits 1.0.0 (plugins: fits)" in ok.stdout
@@ -107,6 +108,19 @@ def test_install_enables_only_what_fits_and_discovery_refuses_the_rest(
                      str(index), cwd=outside)
         assert forced.returncode == 1, forced
         assert "covet-pipe-future 1.0.0 requires covet-pipe>=99, but this is covet-pipe 0.1.0" in forced.stderr
+
+        # a package without a covet_pipe.plugins entry point is no plugin package: said so, exit 1
+        plain = tmp_path / "plain"
+        (plain / "covet_pipe_plain").mkdir(parents=True)
+        (plain / "covet_pipe_plain" / "__init__.py").write_text("")
+        (plain / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = '
+                                              '"setuptools.build_meta"\n[project]\nname = "covet-pipe-plain"\n'
+                                              'version = "1.0"\n')
+        run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(index),
+             str(plain)], cwd=tmp_path)
+        notplugin = cli(plugin_venv, "install", "covet-pipe-plain", "--no-index", "--find-links", str(index),
+                        cwd=outside)
+        assert notplugin.returncode == 1 and "provides no 'covet_pipe.plugins' entry point" in notplugin.stderr
 
         table = cli(plugin_venv, "plugins", cwd=outside).stdout.splitlines()
         assert table[0].split() == ["NAME", "TARGET", "PACKAGE", "VERSION", "REQUIRES", "ABI", "COMPATIBLE"]
