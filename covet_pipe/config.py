@@ -14,6 +14,7 @@ from covet_pipe.redis_url import describe
 __all__ = ["PluginConfig", "parse_size", "check_cpu_limit"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+_PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _FLEET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _UNITS = {
     "": 1, "b": 1,
@@ -130,6 +131,10 @@ class PluginConfig:
     #: the operator's failure policy by plugin name or plugin file path (``"open"`` or
     #: ``"closed"``); wins over the plugin's own and its manifest's, for load failures too
     failure_policies: dict[str, str] = field(default_factory=dict)
+    #: content-hash pins, ``{"covet-pipe-greet": "sha256:HEX"}``: a plugin package (by distribution or entry
+    #: point name) or file (by plugin name, file stem or path) whose content differs is refused at load
+    #: (``covet-pipe plugins --hash`` prints the hashes; covet_pipe/pinning.py)
+    plugin_hashes: dict[str, str] = field(default_factory=dict)
     #: refuse to start when any plugin fails to load or to start (the error names every failure)
     strict: bool = False
     #: a Redis URL (``redis://``, ``rediss://``, ``unix://``): reloads reach every worker of every host
@@ -175,6 +180,14 @@ class PluginConfig:
                 raise ConfigError(f"failure_policies[{key!r}]: expected 'open' (serve without the plugin) or "
                                   f"'closed' (answer 503 in its place), got {policy!r}", field="failure_policies")
         self.failure_policies = dict(self.failure_policies)
+        if not isinstance(self.plugin_hashes, dict):
+            raise ConfigError(f"plugin_hashes: expected a dict such as {{'covet-pipe-greet': 'sha256:...'}}, got "
+                              f"{self.plugin_hashes!r}", field="plugin_hashes")
+        for key, pin in self.plugin_hashes.items():
+            if not isinstance(pin, str) or not _PIN.match(pin):
+                raise ConfigError(f"plugin_hashes[{key!r}]: expected 'sha256:' and 64 lower-case hex digits, as "
+                                  f"`covet-pipe plugins --hash` prints them, got {pin!r}", field="plugin_hashes")
+        self.plugin_hashes = dict(self.plugin_hashes)
         if isinstance(self.sandbox_pool_size, bool) or not isinstance(self.sandbox_pool_size, int) \
                 or not 1 <= self.sandbox_pool_size <= 64:
             raise ConfigError(f"sandbox_pool_size: expected a number of helpers from 1 to 64, got "

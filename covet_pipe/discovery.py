@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from covet_pipe._standin import stand_in
+from covet_pipe.compat import ENTRY_POINT_GROUP, check_distribution
 from covet_pipe.config import PluginConfig
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
 from covet_pipe.logsafe import printable
 from covet_pipe.manifest import read_manifest, readable_manifest
+from covet_pipe.pinning import check_pin, distribution_hash, path_hash, pin_for_distribution, pin_for_path
 from covet_pipe.plugin import Plugin
 from covet_pipe.registry import PluginRecord, validate
 
@@ -26,7 +28,6 @@ log = logging.getLogger("covet_pipe.discovery")
 __all__ = ["LoadReport", "discover", "discovered_by", "load_path", "forget_module", "find_plugin",
            "read_manifest", "candidates", "entry_point_records", "ENTRY_POINT_GROUP"]
 
-ENTRY_POINT_GROUP = "covet_pipe.plugins"
 _counter = itertools.count()
 
 
@@ -171,6 +172,9 @@ def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) 
     where = str(p)
     if not found:
         raise PluginLoadError(f"{where} does not exist", path=where)
+    if config.plugin_hashes:        # before anything of it is read as code
+        pin = pin_for_path(config.plugin_hashes, p, (readable_manifest(p) or {}).get("name"))
+        check_pin(pin, path_hash(p) if pin else "", where)
     if p.suffix == ".so":
         return [_native_record(p, config, sandbox)]
     if p.is_file() and p.suffix != ".py":
@@ -278,6 +282,22 @@ def entry_point_records(config: PluginConfig, report: LoadReport, only: str | No
         if only is not None and ep.name != only:
             continue
         where = f"entry point {ep.name} = {ep.value}"
+        if ep.dist is not None:
+            fit = check_distribution(ep.dist)    # before its code runs: the ranges its metadata declares
+            if not fit.ok:
+                report.failed[where] = f"{where}: not loaded: {'; '.join(fit.problems)}"
+                continue
+        pin = pin_for_distribution(config.plugin_hashes, ep.name, ep.dist)
+        if pin is not None:
+            try:
+                check_pin(pin, distribution_hash(ep.dist) if ep.dist is not None else "sha256:-", where)
+            except PluginError as exc:
+                # pinned, the operator relies on it: it fails closed as a plugin file does (a 503 in its place,
+                # unless its failure policy is open)
+                report.failed[where] = str(exc)
+                folder = ep.dist.locate_file(ep.module.split(".")[0]) if ep.dist is not None else ep.name
+                report.stand_ins.append(stand_in(str(folder), str(exc), config, {"name": ep.name}))
+                continue
         try:
             _refuse_sandbox(where, None, config)
             target = ep.load()

@@ -6,6 +6,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
 from covet_pipe.config import check_cpu_limit, parse_size
 from covet_pipe.errors import ConfigError, PluginError, PluginLoadError
 
@@ -16,7 +18,7 @@ MANIFEST = "covet-plugin.toml"
 #: the manifest's fields and their TOML types
 FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "version": str, "priority": int, "dependencies": list, "protocols": list, "sandbox": bool,
-    "failure_policy": str, "permissions": dict, "config": dict,
+    "failure_policy": str, "permissions": dict, "config": dict, "abi": str,
 }
 #: the fields of its [permissions] table
 PERMISSION_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -69,6 +71,12 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         if data.get("failure_policy", "closed") not in ("closed", "open"):
             raise ConfigError(f"{mpath}: failure_policy: expected 'closed' or 'open', got "
                               f"{data['failure_policy']!r}", field="failure_policy", path=str(mpath))
+        if "abi" in data:
+            try:
+                SpecifierSet(data["abi"])
+            except InvalidSpecifier:
+                raise ConfigError(f"{mpath}: abi: expected the native ABI versions the plugin is built for, "
+                                  f"such as '>=1.1,<2', got {data['abi']!r}", field="abi", path=str(mpath)) from None
         perms = data.get("permissions", {})
         if "memory_limit" in perms:
             parse_size(perms["memory_limit"], field="permissions.memory_limit")

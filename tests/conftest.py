@@ -11,7 +11,9 @@ from typing import Any, Iterator
 
 import pytest
 import uvicorn
+from tests._dist import dist  # noqa: F401  (the session's built and installed covet-pipe)
 from tests._helpers import lifespan
+from tests._plugin_dists import plugin_venv  # noqa: F401  (a fresh venv with that wheel, for plugin packages)
 
 #: tests/scale holds the long cross-process checks of `make scale` (COVET_PIPE_SCALE=1); not collected otherwise
 collect_ignore = [] if os.environ.get("COVET_PIPE_SCALE") == "1" else ["scale"]

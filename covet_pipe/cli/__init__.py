@@ -1,7 +1,8 @@
 """The covet-pipe command line.
 
 ``covet-pipe new`` scaffolds a plugin, ``check`` validates one without serving it, ``build`` compiles
-native plugins (and checks what it built), ``serve`` serves an app; ``list``, ``health`` and ``reload``
+native plugins (and checks what it built), ``plugins`` lists the installed plugin packages and ``install``
+installs one, ``serve`` serves an app; ``list``, ``health`` and ``reload``
 talk to a running server's admin API; ``bench`` runs the per-layer benchmark suite.
 Each command is a module of this package; the exit codes are :mod:`covet_pipe.cli.errors`'.
 """
@@ -17,6 +18,7 @@ from covet_pipe.cli.build import add_build
 from covet_pipe.cli.check import add_check
 from covet_pipe.cli.client import add_client_commands
 from covet_pipe.cli.errors import EXIT_USAGE, CommandError
+from covet_pipe.cli.install import add_install
 from covet_pipe.cli.new import add_new
 from covet_pipe.cli.plugins_list import add_plugins
 from covet_pipe.cli.serve import add_serve
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_new(sub)
     add_check(sub)
     add_plugins(sub)
+    add_install(sub)
     return parser
 
 

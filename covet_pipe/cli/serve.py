@@ -94,6 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for folder in args.plugins:
         if not os.path.isdir(folder):
             raise UsageError(f"--plugins {folder}: no such folder; give a folder of plugin files")
+    pins = _pins(args.pin)
     config = serve_config(args)
     if config.admin is not None:
         from covet_pipe.server.admin_port import admin_token
@@ -118,9 +119,14 @@ def run_serve(args: argparse.Namespace) -> int:
         manager.config.failure_policies[name] = "open"
     if args.fleet is not None:
         _join_fleet(manager.config, args)
+    if not args.entry_points:
+        manager.config.entry_points = False
+    manager.config.plugin_hashes.update(pins)
+    # a list (even an empty one) discovers: the --plugins folders and the installed plugin packages;
+    # --no-entry-points without --plugins loads none here
+    dirs = [os.path.abspath(p) for p in args.plugins]
     try:
-        run(app, manager, config,
-            plugin_dirs=[os.path.abspath(p) for p in args.plugins])
+        run(app, manager, config, plugin_dirs=dirs if dirs or args.entry_points else None)
     except CovetPipeError as exc:
         raise StartError(f"{'--strict: ' if args.strict else ''}{exc}") from None
     except StrictRefused as exc:      # --workers N: the worker printed every reason
@@ -134,6 +140,19 @@ def run_serve(args: argparse.Namespace) -> int:
             raise
         raise StartError(str(exc)) from None
     return EXIT_OK
+
+
+def _pins(words: list[str]) -> dict[str, str]:
+    """--pin NAME=sha256:HEX, each checked (PluginConfig plugin_hashes)."""
+    from covet_pipe.pinning import HASH
+    pins = {}
+    for word in words:
+        name, _, pin = word.partition("=")
+        if not name or not HASH.match(pin):
+            raise UsageError(f"--pin {word}: expected NAME=sha256:HEX (64 lower-case hex digits), as "
+                             "`covet-pipe plugins --hash` prints it")
+        pins[name] = pin
+    return pins
 
 
 def _join_fleet(plugin_config: Any, args: argparse.Namespace) -> None:
@@ -192,6 +211,14 @@ def add_serve(sub: Any) -> None:
     serve.add_argument("app", help="the app as module:attribute (e.g. myapp:app)")
     serve.add_argument("--plugins", action="append", default=[], metavar="DIR",
                        help="a folder of plugins to load (repeatable)")
+    serve.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=True,
+                       help="load the installed plugin packages (the covet_pipe.plugins entry points, see "
+                            "`covet-pipe plugins`) into every worker; --no-entry-points serves only the "
+                            "--plugins folders and the app's own plugins (default: on)")
+    serve.add_argument("--pin", action="append", default=[], metavar="NAME=sha256:HEX",
+                       help="load the plugin package (distribution or entry point name) or plugin file NAME "
+                            "only when its content hash is this one, else refuse it (PluginConfig "
+                            "plugin_hashes; `covet-pipe plugins --hash` prints the hashes; repeatable)")
     serve.add_argument("--reload", action="store_true",
                        help="reload plugins in place when their files change (hot_reload and reload_on_change)")
     serve.add_argument("--strict", action="store_true",

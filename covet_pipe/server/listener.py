@@ -129,7 +129,10 @@ class Listener:
     :param manager: the PluginManager for a plain *app* (a new empty one if omitted).
     :param config: the ServeConfig.
     :param sock: a listening socket to serve on instead of binding ``config.host:port``.
-    :param plugin_dirs: folders whose plugins are loaded into the manager before startup.
+    :param plugin_dirs: folders whose plugins are loaded into the manager before startup. A list, even an
+        empty one, discovers: the installed plugin packages (entry points) are loaded too when the manager's
+        ``PluginConfig.entry_points`` is on (``covet-pipe serve`` passes one; ``--no-entry-points`` turns
+        that off). None loads nothing here (the manager's own ``plugin_paths`` still load at startup).
     """
 
     def __init__(self, app: Any, manager: Any = None, config: ServeConfig | None = None, *,
@@ -140,6 +143,7 @@ class Listener:
         self.config = config or ServeConfig()
         self.sock = sock
         self.plugin_dirs = list(plugin_dirs or [])
+        self.discover = plugin_dirs is not None
         self.reuse_port = reuse_port
         self.context: ServerContext | None = None
         self.server: Any = None
@@ -162,9 +166,12 @@ class Listener:
 
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        if self.plugin_dirs:
-            self.manager.config.plugin_paths.extend(d for d in self.plugin_dirs
-                                                    if d not in self.manager.config.plugin_paths)
+        config = self.manager.config
+        # a manager that discovered already (an app's, at import) has its entry points; with
+        # auto_resolve_dependencies, missing dependencies are looked for one by one instead
+        if self.plugin_dirs or (self.discover and config.entry_points and not config.auto_resolve_dependencies
+                                and not getattr(self.manager, "_discovered", False)):
+            config.plugin_paths.extend(d for d in self.plugin_dirs if d not in config.plugin_paths)
             await self.manager.load_plugins()
         ctx = ServerContext(self.pipeline, self.manager, self.config, loop)
         self.context = ctx

@@ -52,8 +52,9 @@ def test_new_package_wheel_installs_and_its_entry_point_is_discovered_and_served
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     listed_by_cli = _run([str(cli), "plugins"], cwd=outside).stdout.splitlines()
-    assert listed_by_cli[0].split() == ["NAME", "TARGET", "PACKAGE", "VERSION", "REQUIRES"]
-    assert listed_by_cli[1].split() == ["greet", "greet:Greet", "covet-pipe-greet", "0.1.0", "covet-pipe>=0.1"]
+    assert listed_by_cli[0].split() == ["NAME", "TARGET", "PACKAGE", "VERSION", "REQUIRES", "ABI", "COMPATIBLE"]
+    assert listed_by_cli[1].split() == ["greet", "greet:Greet", "covet-pipe-greet", "0.1.0", "covet-pipe>=0.1", "-",
+                                        "yes"]
     checked = _run([str(cli), "check", "covet-pipe-greet"], cwd=outside)
     assert "ok: greet 0.1.0 (python)" in checked.stdout and "covet-pipe-greet: no problems" in checked.stdout
     (outside / "app.py").write_text(APP)
