@@ -1,4 +1,9 @@
-"""Helpers for testing plugins: a RequestContext, and one request through an ASGI app in-process."""
+"""Testing plugins: a RequestContext, one request through an ASGI app in-process, and the pytest fixtures.
+
+The module is a pytest plugin too (entry point ``pytest11`` ``covet_pipe.testing``, so it loads by itself
+where covet-pipe is installed; ``pytest -p covet_pipe.testing`` where autoloading is off): ``covet_plugin``,
+``covet_server`` and ``covet_build`` (:mod:`covet_pipe.testing.fixtures`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any, Iterable
 
 from covet_pipe._core import Headers, Request, RequestContext, make_request_context
 
-__all__ = ["make_context", "call", "Result"]
+__all__ = ["make_context", "call", "Result", "covet_build", "covet_plugin", "covet_server"]
 
 
 def make_context(request: Request | None = None, *, protocol: str = "http",
@@ -59,3 +64,7 @@ async def call(app: Any, method: str = "GET", path: str = "/", *,
         raise AssertionError(f"the app sent no http.response.start (it sent {[m['type'] for m in sent]})")
     payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return Result(start["status"], Headers(start.get("headers") or []), payload)
+
+
+# The pytest plugin (entry point pytest11 covet_pipe.testing, or -p covet_pipe.testing): its fixtures.
+from covet_pipe.testing.fixtures import covet_build, covet_plugin, covet_server  # noqa: E402
