@@ -59,7 +59,7 @@ def walk(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
                             capture_output=True, text=True, timeout=300)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "1 passed" in tested.stdout
+    assert "2 passed" in tested.stdout
     (root / "app.py").write_text(APP)
     port = free_port()
     proc = start_until_ready([sys.executable, "-m", "covet_pipe", "serve", "app:app", "--plugins", "plugins",

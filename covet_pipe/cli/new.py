@@ -1,9 +1,10 @@
 """``covet-pipe new NAME --kind python|sandboxed|c|cython``: scaffold a plugin that passes its own test at once.
 
 The folder ``NAME/`` gets ``plugins/`` (what ``covet-pipe serve --plugins NAME/plugins`` loads: the plugin's
-source, and its manifest where the kind needs one) and ``tests/test_NAME.py`` (a pytest test that builds a
-native plugin with ``covet-pipe build`` when its ``.so`` is missing or older than its source, loads
-``plugins/`` as a server does and checks that a request through it gets the plugin's header).
+source, and its manifest where the kind needs one) and ``tests/test_NAME.py`` (pytest tests with the fixtures
+of :mod:`covet_pipe.testing`: a native plugin built with ``covet_build`` when its ``.so`` is missing or older
+than its source, loaded with ``covet_plugin`` as a server does, a request through it and its hooks called,
+and ``plugins/`` served behind a real ``covet-pipe serve`` with ``covet_server``).
 With ``--package`` (a python plugin) it writes a pip-installable distribution instead: ``pyproject.toml``
 (setuptools; the entry point ``NAME = "NAME:Class"`` in the ``covet_pipe.plugins`` group), ``README.md``,
 ``src/NAME/`` (the plugin, its manifest, ``py.typed``) and the same test, which loads ``src/NAME``.
@@ -66,6 +67,17 @@ PACKAGE_FILES = (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "
                  ("package.toml.tmpl", "src/{name}/covet-plugin.toml"))
 
 
+#: the generated test's second case (files in plugins/): the folder behind a real covet-pipe serve
+_SERVED_TEST = Template('''
+
+def test_${name}_serves_behind_covet_pipe_serve(covet_plugin, covet_build, covet_server):
+    load(covet_plugin, covet_build).close()          # built, if it is native
+    server = covet_server(PLUGINS)
+    reply = server.get("/")
+    assert (reply.status, reply.text, reply.headers.get("$header")) == (200, "ok", "hello")
+''')
+
+
 def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list[Path]:
     """Write plugin *name* of *kind* into the folder *dest* (which must not exist, or be empty); the files written.
 
@@ -88,6 +100,10 @@ def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list
              "plugin_dir": f"src/{name}" if package else "plugins",
              "dist": "covet-pipe-" + name.replace("_", "-"),
              "covet_version": ".".join(__version__.split(".")[:2])}
+    target = "" if package else spec.checked.format(name=name)
+    words.update(target="/" + target if target else "", target_expr=f" / {target!r}" if target else "",
+                 served_fixture="" if package else ", covet_server",
+                 served_test="" if package else _SERVED_TEST.substitute(words))
     files = [(t, f.format(name=name)) for t, f in PACKAGE_FILES] if package else \
         [(t, "plugins/" + f.format(name=name)) for t, f in spec.files]
     written = []
