@@ -1,8 +1,9 @@
 """What a user installs: the sdist and the wheel built from it, each in a fresh venv, used from outside the repo.
 
 One session fixture builds both with ``python -m build`` (build isolation, as a release does: setuptools and
-Cython are fetched into a throwaway environment) and installs the wheel into one new venv and the sdist
-into another, which compiles the core a second time. Every test then runs the installed ``covet-pipe``
+Cython are fetched into a throwaway environment): the sdist, then the wheel from the unpacked sdist while pip
+installs the sdist into one new venv (which compiles the core a second time, on the other core); then the
+wheel goes into another new venv. Every test then runs the installed ``covet-pipe``
 from a folder outside the checkout, so nothing can come from the source tree.
 """
 
@@ -68,26 +69,40 @@ def _new_venv(path: Path, artifact: Path) -> subprocess.Popen[str]:
                                 stdin=subprocess.DEVNULL)
 
 
+def _wait(proc: subprocess.Popen[str], what: str, log: Path) -> None:
+    code = proc.wait(STEP)
+    if code != 0:
+        raise AssertionError(f"{what} exited {code}:\n{log.read_text()}")
+
+
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dist]:
     base = tmp_path_factory.mktemp("install")
     out = base / "dist"
-    # the sdist, then the wheel built from the unpacked sdist: what is missing from the sdist fails here
-    _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=base)
-    (wheel,) = out.glob("*.whl")
+    # the sdist first (no compiling); then its two compiles side by side, one per core: the wheel built from
+    # the unpacked sdist (what is missing from the sdist fails here) and pip's install of the sdist itself
+    _run([sys.executable, "-m", "build", "--sdist", "--outdir", str(out), str(ROOT)], cwd=base)
     (sdist,) = out.glob("*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(base / "unpacked", filter="data")
+    (unpacked,) = (base / "unpacked").iterdir()
     venvs = {"wheel": base / "venv-wheel", "sdist": base / "venv-sdist"}
-    installs = {kind: _new_venv(venvs[kind], artifact) for kind, artifact in (("sdist", sdist), ("wheel", wheel))}
+    running: list[subprocess.Popen[str]] = []
     try:
-        for kind, proc in installs.items():
-            code = proc.wait(STEP)
-            if code != 0:
-                raise AssertionError(f"pip install of the {kind} exited {code}:\n"
-                                     f"{(venvs[kind] / 'install.log').read_text()}")
+        running.append(installing_sdist := _new_venv(venvs["sdist"], sdist))
+        with open(base / "wheel.log", "w") as log:
+            running.append(building := subprocess.Popen(
+                [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(unpacked)], cwd=base,
+                stdout=log, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL))
+        _wait(building, "python -m build --wheel (from the sdist)", base / "wheel.log")
+        (wheel,) = out.glob("*.whl")
+        running.append(installing_wheel := _new_venv(venvs["wheel"], wheel))
+        _wait(installing_wheel, "pip install of the wheel", venvs["wheel"] / "install.log")
+        _wait(installing_sdist, "pip install of the sdist", venvs["sdist"] / "install.log")
     finally:
-        # an install cut short (its own bound, the test's timeout) is not left running: its Popen's
+        # a step cut short (its own bound, the test's timeout) is not left running: its Popen's
         # "still running" ResourceWarning would surface at the session's end as an unraisable exception
-        for proc in installs.values():
+        for proc in running:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()

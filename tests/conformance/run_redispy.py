@@ -15,16 +15,14 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
-import tarfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build"
 sys.path.insert(0, str(ROOT))
 
 from covet_pipe.builtin import RespProtocol  # noqa: E402
 from tests._redis import RealRedis  # noqa: E402
+from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
 from tests.server._resp_fixtures import start_ours  # noqa: E402
 
 #: test_commands.py's tests of the string and key families, and what every client calls
@@ -54,36 +52,6 @@ DOES_NOT_APPLY: dict[str, str] = {
 }
 
 
-def sdist_tests(version: str) -> Path:
-    dest = BUILD / f"redis-{version}"
-    if (dest / "tests" / "test_commands.py").exists():
-        return dest
-    archive = BUILD / f"redis-{version}.tar.gz"
-    if not archive.exists():
-        BUILD.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                        "--no-binary", ":all:", "--no-deps", f"redis=={version}", "-d", str(BUILD)], check=True)
-    prefix = f"redis-{version}/"
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers()
-                   if m.name.startswith(prefix + "tests/") or m.name == prefix + "pyproject.toml"]
-        tar.extractall(BUILD, members=members, filter="data")
-    return dest
-
-
-def outcomes(junit: Path) -> dict[str, str]:
-    result = {}
-    for case in ET.parse(junit).iter("testcase"):
-        name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        if case.find("failure") is not None or case.find("error") is not None:
-            result[name] = "failed"
-        elif case.find("skipped") is not None:
-            result[name] = "skipped"
-        else:
-            result[name] = "passed"
-    return result
-
-
 def run(src: Path, port: int, protocol: int, label: str, args: list[str]) -> dict[str, str]:
     junit = BUILD / f"redispy-{label}-resp{protocol}.xml"
     junit.unlink(missing_ok=True)
@@ -95,11 +63,11 @@ def run(src: Path, port: int, protocol: int, label: str, args: list[str]) -> dic
                         *FILES, *args], cwd=src, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
     if not junit.exists():
         raise SystemExit(f"pytest wrote no report for {label} (RESP{protocol}); see {log}")
-    return outcomes(junit)
+    return outcomes(junit, qualified=True)
 
 
 def main(args: list[str]) -> int:
-    src = sdist_tests(importlib.metadata.version("redis"))
+    src = sdist_tests("redis", importlib.metadata.version("redis"), "tests/test_commands.py")
     real = RealRedis()
     ours = start_ours(resp=RespProtocol(allow_flush=True))
     problems: list[str] = []

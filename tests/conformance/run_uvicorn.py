@@ -17,12 +17,13 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
-import tarfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build"
+sys.path.insert(0, str(ROOT))
+
+from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 
 _INTERNALS = "reads uvicorn's connection internals"
@@ -46,39 +47,6 @@ DOES_NOT_APPLY: dict[str, str] = {
     "test_websocket_upgrade_failure_cleans_up_connection[covet-pipe]":
         _INTERNALS + " (the connections and tasks of the HTTP connection the websocket failed on)",
 }
-
-
-def sdist_tests(version: str) -> Path:
-    """uvicorn *version*'s sdist unpacked into build/ (tests and metadata only), downloaded if missing."""
-    dest = BUILD / f"uvicorn-{version}"
-    if (dest / "tests" / "protocols" / "test_http.py").exists():
-        return dest
-    archive = BUILD / f"uvicorn-{version}.tar.gz"
-    if not archive.exists():
-        BUILD.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                        "--no-binary", ":all:", "--no-deps", f"uvicorn=={version}", "-d", str(BUILD)], check=True)
-    prefix = f"uvicorn-{version}/"
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers()
-                   if m.name.startswith(prefix + "tests/") or m.name in (prefix + "pyproject.toml",
-                                                                         prefix + "LICENSE.md")]
-        tar.extractall(BUILD, members=members, filter="data")
-    return dest
-
-
-def outcomes(junit: Path) -> dict[str, str]:
-    """test id -> passed / failed / skipped, from pytest's junit XML."""
-    result = {}
-    for case in ET.parse(junit).iter("testcase"):
-        name = case.get("name", "")
-        if case.find("failure") is not None or case.find("error") is not None:
-            result[name] = "failed"
-        elif case.find("skipped") is not None:
-            result[name] = "skipped"
-        else:
-            result[name] = "passed"
-    return result
 
 
 def compare(result: dict[str, str]) -> list[str]:
@@ -106,7 +74,7 @@ def compare(result: dict[str, str]) -> list[str]:
 
 def main(args: list[str]) -> int:
     version = importlib.metadata.version("uvicorn")
-    src = sdist_tests(version)
+    src = sdist_tests("uvicorn", version, "tests/protocols/test_http.py", keep=("pyproject.toml", "LICENSE.md"))
     shutil.copyfile(HERE / "uvicorn_conftest.py", src / "tests" / "protocols" / "conftest.py")
     junit = src / "junit.xml"
     junit.unlink(missing_ok=True)

@@ -1,0 +1,52 @@
+"""What the conformance runners share: a peer's own tests from its sdist, and the outcomes of a pytest run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+
+
+def sdist_tests(project: str, version: str, marker: str, keep: tuple[str, ...] = ("pyproject.toml",)) -> Path:
+    """*project* *version*'s sdist unpacked into build/: its ``tests/`` and the files *keep* names.
+
+    ``pip download`` fetches the sdist once (nothing is fetched when build/ has it); the package's own
+    sources are not unpacked, so the installed one is the one tested. *marker* is a file under the
+    unpacked folder whose presence means the unpacking was done.
+    """
+    dest = BUILD / f"{project}-{version}"
+    if (dest / marker).exists():
+        return dest
+    archive = BUILD / f"{project}-{version}.tar.gz"
+    if not archive.exists():
+        BUILD.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--no-binary", ":all:", "--no-deps", f"{project}=={version}", "-d", str(BUILD)],
+                       check=True)
+    prefix = f"{project}-{version}/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers()
+                   if m.name.startswith(prefix + "tests/") or m.name in {prefix + k for k in keep}]
+        tar.extractall(BUILD, members=members, filter="data")
+    return dest
+
+
+def outcomes(junit: Path, qualified: bool = False) -> dict[str, str]:
+    """test id -> passed / failed / skipped, from pytest's junit XML; *qualified*: ``classname::name``."""
+    result = {}
+    for case in ET.parse(junit).iter("testcase"):
+        name = case.get("name", "")
+        if qualified:
+            name = f"{case.get('classname', '')}::{name}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            result[name] = "failed"
+        elif case.find("skipped") is not None:
+            result[name] = "skipped"
+        else:
+            result[name] = "passed"
+    return result
