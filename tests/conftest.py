@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 import uvicorn
+from tests._dist import dist  # noqa: F401 (the session fixture: an installed covet-pipe wheel and sdist)
 from tests._helpers import lifespan
 
 #: tests/scale holds the long cross-process checks of `make scale` (COVET_PIPE_SCALE=1); not collected otherwise
