@@ -78,14 +78,15 @@ class LoadedPlugin:
         """``python``, ``sandboxed`` or ``native``: how the server runs it."""
         from covet_pipe.plugin import is_sandboxed
         p = self.plugin
-        if is_sandboxed(p):
+        if is_sandboxed(p) or self._packaged_proxy() is not None:
             return "sandboxed"
         return "native" if hasattr(p, "native_hooks") else "python"
 
     @property
     def helper_pids(self) -> list[int]:
         """The pids of a sandboxed plugin's live helper processes (empty for the other kinds)."""
-        sup = getattr(self.plugin, "_sup", None) if self.kind == "sandboxed" else None
+        proxy = self._packaged_proxy() or self.plugin
+        sup = getattr(proxy, "_sup", None) if self.kind == "sandboxed" else None
         return [] if sup is None else [h["pid"] for h in sup.health()["helpers"]]
 
     def run(self, awaitable: Any) -> Any:
@@ -137,6 +138,12 @@ class LoadedPlugin:
                 self._loop.close()
 
     # -- internals -------------------------------------------------------------
+
+    def _packaged_proxy(self) -> Any:
+        """The helper's proxy of a sandboxed plugin installed as a package (covet_pipe.sandbox.packaged), or None."""
+        from covet_pipe.sandbox.packaged import PackagedSandbox
+        p = self.plugin
+        return p._proxy if isinstance(p, PackagedSandbox) else None
 
     def _pipeline(self, app: Any) -> Any:
         from covet_pipe.asgi import wrap
