@@ -112,7 +112,8 @@ def _package_words(name: str, kind: str, covet_version: str) -> dict[str, str]:
 #: the generated test's second case (files in plugins/): the folder behind a real covet-pipe serve
 _SERVED_TEST = Template('''
 
-def test_${name}_serves_behind_covet_pipe_serve(covet_plugin, covet_build, covet_server):
+def test_${name}_serves_behind_covet_pipe_serve(covet_plugin: PluginFixture, covet_build: BuildFixture,
+                                               covet_server: ServerFixture) -> None:
     load(covet_plugin, covet_build).close()          # built, if it is native
     server = covet_server(PLUGINS)
     reply = server.get("/")
@@ -142,6 +143,7 @@ def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list
     target = "" if package else spec.checked.format(name=name)
     words.update(target="/" + target if target else "", target_expr=f" / {target!r}" if target else "",
                  served_fixture="" if package else ", covet_server",
+                 served_import="" if package else ", ServerFixture",
                  served_test="" if package else _SERVED_TEST.substitute(words))
     files = [(t, f.format(name=name)) for t, f in PACKAGE_FILES[kind]] if package else \
         [(t, "plugins/" + f.format(name=name)) for t, f in spec.files]
