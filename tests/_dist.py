@@ -20,7 +20,7 @@ __all__ = ["ROOT", "STEP", "Dist", "dist", "_run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: seconds for one pip install or build step: generous for a loaded 2-core machine, never a speed check
-STEP = 240
+STEP = 600
 def _run(cmd: list[str], cwd: Path, timeout: float = STEP) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)

@@ -102,6 +102,9 @@ def test_autoload_off_needs_dash_p_and_then_works(pytester: pytest.Pytester,
 
 
 BROKEN_TESTS = '''
+import pytest
+
+
 def test_broken_module(covet_plugin):
     covet_plugin("bad/settings.py")
 
@@ -112,6 +115,11 @@ def test_missing_file(covet_plugin):
 
 def test_not_installed(covet_plugin):
     covet_plugin(entry_point="no_such_plugin")
+
+
+@pytest.mark.asyncio
+async def test_in_an_async_test(covet_plugin):
+    covet_plugin("bad/settings.py")
 
 
 def test_broken_server(covet_server):
@@ -126,7 +134,7 @@ def test_broken_plugins_fail_the_test_with_the_loaders_message_and_no_traceback(
         'import json\nSETTINGS = json.load(open("/nonexistent/settings.json"))\n')
     pytester.makepyfile(test_broken=BROKEN_TESTS)
     result = pytester.runpytest_subprocess("test_broken.py", timeout=120)
-    result.assert_outcomes(failed=4)
+    result.assert_outcomes(failed=5)
     result.stdout.fnmatch_lines([
         "*covet_plugin: bad/settings.py did not load: bad/settings.py: importing it raised FileNotFoundError:*"
         "; fix the module-level code",
@@ -134,6 +142,7 @@ def test_broken_plugins_fail_the_test_with_the_loaders_message_and_no_traceback(
         "package folder",
         "*covet_plugin: no installed plugin 'no_such_plugin' in the covet_pipe.plugins entry points*; pip install "
         "its package*",
+        "*covet_plugin: called inside a running event loop (an async test); use it from a plain def test*",
         "*covet_server: covet-pipe serve exited * before serving*",
     ])
     out = result.stdout.str()

@@ -173,8 +173,10 @@ def run_new(args: argparse.Namespace) -> int:
     if args.package:
         # a bare name is a requirement to pip, not a folder: ./NAME
         where = dest if dest.is_absolute() or str(dest).startswith(".") else f"./{dest}"
+        # a native build compiles against the installed covet-pipe's header (isolated, pip fetches one)
+        isolation = " --no-build-isolation" if args.kind in ("c", "cython") else ""
         print(f"next: python -m pytest {dest / 'tests'}; covet-pipe check {dest / 'src' / args.name}; "
-              f"pip wheel --no-deps -w dist {where}; pip install dist/*.whl; covet-pipe serve APP")
+              f"pip wheel --no-deps{isolation} -w dist {where}; pip install dist/*.whl; covet-pipe serve APP")
         return EXIT_OK
     plugins = dest / "plugins"
     steps = []

@@ -56,7 +56,8 @@ class _Echo:
 class LoadedPlugin:
     """The plugins of one file, folder or entry point, loaded and started by a real :class:`PluginManager`.
 
-    Synchronous: each method runs the manager's loop until its work is done. Use it from a sync test.
+    Synchronous: each method runs the manager's loop until its work is done, so use it from a sync test
+    (in a running loop, run_until_complete raises RuntimeError).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, manager: Any, names: list[str], where: str) -> None:
@@ -181,6 +182,14 @@ def load_plugin(path: str | Path | None = None, *, entry_point: str | None = Non
 
     if (path is None) == (entry_point is None):
         raise TypeError("covet_plugin: give a path or entry_point=NAME (one of them)")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass        # no loop runs here: the plugin gets one of its own
+    else:
+        raise PluginLoadFailed("covet_plugin: called inside a running event loop (an async test); use it from a "
+                               "plain def test, or in async code load with PluginManager and send requests with "
+                               "covet_pipe.testing.call")
     loop = asyncio.new_event_loop()
     where = f"entry point {entry_point!r}" if entry_point is not None else str(path)
     manager = PluginManager(PluginConfig(strict=True, entry_points=entry_point is not None, **config))
