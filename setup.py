@@ -48,6 +48,12 @@ extensions = [
 ]
 
 setup(
+    # An editable install (`pip install -e .`, `make build`) as a plain path entry in a .pth file, not
+    # setuptools' default import-hook finder for a flat layout: type checkers never run import hooks, so
+    # with the finder mypy and pyright found neither covet_pipe nor its stubs (_core.pyi ...) without
+    # MYPYPATH. Compat mode puts the checkout on sys.path, as `setup.py develop` did; pip's
+    # `--config-settings editable_mode=strict` still picks the link-tree mode instead.
+    options={"editable_wheel": {"mode": "compat"}},
     ext_modules=cythonize(
         extensions,
         language_level=3,

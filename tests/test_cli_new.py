@@ -59,7 +59,7 @@ def walk(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
                             capture_output=True, text=True, timeout=300)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "1 passed" in tested.stdout
+    assert "2 passed" in tested.stdout
     (root / "app.py").write_text(APP)
     port = free_port()
     proc = start_until_ready([sys.executable, "-m", "covet_pipe", "serve", "app:app", "--plugins", "plugins",
@@ -121,9 +121,34 @@ def test_new_package_passes_its_test_checks_and_builds_a_wheel_with_the_entry_po
     assert "Requires-Dist: covet-pipe>=" in metadata
 
 
+#: kind -> the files `new --package` writes besides pyproject.toml, README.md, tests/ and src/demo/'s
+#: __init__.py, covet-plugin.toml and py.typed
+PACKAGE_EXTRA = {
+    "python": [],
+    "sandboxed": ["src/demo/sandboxed/demo.covet-plugin.toml", "src/demo/sandboxed/demo.py"],
+    "c": ["MANIFEST.in", "setup.py", "src/demo/demo.c"],
+    "cython": ["MANIFEST.in", "setup.py", "src/demo/demo.pyx"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PACKAGE_EXTRA))
+def test_new_package_of_each_kind_writes_a_distribution_with_the_classifier(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "demo"
+    assert main(["new", "demo", "--kind", kind, "--package", "--dir", str(root)]) == 0
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == sorted(
+        ["README.md", "pyproject.toml", "src/demo/__init__.py", "src/demo/covet-plugin.toml", "src/demo/py.typed",
+         "tests/test_demo.py", *PACKAGE_EXTRA[kind]])
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'classifiers = ["Framework :: covet-pipe"]' in pyproject
+    entry = "Demo" if kind == "python" else "create_plugin"
+    assert f'[project.entry-points."covet_pipe.plugins"]\ndemo = "demo:{entry}"' in pyproject
+
+
+# cython's package is built and installed in tests/test_install_plugins.py (a compile too many for here)
 @pytest.mark.parametrize("kind", ["sandboxed", "c"])
-def test_new_package_of_another_kind_says_why_not(tmp_path: Path, kind: str,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["new", "demo", "--kind", kind, "--package", "--dir", str(tmp_path / "d")]) == 2
-    assert "--package makes python plugins only" in capsys.readouterr().err
-    assert not (tmp_path / "d").exists()
+def test_new_package_of_another_kind_passes_its_test(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "demo"
+    assert main(["new", "demo", "--kind", kind, "--package", "--dir", str(root)]) == 0
+    tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr

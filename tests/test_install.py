@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import textwrap
 import zipfile
@@ -76,7 +74,9 @@ import importlib, json, pkgutil, sys
 import covet_pipe
 names = ["covet_pipe"]
 for info in pkgutil.walk_packages(covet_pipe.__path__, "covet_pipe."):
-    if info.name != "covet_pipe.__main__":       # runs the command line: checked with -m below
+    # __main__ runs the command line (checked with -m below); testing.fixtures is the pytest plugin, which
+    # needs pytest (not a dependency of covet-pipe; tests/test_install_plugins.py imports covet_pipe.testing)
+    if info.name not in ("covet_pipe.__main__", "covet_pipe.testing.fixtures"):
         importlib.import_module(info.name)
         names.append(info.name)
 print(json.dumps({"file": covet_pipe.__file__, "include": covet_pipe.get_include(), "modules": names}))
@@ -89,7 +89,7 @@ def test_installed_package_imports_every_module_from_outside_the_repo(dist: Dist
     venv = dist.venvs[kind]
     found = json.loads(_run([str(venv / "bin" / "python"), "-c", IMPORT_ALL], cwd=tmp_path).stdout)
     assert Path(found["file"]).is_relative_to(venv), found["file"]
-    expected = source_modules() - {"covet_pipe.__main__"}
+    expected = source_modules() - {"covet_pipe.__main__", "covet_pipe.testing.fixtures"}
     assert set(found["modules"]) == expected, set(found["modules"]) ^ expected
     header = Path(found["include"]) / "covet_plugin.h"
     assert header.is_file() and not header.is_symlink() and header.is_relative_to(venv)

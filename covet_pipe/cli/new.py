@@ -1,12 +1,17 @@
 """``covet-pipe new NAME --kind python|sandboxed|c|cython``: scaffold a plugin that passes its own test at once.
 
 The folder ``NAME/`` gets ``plugins/`` (what ``covet-pipe serve --plugins NAME/plugins`` loads: the plugin's
-source, and its manifest where the kind needs one) and ``tests/test_NAME.py`` (a pytest test that builds a
-native plugin with ``covet-pipe build`` when its ``.so`` is missing or older than its source, loads
-``plugins/`` as a server does and checks that a request through it gets the plugin's header).
-With ``--package`` (a python plugin) it writes a pip-installable distribution instead: ``pyproject.toml``
-(setuptools; the entry point ``NAME = "NAME:Class"`` in the ``covet_pipe.plugins`` group), ``README.md``,
-``src/NAME/`` (the plugin, its manifest, ``py.typed``) and the same test, which loads ``src/NAME``.
+source, and its manifest where the kind needs one) and ``tests/test_NAME.py`` (pytest tests with the fixtures
+of :mod:`covet_pipe.testing`: a native plugin built with ``covet_build`` when its ``.so`` is missing or older
+than its source, loaded with ``covet_plugin`` as a server does, a request through it and its hooks called,
+and ``plugins/`` served behind a real ``covet-pipe serve`` with ``covet_server``).
+With ``--package`` it writes a pip-installable distribution instead: ``pyproject.toml`` (setuptools; an entry
+point in the ``covet_pipe.plugins`` group; the classifier ``Framework :: covet-pipe``), ``README.md``,
+``src/NAME/`` (the plugin, its manifest, ``py.typed``) and the same test, which loads ``src/NAME``. A python
+plugin's entry point names its class; a C or Cython one's names ``create_plugin`` in ``src/NAME/__init__.py``,
+which loads the library that ``setup.py`` (a setuptools Extension against the installed covet_plugin.h / .pxd)
+compiled into the wheel; a sandboxed one's plugin code is package data (``src/NAME/sandboxed/``) that
+``create_plugin`` (:mod:`covet_pipe.sandbox.packaged`) runs in its confined helper.
 The files come from the templates in :mod:`covet_pipe.cli.templates`.
 """
 
@@ -60,10 +65,60 @@ def check_name(name: str) -> None:
                          f"lower-case letters, digits and '_', starting with a letter (e.g. {fixed})")
 
 
-#: ``--package``: (template, file under NAME/) pairs of a pip-installable distribution (a python plugin)
-PACKAGE_FILES = (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
-                 ("plugin.py.tmpl", "src/{name}/__init__.py"),
-                 ("package.toml.tmpl", "src/{name}/covet-plugin.toml"))
+#: ``--package``: (template, file under NAME/) pairs of a pip-installable distribution, by kind
+PACKAGE_FILES: dict[str, tuple[tuple[str, str], ...]] = {
+    "python": (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
+               ("plugin.py.tmpl", "src/{name}/__init__.py"), ("package.toml.tmpl", "src/{name}/covet-plugin.toml")),
+    "c": (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
+          ("setup_native.py.tmpl", "setup.py"), ("MANIFEST.in.tmpl", "MANIFEST.in"),
+          ("native_init.py.tmpl", "src/{name}/__init__.py"), ("plugin.c.tmpl", "src/{name}/{name}.c"),
+          ("package.toml.tmpl", "src/{name}/covet-plugin.toml")),
+    "cython": (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
+               ("setup_native.py.tmpl", "setup.py"), ("MANIFEST.in.tmpl", "MANIFEST.in"),
+               ("native_init.py.tmpl", "src/{name}/__init__.py"), ("plugin.pyx.tmpl", "src/{name}/{name}.pyx"),
+               ("package.toml.tmpl", "src/{name}/covet-plugin.toml")),
+    # the plugin's code is package data (sandboxed/), never imported by the server: covet_pipe.sandbox.packaged
+    "sandboxed": (("pyproject.toml.tmpl", "pyproject.toml"), ("README.md.tmpl", "README.md"),
+                  ("sandboxed_init.py.tmpl", "src/{name}/__init__.py"),
+                  ("plugin.py.tmpl", "src/{name}/sandboxed/{name}.py"),
+                  ("sandboxed.toml.tmpl", "src/{name}/sandboxed/{name}.covet-plugin.toml"),
+                  ("package.toml.tmpl", "src/{name}/covet-plugin.toml")),
+}
+
+#: the native package's setup.py: the Extension list, by kind
+_EXT_MODULES = {
+    "c": "ext_modules = [library]",
+    "cython": "from Cython.Build import cythonize  # noqa: E402\n\n"
+              "ext_modules = cythonize([library], include_path=[COVET_PARENT], language_level=3)",
+}
+
+
+def _package_words(name: str, kind: str, covet_version: str) -> dict[str, str]:
+    """The template words that differ between the kinds of a ``--package`` distribution."""
+    native = kind in ("c", "cython")
+    data = ["covet-plugin.toml", "py.typed"] + (["sandboxed/*.py", "sandboxed/*.toml"] if kind == "sandboxed" else [])
+    requires = ["setuptools>=77"] + ([f"covet-pipe>={covet_version}"] if native else []) + \
+        (["Cython>=3.1,<4"] if kind == "cython" else [])
+    return {"kind": kind, "lang": {"c": "C", "cython": "Cython"}.get(kind, "Python"),
+            "ext": {"c": "c", "cython": "pyx"}.get(kind, "py"),
+            "entry": "create_plugin" if native or kind == "sandboxed" else "".join(p.capitalize() for p in name.split("_") if p),
+            "build_requires": ", ".join(f'"{r}"' for r in requires),
+            "build_note": " (setup.py compiles the library against the covet-pipe of the build environment)"
+                          if native else "",
+            "ext_modules": _EXT_MODULES.get(kind, ""),
+            "package_data": ", ".join(f'"{d}"' for d in data)}
+
+
+#: the generated test's second case (files in plugins/): the folder behind a real covet-pipe serve
+_SERVED_TEST = Template('''
+
+def test_${name}_serves_behind_covet_pipe_serve(covet_plugin: PluginFixture, covet_build: BuildFixture,
+                                               covet_server: ServerFixture) -> None:
+    load(covet_plugin, covet_build).close()          # built, if it is native
+    server = covet_server(PLUGINS)
+    reply = server.get("/")
+    assert (reply.status, reply.text, reply.headers.get("$header")) == (200, "ok", "hello")
+''')
 
 
 def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list[Path]:
@@ -73,11 +128,6 @@ def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list
     """
     check_name(name)
     spec = KINDS[kind]
-    if package and kind != "python":
-        why = ("an entry point's plugin is imported by the server, so it cannot run sandboxed"
-               if kind == "sandboxed" else "a native plugin's package build is not written yet")
-        raise UsageError(f"--package makes python plugins only ({why}); use --kind python --package, or drop "
-                         "--package and share the plugin's files")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} already exists and is not an empty folder; pick another NAME or --dir, "
                          "or remove it first")
@@ -88,7 +138,14 @@ def scaffold(name: str, kind: str, dest: Path, *, package: bool = False) -> list
              "plugin_dir": f"src/{name}" if package else "plugins",
              "dist": "covet-pipe-" + name.replace("_", "-"),
              "covet_version": ".".join(__version__.split(".")[:2])}
-    files = [(t, f.format(name=name)) for t, f in PACKAGE_FILES] if package else \
+    words.update(_package_words(name, kind, words["covet_version"]))
+    words["check_target"] = f"src/{name}" if package else f"plugins/{name}.py"
+    target = "" if package else spec.checked.format(name=name)
+    words.update(target="/" + target if target else "", target_expr=f" / {target!r}" if target else "",
+                 served_fixture="" if package else ", covet_server",
+                 served_import="" if package else ", ServerFixture",
+                 served_test="" if package else _SERVED_TEST.substitute(words))
+    files = [(t, f.format(name=name)) for t, f in PACKAGE_FILES[kind]] if package else \
         [(t, "plugins/" + f.format(name=name)) for t, f in spec.files]
     written = []
     for template, target in files:
@@ -116,8 +173,10 @@ def run_new(args: argparse.Namespace) -> int:
     if args.package:
         # a bare name is a requirement to pip, not a folder: ./NAME
         where = dest if dest.is_absolute() or str(dest).startswith(".") else f"./{dest}"
+        # a native build compiles against the installed covet-pipe's header (isolated, pip fetches one)
+        isolation = " --no-build-isolation" if args.kind in ("c", "cython") else ""
         print(f"next: python -m pytest {dest / 'tests'}; covet-pipe check {dest / 'src' / args.name}; "
-              f"pip wheel --no-deps -w dist {where}; pip install dist/*.whl; covet-pipe serve APP")
+              f"pip wheel --no-deps{isolation} -w dist {where}; pip install dist/*.whl; covet-pipe serve APP")
         return EXIT_OK
     plugins = dest / "plugins"
     steps = []
@@ -144,5 +203,6 @@ def add_new(sub: Any) -> None:
     new.add_argument("--dir", metavar="DIR", help="the folder to write (default: NAME); it must not exist or be empty")
     new.add_argument("--package", action="store_true",
                      help="a pip-installable distribution (pyproject.toml, an entry point in the covet_pipe.plugins "
-                          "group, manifest, README, test); python plugins only")
+                          "group, manifest, README, test; for c and cython a setup.py that compiles the library "
+                          "into the wheel)")
     new.set_defaults(run=run_new)

@@ -1,13 +1,41 @@
-"""Helpers for testing plugins: a RequestContext, and one request through an ASGI app in-process."""
+"""Testing plugins: a RequestContext, one request through an ASGI app in-process, and the pytest fixtures.
+
+The module is a pytest plugin too (entry point ``pytest11`` ``covet_pipe.testing``, so it loads by itself
+where covet-pipe is installed; ``pytest -p covet_pipe.testing`` where autoloading is off): ``covet_plugin``,
+``covet_server`` and ``covet_build`` (:mod:`covet_pipe.testing.fixtures`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from covet_pipe._core import Headers, Request, RequestContext, make_request_context
 
-__all__ = ["make_context", "call", "Result"]
+if TYPE_CHECKING:
+    from covet_pipe.testing._loaded import Exchange, LoadedPlugin
+    from covet_pipe.testing._served import Reply, ServedPlugins
+
+__all__ = ["make_context", "call", "Result", "covet_build", "covet_plugin", "covet_server", "BuildFixture",
+           "Exchange", "LoadedPlugin", "PluginFixture", "Reply", "ServedPlugins", "ServerFixture"]
+
+#: the type of the ``covet_plugin`` fixture (for annotating a test's parameter)
+PluginFixture = Callable[..., "LoadedPlugin"]
+#: the type of the ``covet_server`` fixture
+ServerFixture = Callable[..., "ServedPlugins"]
+#: the type of the ``covet_build`` fixture
+BuildFixture = Callable[["str | Path"], Path]
+
+#: the fixtures' classes, imported when first named (pytest imports this module at every start-up)
+_LAZY = {"Exchange": "_loaded", "LoadedPlugin": "_loaded", "Reply": "_served", "ServedPlugins": "_served"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f"covet_pipe.testing.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'covet_pipe.testing' has no attribute {name!r}")
 
 
 def make_context(request: Request | None = None, *, protocol: str = "http",
@@ -59,3 +87,12 @@ async def call(app: Any, method: str = "GET", path: str = "/", *,
         raise AssertionError(f"the app sent no http.response.start (it sent {[m['type'] for m in sent]})")
     payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return Result(start["status"], Headers(start.get("headers") or []), payload)
+
+
+# The pytest plugin (entry point pytest11 covet_pipe.testing, or -p covet_pipe.testing): its fixtures, where
+# pytest is installed (covet-pipe does not depend on it; make_context, call and the classes work without it).
+try:
+    from covet_pipe.testing.fixtures import covet_build, covet_plugin, covet_server  # noqa: E402
+except ModuleNotFoundError as exc:
+    if exc.name != "pytest":
+        raise
