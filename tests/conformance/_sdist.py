@@ -7,6 +7,7 @@ import sys
 import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
@@ -50,3 +51,32 @@ def outcomes(junit: Path, qualified: bool = False) -> dict[str, str]:
         else:
             result[name] = "passed"
     return result
+
+
+def report(title: str, owed: list[str], ours: dict[str, str], known: Callable[[str], str | None],
+           shown: Callable[[str], str] = str) -> list[str]:
+    """Print which of the *owed* tests (those that pass for the peer) fail on ours; the problems of the run.
+
+    *title* starts the summary line (it goes on "N pass, M fail"); *known* gives the reason a test may
+    fail (None: it may not); *shown* is the name a test is printed under.
+    """
+    failing = [n for n in owed if ours.get(n) != "passed"]
+    print(f"{title} {len(owed) - len(failing)} pass, {len(failing)} fail")
+    problems = []
+    for name in failing:
+        reason = known(name)
+        print(f"  {'known' if reason else 'FAILS'}: {shown(name)}" + (f": {reason}" if reason else ""))
+        if reason is None:
+            problems.append(f"{shown(name)} fails")
+    return problems
+
+
+def stale(known: dict[str, str], ours: dict[str, str]) -> list[str]:
+    """The entries of *known* that no longer hold: the test passes on ours now, or did not run."""
+    problems = []
+    for name in known:
+        if ours.get(name) == "passed":
+            problems.append(f"{name} passes now: take it out of DOES_NOT_APPLY")
+        elif name not in ours:
+            problems.append(f"{name} did not run: is DOES_NOT_APPLY out of date?")
+    return problems

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from covet_pipe.builtin import RespProtocol  # noqa: E402
 from tests._redis import RealRedis  # noqa: E402
-from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
+from tests.conformance._sdist import BUILD, outcomes, report, sdist_tests, stale  # noqa: E402
 from tests.server._resp_fixtures import start_ours  # noqa: E402
 
 CACHELIB = "0.17.0"
@@ -94,17 +94,9 @@ def main(args: list[str]) -> int:
     owed = sorted(n for n, s in theirs.items() if s == "passed")
     if len(owed) < 50:
         problems.append(f"only {len(owed)} cachelib tests pass on redis-server: see {BUILD / 'cachelib-redis.log'}")
-    failing = [n for n in owed if mine.get(n) != "passed"]
-    print(f"cachelib {CACHELIB} RedisCache: {len(owed)} tests pass on redis-server; on ours "
-          f"{len(owed) - len(failing)} pass, {len(failing)} fail")
-    for name in failing:
-        reason = DOES_NOT_APPLY.get(name)
-        print(f"  {'known' if reason else 'FAILS'}: {name}" + (f": {reason}" if reason else ""))
-        if reason is None:
-            problems.append(f"{name} fails (see {BUILD / 'cachelib-ours.log'})")
-    for name in DOES_NOT_APPLY:
-        if mine.get(name) == "passed":
-            problems.append(f"{name} passes now: take it out of DOES_NOT_APPLY")
+    problems += report(f"cachelib {CACHELIB} RedisCache: {len(owed)} tests pass on redis-server; on ours",
+                       owed, mine, DOES_NOT_APPLY.get)
+    problems += stale(DOES_NOT_APPLY, mine)
     for problem in problems:
         print("problem:", problem, file=sys.stderr)
     return 1 if problems else 0

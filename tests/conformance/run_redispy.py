@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from covet_pipe.builtin import RedisStorage, RespProtocol  # noqa: E402
 from tests._redis import RealRedis  # noqa: E402
-from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
+from tests.conformance._sdist import BUILD, outcomes, report, sdist_tests  # noqa: E402
 from tests.server._resp_fixtures import start_ours  # noqa: E402
 
 #: test_commands.py's tests of the string and key families, and what every client calls
@@ -82,15 +82,9 @@ def main(args: list[str]) -> int:
             theirs = run(src, real.port, protocol, "redis", args)
             mine = run(src, ours.port, protocol, "ours", args)
             owed = sorted(n for n, s in theirs.items() if s == "passed")
-            failing = [n for n in owed if mine.get(n) != "passed"]
-            print(f"RESP{protocol}: {len(owed)} tests pass on redis-server; on ours ({engine}) {len(owed) - len(failing)} "
-                  f"pass, {len(failing)} fail")
-            for name in failing:
-                key = f"{name}[resp{protocol}]"
-                reason = DOES_NOT_APPLY.get(name) or DOES_NOT_APPLY.get(key)
-                print(f"  {'known' if reason else 'FAILS'}: {key}" + (f": {reason}" if reason else ""))
-                if reason is None:
-                    problems.append(f"{key} fails")
+            problems += report(f"RESP{protocol}: {len(owed)} tests pass on redis-server; on ours ({engine})", owed,
+                               mine, lambda n: DOES_NOT_APPLY.get(n) or DOES_NOT_APPLY.get(f"{n}[resp{protocol}]"),
+                               lambda n: f"{n}[resp{protocol}]")
     finally:
         ours.stop()
         real.stop()

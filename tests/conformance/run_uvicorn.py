@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.conformance._sdist import BUILD, outcomes, sdist_tests  # noqa: E402
+from tests.conformance._sdist import BUILD, outcomes, report, sdist_tests, stale  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,24 +51,13 @@ DOES_NOT_APPLY: dict[str, str] = {
 
 def compare(result: dict[str, str]) -> list[str]:
     """The problems of a run: unexpected covet-pipe failures and stale DOES_NOT_APPLY entries."""
-    problems = []
     ours = {n: s for n, s in result.items() if "[covet-pipe" in n}
     theirs = {n: s for n, s in result.items() if "[httptools" in n}
     passed_for_httptools = {n.replace("[httptools", "[covet-pipe") for n, s in theirs.items() if s == "passed"}
     owed = sorted(n for n in passed_for_httptools if n in ours)
-    failing = [n for n in owed if ours[n] != "passed"]
-    print(f"\nuvicorn's test_http.py: {len(owed)} pass for httptools; for covet-pipe "
-          f"{len(owed) - len(failing)} pass, {len(failing)} fail")
-    for name in failing:
-        reason = DOES_NOT_APPLY.get(name)
-        print(f"  {'known' if reason else 'FAILS'}: {name}" + (f": {reason}" if reason else ""))
-        if reason is None:
-            problems.append(f"{name} fails")
-    for name in DOES_NOT_APPLY:
-        if ours.get(name) == "passed":
-            problems.append(f"{name} passes now: take it out of DOES_NOT_APPLY")
-        elif name not in ours:
-            problems.append(f"{name} did not run: is DOES_NOT_APPLY out of date?")
+    problems = report(f"\nuvicorn's test_http.py: {len(owed)} pass for httptools; for covet-pipe", owed, ours,
+                      DOES_NOT_APPLY.get)
+    problems += stale(DOES_NOT_APPLY, ours)
     return problems
 
 
