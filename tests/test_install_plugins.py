@@ -25,11 +25,11 @@ pytestmark = pytest.mark.timeout(COMPILE + 3 * STEP)
 #: kind -> (what `check` says of it, the files under src/NAME/ besides __init__.py, covet-plugin.toml, py.typed)
 KINDS = {
     "python": ("(python)", set()),
-    # check names the entry point's kind (python: a create_plugin factory) and the library's ABI it loaded
-    "c": ("(python, ABI 1.", {"stamp_c.c"}),
-    "cython": ("(python, ABI 1.", {"stamp_cython.pyx"}),
+    # check names what the entry point loaded: the library's language and ABI
+    "c": ("(c, ABI 1.", {"stamp_c.c"}),
+    "cython": ("(cython, ABI 1.", {"stamp_cython.pyx"}),
     # the package's plugin is covet_pipe.sandbox.packaged's stand-in; the code in sandboxed/ runs in the helper
-    "sandboxed": ("(python)", {"sandboxed"}),
+    "sandboxed": ("(sandboxed)", {"sandboxed"}),
 }
 #: what covet_plugin(entry_point=) says the installed plugin is
 LOADED_AS = {"python": "python", "c": "native", "cython": "native", "sandboxed": "sandboxed"}

@@ -26,6 +26,14 @@ def _described(plugin: Any, kind: str) -> dict[str, Any]:
             "abi": f"{abi[0]}.{abi[1]}" if abi else None}
 
 
+def _kind(plugin: Any) -> str:
+    """What a loaded plugin is: sandboxed (a package's), or what it is written in (c, cython, python)."""
+    from covet_pipe.sandbox.packaged import PackagedSandbox
+    if isinstance(plugin, PackagedSandbox):
+        return "sandboxed"
+    return str(getattr(plugin, "language", None) or "python")
+
+
 async def _sandboxed(path: str) -> dict[str, Any]:
     from covet_pipe.config import PluginConfig
     from covet_pipe.discovery import sandbox_spec
@@ -50,7 +58,7 @@ def _one(where: str, sandboxed: bool) -> dict[str, Any]:
             plugins = [asyncio.run(_sandboxed(where))]
         else:
             records = load_path(where, PluginConfig())
-            plugins = [_described(r.plugin, str(getattr(r.plugin, "language", None) or "python")) for r in records]
+            plugins = [_described(r.plugin, _kind(r.plugin)) for r in records]
     except PluginError as exc:
         return {"where": where, "error": str(exc), "plugins": []}
     except Exception as exc:   # the helper could not start, say: named, never a traceback
@@ -66,7 +74,7 @@ def _entry_point(name: str) -> dict[str, Any]:
     where = f"entry point {name}"
     if report.failed:
         return {"where": where, "error": "; ".join(report.failed.values()), "plugins": []}
-    return {"where": where, "error": None, "plugins": [_described(r.plugin, "python") for r in report.records]}
+    return {"where": where, "error": None, "plugins": [_described(r.plugin, _kind(r.plugin)) for r in report.records]}
 
 
 def probe(request: dict[str, Any]) -> dict[str, Any]:
