@@ -57,9 +57,11 @@ conformance: build
 # redis-py's own string/key command and connection tests (from the sdist of the redis-py installed here,
 # pip-downloaded into build/ once), against a real redis-server and our RESP port over MemoryStorage, in
 # RESP2 and RESP3; every test that passes on redis-server must pass on ours or be listed with its reason.
-# Then cachelib's own RedisCache tests (pinned, in a venv of its own under build/), the same way (~3 min in all).
+# The same again with our port over RedisStorage (on a second redis-server). Then cachelib's own RedisCache
+# tests (pinned, in a venv of its own under build/), the same way (~5 min in all).
 resp-conformance: build redis
 	$(PY) tests/conformance/run_redispy.py
+	$(PY) tests/conformance/run_redispy.py --engine=redis
 	$(PY) tests/conformance/run_cachelib.py
 
 # schemathesis (pinned, in a venv of its own under build/ so that its pytest plugin and hypothesis stay out
