@@ -130,3 +130,15 @@ def ours() -> Iterator[Any]:
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def real_and_ours() -> Iterator[tuple[int, int]]:
+    """(a real redis-server's port, our RESP server's port over MemoryStorage) for a whole test module."""
+    need_redis()
+    real, ours = RealRedis(), start_ours()
+    try:
+        yield real.port, ours.port
+    finally:
+        ours.stop()
+        real.stop()

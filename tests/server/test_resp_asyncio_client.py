@@ -5,26 +5,21 @@ many tasks at once on one client's connection pool."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError, WatchError
 
-from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
+from tests.server._resp_fixtures import real_and_ours  # noqa: F401 (real_and_ours: a fixture)
 
 PROTOCOLS = pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[tuple[int, int]]:
-    need_redis()
-    real, ours = RealRedis(), start_ours()
-    try:
-        yield real.port, ours.port
-    finally:
-        ours.stop()
-        real.stop()
+def ports(real_and_ours: tuple[int, int]) -> tuple[int, int]:
+    """(real redis port, our port) for the whole module; tests use their own keys."""
+    return real_and_ours
 
 
 def on_both(ports: tuple[int, int], protocol: int, scenario: Callable[[Any, Any], Awaitable[Any]]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.server._resp_reader import ReplyReader
-from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
+from tests.server._resp_fixtures import real_and_ours  # noqa: F401 (real_and_ours: a fixture)
 
 #: where our replies differ from redis 7.0 on purpose: command -> (our reply as redis-py shows it, why);
 #: test_differences_by_design asserts ours is this and redis's is not
@@ -37,16 +37,9 @@ WAIT = 0.5
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[int, int]]:
+def servers(real_and_ours: tuple[int, int]) -> tuple[int, int]:
     """(real redis port, our port) for the whole module; tests use their own keys."""
-    need_redis()
-    real = RealRedis()
-    ours = start_ours()
-    try:
-        yield real.port, ours.port
-    finally:
-        ours.stop()
-        real.stop()
+    return real_and_ours
 
 
 def outcome(client: redis.Redis, *args: Any) -> Any:

@@ -5,25 +5,20 @@ without transactions: EXEC runs nothing and says so. (Over RedisStorage: test_re
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from covet_pipe import MiddlewareAction, MiddlewarePlugin
-from tests.server._resp_fixtures import RealRedis, need_redis, start_ours
+from tests.server._resp_fixtures import real_and_ours, start_ours  # noqa: F401 (real_and_ours: a fixture)
 from tests.server.test_resp_commands import Raw, _GetSetOnly
 
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[tuple[int, int]]:
-    need_redis()
-    real, ours = RealRedis(), start_ours()
-    try:
-        yield real.port, ours.port
-    finally:
-        ours.stop()
-        real.stop()
+def ports(real_and_ours: tuple[int, int]) -> tuple[int, int]:
+    """(real redis port, our port) for the whole module; tests use their own keys."""
+    return real_and_ours
 
 
 def same(ports: tuple[int, int], proto: int, steps: list[tuple[int, tuple[Any, ...]]]) -> None:
