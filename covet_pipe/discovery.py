@@ -137,8 +137,9 @@ class SandboxRequested(Exception):
         self.spec = spec
 
 
-def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None = None) -> Any:
-    """What the supervisor needs to run the plugin at *p* in a helper."""
+def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None = None,
+                 pin: tuple[str, str] | None = None) -> Any:
+    """What the supervisor needs to run the plugin at *p* in a helper (*pin*: its content-hash pin)."""
     from covet_pipe.sandbox.policy import SandboxPolicy
     from covet_pipe.sandbox.supervisor import SandboxSpec
     if manifest is None:
@@ -152,7 +153,7 @@ def sandbox_spec(p: Path, config: PluginConfig, manifest: dict[str, Any] | None 
     except ConfigError as exc:
         raise PluginLoadError(f"{where}: {exc}", path=where) from None
     return SandboxSpec(path=where, policy=policy, config=settings, manifest=manifest,
-                       pool_size=config.sandbox_pool_size, call_timeout=config.sandbox_call_timeout)
+                       pool_size=config.sandbox_pool_size, call_timeout=config.sandbox_call_timeout, pin=pin)
 
 
 def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) -> list[PluginRecord]:
@@ -172,6 +173,7 @@ def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) 
     where = str(p)
     if not found:
         raise PluginLoadError(f"{where} does not exist", path=where)
+    pin = None
     if config.plugin_hashes:        # before anything of it is read as code
         pin = pin_for_path(config.plugin_hashes, p, (readable_manifest(p) or {}).get("name"))
         check_pin(pin, path_hash(p) if pin else "", where)
@@ -182,7 +184,8 @@ def load_path(path: str | Path, config: PluginConfig, *, sandbox: bool = False) 
     manifest = read_manifest(p)
     if wants_sandbox(p, manifest, config, host=sandbox):
         # Untrusted: never imported in the host. The manager starts it in a helper.
-        raise SandboxRequested(sandbox_spec(p, config, manifest or {}))
+        # A restarted helper reads the file again: the supervisor checks the pin before each start.
+        raise SandboxRequested(sandbox_spec(p, config, manifest or {}, pin))
     module = import_fresh(p)
     base_name = (manifest or {}).get("name")
     settings = dict(config.plugin_settings.get(base_name or p.stem, {}))

@@ -6,7 +6,8 @@ installer's own files (``INSTALLER``, ``REQUESTED``, ``direct_url.json``, ``RECO
 the scripts outside site-packages. A plugin file's hash covers the file (``.py`` or ``.so``) and its
 manifest; a package folder's, every file under it but ``__pycache__``. ``covet-pipe plugins --hash``
 prints the hashes to pin. Each is checked before the plugin's code runs; a pinned plugin that does not match
-fails closed (discovery gives it a stand-in: 503 in its place unless its failure policy is open).
+fails closed (discovery gives it a stand-in: 503 in its place unless its failure policy is open). A sandboxed
+plugin file's pin travels in its SandboxSpec, and the supervisor checks it again before each helper starts.
 """
 
 from __future__ import annotations

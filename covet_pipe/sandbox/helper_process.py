@@ -39,6 +39,8 @@ class SandboxSpec:
     pool_size: int = 1
     call_timeout: float = 5.0
     start_timeout: float = 20.0
+    #: its content-hash pin (the plugin_hashes key, ``sha256:HEX``), checked before every helper starts
+    pin: tuple[str, str] | None = None
 
 
 class HelperProcess:

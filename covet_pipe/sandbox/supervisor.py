@@ -7,8 +7,10 @@ import logging
 import signal
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
+from covet_pipe.pinning import check_pin, path_hash
 from covet_pipe.sandbox.channel import ChannelClosed, Reply
 from covet_pipe.sandbox.helper_process import HelperProcess, SandboxSpec, describe_exit, reap
 
@@ -90,6 +92,8 @@ class Supervisor:
         return self.meta
 
     async def _start_one(self, i: int) -> HelperProcess:
+        if self.spec.pin is not None:     # the file is read again by each helper: still the pinned one?
+            check_pin(self.spec.pin, path_hash(Path(self.spec.path)), self.spec.path)
         helper = HelperProcess(self.spec, i)
         meta = await helper.start(self.logger)
         self.meta = meta
