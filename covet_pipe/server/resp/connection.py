@@ -80,6 +80,7 @@ class RespConnection(ChainCall, asyncio.Protocol):
         self._mode = fastpath.TASK          # how the current batch runs
         self._core_of: Any = None           # the engine _core was decided for
         self._core = False                  # it has a synchronous core (fastpath.py)
+        self._ops = False                   # and synchronous counters and multi-key calls
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None
