@@ -3,6 +3,7 @@
 # a connection's queue, answered straight from an engine's synchronous core (MemoryStorage.get_now, set_now,
 # incr_by_now, get_many_now, set_many_now through the storage view), replies encoded here.
 
+cimport cython
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memcpy
 
@@ -53,6 +54,8 @@ cdef inline str _key(bytes word):
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(word), PyBytes_GET_SIZE(word), NULL)
 
 
+@cython.auto_pickle(False)       # a batch's own: nothing to pickle (and no pickling helpers in the module)
+@cython.final
 cdef class _Core:
     """One batch's synchronous engine calls, and what their replies need."""
     cdef object get_now, set_now, incr_now, mget_now, mset_now, failed
