@@ -130,9 +130,12 @@ class MemoryOps:
         pairs = [(check_key("MemoryStorage", k), check_value("MemoryStorage", k, v)) for k, v in items]
         if only_new and any(self._live(k) is not None for k, _ in pairs):
             return False
+        data = self._data
+        move_to_end = data.move_to_end
         for k, v in pairs:
-            if k in self._data:
-                self._put(k, v, None)
+            if k in data:                   # _put, inlined: MSET's keys are mostly there already
+                data[k] = (v, None)
+                move_to_end(k)
             else:
                 self._store_new(k, v)
         return True

@@ -63,7 +63,7 @@ cdef class _Core:
     cdef tuple cmds         # GET SET INCR DECR INCRBY DECRBY MGET MSET MSETNX: for failed(cmd, exc)
     cdef bint ops           # the engine's counters and multi-key calls are synchronous too
 
-    def __cinit__(self, engine, int proto, failed, tuple cmds, bint ops):
+    def __cinit__(self, engine, failed, tuple cmds, bint ops):
         self.get_now = engine.get_now
         self.set_now = engine.set_now
         self.ops = ops
@@ -73,7 +73,7 @@ cdef class _Core:
             self.mset_now = engine.set_many_now
         self.failed = failed
         self.cmds = cmds
-        self.null = NULL3 if proto == 3 else NULL2
+        self.null = NULL2
 
 
 cdef object _incr(_Core c, bytes key, delta, Py_ssize_t which):
@@ -150,22 +150,30 @@ cdef object _answer(list args, _Core c):
     return None
 
 
-def answer_plain(list args, engine, int proto, failed, tuple cmds, bint ops):
-    """The reply of the command *args* when it is a plain ``GET key`` or ``SET key value`` (with *ops*, also
-    INCR, DECR, INCRBY, DECRBY, MGET, MSET or MSETNX), answered with *engine*'s synchronous core (an
-    exception of the engine's by ``failed(cmd, exc)``, *cmd* the matching one of *cmds*: GET SET INCR DECR
-    INCRBY DECRBY MGET MSET MSETNX, as the connection answers it); None for any other command."""
-    return _answer(args, _Core(engine, proto, failed, cmds, ops))
+def plain_core(engine, failed, tuple cmds, bint ops):
+    """What :func:`answer_plain` and :func:`run_plain` call: *engine*'s synchronous core (``get_now``,
+    ``set_now``; with *ops* also ``incr_by_now``, ``get_many_now``, ``set_many_now``, for INCR, DECR, INCRBY,
+    DECRBY, MGET, MSET, MSETNX), fetched once; an exception of the engine's is answered by
+    ``failed(cmd, exc)``, *cmd* the matching one of *cmds* (GET SET INCR DECR INCRBY DECRBY MGET MSET MSETNX),
+    as the connection answers it. Kept while the engine is the same object."""
+    return _Core(engine, failed, cmds, ops)
 
 
-def run_plain(queue, list out, engine, int proto, failed, tuple cmds, bint ops, Py_ssize_t limit):
+def answer_plain(list args, _Core core not None, int proto):
+    """The reply of the command *args* when *core* (:func:`plain_core`) answers it: a plain ``GET key`` or
+    ``SET key value``, or one of the commands its *ops* adds; None for any other command."""
+    core.null = NULL3 if proto == 3 else NULL2
+    return _answer(args, core)
+
+
+def run_plain(queue, list out, _Core core not None, int proto, Py_ssize_t limit):
     """Answer the commands at the head of *queue* (a deque of commands) that :func:`answer_plain` answers,
     appending each reply to *out*; stop at any other command, or once *limit* bytes of replies were
     added. Returns the bytes added."""
     cdef Py_ssize_t size = 0
-    cdef _Core c = _Core(engine, proto, failed, cmds, ops)
+    core.null = NULL3 if proto == 3 else NULL2
     while queue and size < limit:
-        reply = _answer(<list?>queue[0], c)
+        reply = _answer(<list?>queue[0], core)
         if reply is None:
             break
         queue.popleft()

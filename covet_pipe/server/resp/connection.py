@@ -81,6 +81,7 @@ class RespConnection(ChainCall, asyncio.Protocol):
         self._core_of: Any = None           # the engine _core was decided for
         self._core = False                  # it has a synchronous core (fastpath.py)
         self._ops = False                   # and synchronous counters and multi-key calls
+        self._plain: Any = None             # those calls, for the compiled loop (fastpath.batch_mode)
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None

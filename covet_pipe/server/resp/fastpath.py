@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from covet_pipe._core import resume
-from covet_pipe.server.resp._resp import answer_plain as _answer_plain, run_plain as _run_plain
+from covet_pipe.server.resp._resp import answer_plain as _answer_plain, plain_core as _plain_core
+from covet_pipe.server.resp._resp import run_plain as _run_plain
 from covet_pipe.server.resp.codec import NULL2, NULL3, OK
 from covet_pipe.server.resp.commands import COMMANDS, Command
 
@@ -67,6 +68,8 @@ def batch_mode(conn: Any, handler: Any) -> int:
         conn._core_of = engine
         conn._core = getattr(engine, "sync_core", False) is True
         conn._ops = conn._core and getattr(engine, "sync_ops", False) is True
+        # its synchronous calls, fetched once (a reloaded or another engine is another object: fetched anew)
+        conn._plain = _plain_core(engine, conn.failed, _CMDS, conn._ops) if conn._core else None
     return mode
 
 
@@ -108,7 +111,7 @@ def answer_now(conn: Any, cmd: Command, args: list[bytes]) -> bytes | None:
     MSET or MSETNX (``_resp.answer_plain``), else None. A multi-key command reaches here once, after the
     chain checked each of its keys."""
     if conn._core and conn._mode != TASK and (cmd is _GET or cmd is _SET or (cmd in _OPS and conn._ops)):
-        return _answer_plain(args, conn._engine, conn.proto, conn.failed, _CMDS, conn._ops)
+        return _answer_plain(args, conn._plain, conn.proto)
     return None
 
 
@@ -116,7 +119,7 @@ def run_plain(conn: Any, queue: Any, out: list[bytes], limit: int) -> int:
     """The plain GETs and SETs (and with ``sync_ops`` the counters, MGET, MSET, MSETNX) at the head of *queue*,
     answered by the compiled loop from the engine's synchronous core (``_resp.run_plain``), their replies
     appended to *out*: the bytes added, 0 when the next command is another one."""
-    return _run_plain(queue, out, conn._engine, conn.proto, conn.failed, _CMDS, conn._ops, limit)
+    return _run_plain(queue, out, conn._plain, conn.proto, limit)
 
 
 def _engine_reply(kind: int, value: Any, proto: int) -> bytes:
