@@ -43,7 +43,9 @@ def batch_mode(conn: Any, handler: Any) -> int:
     """How *conn*'s next batch runs: DIRECT when its pipeline serves *handler* with no plugin on "resp",
     INLINE when no hook on "resp" can wait, else TASK; TASK too when the engine may suspend (or is missing).
 
-    What the chain snapshot allows is decided once per snapshot (cached on *conn*); the engine per batch.
+    What the chain snapshot allows is decided once per snapshot (cached on *conn*); the engine is looked up
+    per batch (an unloaded or reloaded engine does not swap the chain's snapshot), what it can do once per
+    engine object.
     """
     pipeline = conn.pipeline
     chain = pipeline.chain
@@ -59,10 +61,12 @@ def batch_mode(conn: Any, handler: Any) -> int:
         mode = INLINE
     try:
         engine = conn.storage()
-        suspends = getattr(engine, "suspends", True)
+        if engine is not conn._core_of:     # what the engine is, decided once per engine (view) object
+            conn._core_of = None
+            conn._suspends = getattr(engine, "suspends", True)
     except Exception:
         return TASK                     # no engine: the command itself says so, from a Task
-    if suspends:
+    if conn._suspends:
         return TASK
     if engine is not conn._core_of:
         conn._core_of = engine
