@@ -231,10 +231,10 @@ that command `-ERR unknown command` (asked once before the rounds).
 #: what the figures mean (kept beside the table by every run)
 NOTES = """How a command is served: the compiled parser (`covet_pipe/server/resp/_resp.pyx`) turns one read into
 commands; with no plugin listing `resp` and an engine that never suspends (`MemoryStorage`), each runs straight
-against the engine (the fast path: no scope, no pipeline call), a run of plain GET/SET in a compiled loop
-(`_resp_direct.pxi`) on the engine's synchronous core (`get_now`/`set_now`), the replies of one read in one
-write. With plugins, each command builds a scope and runs the chain, stepped inline with `send(None)` (no Task);
-behind the chain a plain GET/SET also runs on the synchronous core."""
+against the engine (the fast path: no scope, no pipeline call), a run of plain GET/SET, INCR/DECR/INCRBY/DECRBY,
+MGET/MSET/MSETNX in a compiled loop (`_resp_direct.pxi`) on the engine's synchronous core (`get_now`/`set_now`,
+`incr_by_now`, `get_many_now`/`set_many_now`), the replies of one read in one write. With plugins, each command builds a scope and runs the chain, stepped inline with `send(None)` (no Task);
+behind the chain those commands also run on the synchronous core."""
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from covet_pipe import StoragePlugin
 from covet_pipe.server.resp.errors import StorageFullError
 from covet_pipe.storage.checks import check_key, check_ttl, check_value
 from covet_pipe.storage.memory_ops import MemoryOps
+from covet_pipe.storage_compound import CompoundOps
 
 __all__ = ["MemoryStorage", "StorageFullError"]
 
@@ -127,6 +128,20 @@ class MemoryStorage(MemoryOps, StoragePlugin):
         overrides those): then a caller that never awaits may call them, with no coroutine."""
         cls = type(self)
         return cls.get is MemoryStorage.get and cls.set is MemoryStorage.set
+
+    @property
+    def sync_ops(self) -> bool:
+        """Whether :meth:`incr_by_now`, :meth:`get_many_now` and :meth:`set_many_now` are this engine's
+        incr_by, get_many and set_many (and :attr:`sync_core` holds): then a caller that never awaits may
+        call them, with no coroutine (the RESP fast path: INCR/DECR/INCRBY/DECRBY, MGET, MSET)."""
+        cls = type(self)
+        return (self.sync_core and cls.incr_by is MemoryOps.incr_by and cls.set_many is MemoryOps.set_many
+                and cls.get_many is CompoundOps.get_many)
+
+    def get_many_now(self, keys: list[str]) -> list[bytes | None]:
+        """``get_many`` (MGET) without a coroutine: :meth:`get_now` of each key."""
+        get_now = self.get_now
+        return [get_now(k) for k in keys]
 
     def __len__(self) -> int:
         """How many keys are held, counting expired keys not yet dropped."""

@@ -80,6 +80,10 @@ class MemoryOps:
 
     async def incr_by(self, key: str, delta: int) -> int:
         """Add *delta* to the integer at *key* (absent: 0); its expiry stays."""
+        return self.incr_by_now(key, delta)
+
+    def incr_by_now(self, key: str, delta: int) -> int:
+        """:meth:`incr_by` without a coroutine (the RESP fast path calls it, see ``sync_ops``)."""
         item = self._live(check_key("MemoryStorage", key))
         result = add_int(None if item is None else item[0], delta)
         self._replace(key, b"%d" % result)
@@ -119,12 +123,19 @@ class MemoryOps:
 
     async def set_many(self, items: list[tuple[str, bytes]], only_new: bool = False) -> bool:
         """Store every pair without expiry; with *only_new*, nothing if any key exists."""
+        return self.set_many_now(items, only_new)
+
+    def set_many_now(self, items: list[tuple[str, bytes]], only_new: bool = False) -> bool:
+        """:meth:`set_many` without a coroutine (the RESP fast path calls it, see ``sync_ops``)."""
         pairs = [(check_key("MemoryStorage", k), check_value("MemoryStorage", k, v)) for k, v in items]
         if only_new and any(self._live(k) is not None for k, _ in pairs):
             return False
+        data = self._data
+        move_to_end = data.move_to_end
         for k, v in pairs:
-            if k in self._data:
-                self._put(k, v, None)
+            if k in data:                   # _put, inlined: MSET's keys are mostly there already
+                data[k] = (v, None)
+                move_to_end(k)
             else:
                 self._store_new(k, v)
         return True

@@ -79,7 +79,10 @@ class RespConnection(ChainCall, asyncio.Protocol):
         self._snap_mode = fastpath.TASK     # what that snapshot allows (fastpath.batch_mode)
         self._mode = fastpath.TASK          # how the current batch runs
         self._core_of: Any = None           # the engine _core was decided for
+        self._suspends = True               # whether that engine may suspend
         self._core = False                  # it has a synchronous core (fastpath.py)
+        self._ops = False                   # and synchronous counters and multi-key calls
+        self._plain: Any = None             # those calls, for the compiled loop (fastpath.batch_mode)
         #: MULTI's queued commands (transaction.py), and WATCH's key -> version
         self.tx: Transaction | None = None
         self.watched: dict[str, Any] | None = None
