@@ -21,7 +21,8 @@ from covet_pipe.logsafe import printable
 from covet_pipe.manifest import read_manifest, readable_manifest
 from covet_pipe.pinning import check_pin, distribution_hash, path_hash, pin_for_distribution, pin_for_path
 from covet_pipe.plugin import Plugin
-from covet_pipe.registry import PluginRecord, validate
+from covet_pipe.registry import PluginRecord
+from covet_pipe.validation import validate
 
 log = logging.getLogger("covet_pipe.discovery")
 

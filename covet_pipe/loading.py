@@ -20,7 +20,8 @@ from covet_pipe.config import PluginConfig
 from covet_pipe.discovery import LoadReport, SandboxRequested, discover, discovered_by, forget_module, load_path
 from covet_pipe.errors import PluginError
 from covet_pipe.plugin import is_sandboxed
-from covet_pipe.registry import PluginRecord, Registry, validate
+from covet_pipe.registry import PluginRecord, Registry
+from covet_pipe.validation import validate
 
 if TYPE_CHECKING:
     from covet_pipe.sandbox.supervisor import SandboxSpec

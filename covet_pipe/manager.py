@@ -22,9 +22,10 @@ from covet_pipe.context import Services
 from covet_pipe.errors import PluginError, PluginNotFoundError, StrictError
 from covet_pipe.loading import discard, discover_all, end_helpers, load, report_earlier
 from covet_pipe.logsafe import printable
-from covet_pipe.registry import PluginRecord, Registry, validate
+from covet_pipe.registry import PluginRecord, Registry
 from covet_pipe.reload import PluginWatcher
 from covet_pipe.snapshots import Snapshots
+from covet_pipe.validation import validate
 
 __all__ = ["PluginManager", "ChainEntry"]
 

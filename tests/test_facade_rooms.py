@@ -15,9 +15,10 @@ from covet_pipe import (
     Request,
     wrap,
 )
-from covet_pipe.registry import Registry, validate
+from covet_pipe.registry import Registry
 from covet_pipe.snapshots import Snapshots
 from covet_pipe.testing import call, make_context
+from covet_pipe.validation import validate
 from tests.conftest import text_app
 
 
